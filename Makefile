@@ -1,0 +1,24 @@
+# Two entry points: `make demo` (set up + run the whole path on built-in synthetic data)
+# and `make test` (set up + run the test suite). Both create .venv if it is missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/leukodx: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(BIN)/leukodx
+
+setup: $(BIN)/leukodx
+
+demo: setup
+	$(BIN)/leukodx demo --out demo_out
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+lint: setup
+	$(BIN)/ruff check src tests
+
+.PHONY: setup demo test lint

@@ -1,0 +1,251 @@
+"""The `leukodx` command. Thin: parse options, call the package, print. Errors are one line."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from leukodx.errors import LeukodxError
+
+SHIPPED = {"all": "all_severity.pt", "wbc": "wbc_type.pt"}
+
+
+def shipped_model(name: str) -> Path:
+    return Path(__file__).parent / "shipped" / SHIPPED[name]
+
+
+def _resolve_model(spec: str) -> Path:
+    if spec in SHIPPED:
+        p = shipped_model(spec)
+        if not p.is_file():
+            raise LeukodxError(f"the shipped '{spec}' model is not in this install ({p}); pass a model file or run folder")
+        return p
+    return Path(spec)
+
+
+def cmd_data(a) -> int:
+    from leukodx.data import recipes
+
+    if a.action == "list":
+        for name in recipes.recipe_names():
+            dl = recipes.DOWNLOADS.get(name, {})
+            print(f"{name:16s} {'download: ' + dl['url'] if 'url' in dl else dl.get('manual', '')}")
+        return 0
+    if a.action == "download":
+        from leukodx.data.download import download_dataset
+        print(download_dataset(a.target, a.dest, url=a.url))
+        return 0
+    if a.action == "synth":
+        from leukodx.data.synthetic import generate
+        idx = generate(a.target, a.n, a.size, a.seed)
+        print(f"wrote {len(idx)} SYNTHETIC images and manifest.csv to {a.target}")
+        return 0
+    from leukodx.data.splits import Split, make_split, split_summary
+
+    index = recipes.load_dataset(a.target)
+    if a.action == "split":
+        split = make_split(index, a.val, a.test, a.seed, progress=True)
+        split.save(a.out)
+        print(json.dumps(split_summary(index, split), indent=1))
+        print(f"split saved to {a.out}")
+        return 0
+    from leukodx.data.audit import audit, format_audit
+
+    split = Split.load(a.split) if a.split else (make_split(index, a.val, a.test, a.seed) if a.check_split else None)
+    rep = audit(index, split, a.near, progress=True)
+    print(format_audit(rep))
+    if a.json:
+        Path(a.json).write_text(json.dumps(rep, indent=1))
+    return 1 if "split" in rep and not rep["split"]["ok"] else 0
+
+
+def cmd_train(a) -> int:
+    from leukodx.config import TrainConfig
+    from leukodx.train.run import train
+
+    if a.resume:
+        cfg = TrainConfig.load(Path(a.resume) / "config.yaml")
+        run_dir = Path(a.resume)
+    else:
+        over = {k: getattr(a, k) for k in ("data", "model", "epochs", "batch_size", "lr", "image_size", "augment",
+                                           "seed", "split_file", "freeze_epochs", "max_images_per_class", "optimizer")}
+        if a.no_pretrained:
+            over["pretrained"] = False
+        cfg = TrainConfig.load(a.config, **over) if a.config else \
+            TrainConfig.from_dict({k: v for k, v in over.items() if v is not None})
+        run_dir = Path(a.out)
+    s = train(cfg, run_dir, resume=bool(a.resume))
+    ci = s["accuracy_ci95"]
+    print(f"test accuracy {s['accuracy']:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "") +
+          f" on {s['n_test']} grouped-split test images; colour baseline {s['baseline']['accuracy']:.4f}")
+    print(f"model: {run_dir / 'model.pt'}  report: {run_dir / 'test' / 'report.html'}")
+    for b in s["unreadable_files"]:
+        print(f"skipped: {b}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from leukodx.data.recipes import load_dataset
+    from leukodx.data.splits import Split
+    from leukodx.evaluate.evaluate_run import evaluate_bundle
+    from leukodx.models.artifact import ModelBundle
+
+    src = _resolve_model(a.model)
+    bundle = ModelBundle.load(src)
+    run_dir = src if src.is_dir() else src.parent
+    data = a.data or bundle.info.get("data_spec") or _run_data(run_dir)
+    index = load_dataset(data)
+    if a.all_images:
+        idx, groups, proto = list(range(len(index))), None, "all images (no split)"
+    else:
+        split_file = a.split or run_dir / "split.json"
+        split = Split.load(split_file)
+        idx = split.indices(index, a.side)
+        groups = [split.groups[index.key(index.records[i])] for i in idx]
+        proto = f"{split.protocol.get('method')} ({split_file}), side {a.side}"
+    if list(index.classes) != list(bundle.classes):
+        raise LeukodxError(f"data classes {index.classes} differ from the model's {bundle.classes}")
+    out = Path(a.out or run_dir / f"eval_{a.side}")
+    m = evaluate_bundle(bundle, index, idx, groups, out, f"{bundle.arch} on {index.name}",
+                        {"model": str(src), "split": proto}, a.bootstrap)
+    ci = m.get("ci95", {}).get("accuracy")
+    print(f"accuracy {m['accuracy']:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "") +
+          f", macro-F1 {m['macro_f1']:.4f}, MCC {m['mcc']:.4f} on {m['n']} images")
+    print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def _run_data(run_dir: Path) -> str:
+    cfg = run_dir / "config.yaml"
+    if not cfg.is_file():
+        raise LeukodxError("give --data: the model is not inside a run folder with config.yaml")
+    from leukodx.config import TrainConfig
+    return TrainConfig.load(cfg).data
+
+
+def cmd_predict(a) -> int:
+    from leukodx.predict.predictor import Predictor, collect_images, write_predictions
+
+    predictor = Predictor.load(_resolve_model(a.model))
+    paths = collect_images(a.target)
+    preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet)
+    if a.out:
+        write_predictions(preds, errors, a.out, a.format)
+        print(f"{len(preds)} predictions, {len(errors)} unusable files -> {a.out}")
+    elif a.format == "csv":
+        import tempfile
+        with tempfile.TemporaryDirectory() as d:
+            print(write_predictions(preds, errors, Path(d) / "p.csv", "csv").read_text(), end="")
+    else:
+        print(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors}, indent=1))
+    for e in errors:
+        print(f"skipped {e['path']}: {e['error']}", file=sys.stderr)
+    return 0 if preds or not errors else 1
+
+
+def cmd_demo(a) -> int:
+    from leukodx.demo import run_demo
+
+    s = run_demo(a.out, a.data, a.epochs)
+    ci = s["accuracy_ci95"]
+    print(f"demo done: test accuracy {s['accuracy']:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "") +
+          f" on {s['n_test']} images ({'SYNTHETIC data' if a.data is None else a.data})")
+    print(f"report: {s['report']}\npredictions: {s['demo_predictions']}")
+    return 0
+
+
+def cmd_models(a) -> int:
+    from leukodx.models import list_models
+    print("\n".join(list_models()))
+    print("(plus any timm model name)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="leukodx", description="Explainable leukemia diagnosis from blood-smear images.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="inspect, split, audit, generate or download data sets")
+    d.add_argument("action", choices=["audit", "split", "list", "synth", "download"],
+                   help="audit: duplicates, counts, sizes, leaks; split: write a grouped split file; list: known "
+                        "recipes; synth: write synthetic demo images; download: fetch a public set")
+    d.add_argument("target", nargs="?", default="",
+                   help="data set (recipe name, recipe:PATH, folder or CSV), or output folder for synth, or name for download")
+    d.add_argument("--split", help="audit: check this split file for leaks")
+    d.add_argument("--check-split", action="store_true", help="audit: make a fresh grouped split and check it")
+    d.add_argument("--out", default="split.json", help="split: where to write the split file")
+    d.add_argument("--val", type=float, default=0.15, help="split: validation share (default 0.15)")
+    d.add_argument("--test", type=float, default=0.2, help="split: test share (default 0.2)")
+    d.add_argument("--seed", type=int, default=0, help="random seed")
+    d.add_argument("--near", type=int, default=6, help="audit: dHash-256 distance counted as near duplicate")
+    d.add_argument("--json", help="audit: also write the full report as JSON here")
+    d.add_argument("--n", type=int, default=60, help="synth: images per class")
+    d.add_argument("--size", type=int, default=96, help="synth: image size in pixels")
+    d.add_argument("--dest", default="datasets", help="download: folder to unpack into")
+    d.add_argument("--url", help="download: alternative address (mirror or file://)")
+    d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("train", help="train a model with a grouped split, then evaluate it on the test side")
+    t.add_argument("--data", help="recipe name (e.g. taleqani_all), recipe:PATH, class-per-folder tree or CSV manifest")
+    t.add_argument("--model", help="model name (see `leukodx models`), default efficientnet_lite0")
+    t.add_argument("--config", help="YAML file with any TrainConfig keys; command-line options override it")
+    t.add_argument("--out", default="runs/latest", help="run folder for config, split, checkpoints, model and report")
+    t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    t.add_argument("--epochs", type=int, help="maximum epochs")
+    t.add_argument("--batch-size", type=int, help="images per batch")
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--optimizer", help="adam, adamw or sgd")
+    t.add_argument("--image-size", type=int, help="input size in pixels (square)")
+    t.add_argument("--augment", help="none, seed, ddrnet, thesis, autoaugment, randaugment, trivialaugment")
+    t.add_argument("--freeze-epochs", type=int, help="epochs that train only the classifier first")
+    t.add_argument("--max-images-per-class", type=int, help="quick runs: cap training images per class")
+    t.add_argument("--seed", type=int, help="random seed for split and training")
+    t.add_argument("--split-file", help="reuse this split file instead of making one")
+    t.add_argument("--no-pretrained", action="store_true", help="train from scratch (no ImageNet weights)")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="metrics with 95%% CIs, calibration and an HTML report for a model")
+    e.add_argument("model", help="run folder or model file ('all' / 'wbc' = shipped models)")
+    e.add_argument("--data", help="data set to evaluate on (default: the run's own)")
+    e.add_argument("--split", help="split file (default: the run's split.json)")
+    e.add_argument("--side", default="test", choices=["train", "val", "test"], help="which side of the split")
+    e.add_argument("--all-images", action="store_true", help="evaluate on every image of --data (an external set)")
+    e.add_argument("--out", help="output folder for metrics.json and report.html")
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="class, probability and refer flag for an image or a folder")
+    pr.add_argument("target", help="image file or folder (searched recursively)")
+    pr.add_argument("--model", default="all", help="model file or run folder; 'all' (ALL severity) or 'wbc' (WBC "
+                                                   "type) = the shipped models")
+    pr.add_argument("--out", help="write results here (.json or .csv); default: print JSON")
+    pr.add_argument("--format", choices=["json", "csv"], help="output format (default from --out suffix, else json)")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
+
+    dm = sub.add_parser("demo", help="run the whole path on built-in synthetic data (or --data) in a few minutes")
+    dm.add_argument("--data", help="run on this real data set instead (recipe name, folder or CSV)")
+    dm.add_argument("--out", default="demo_out", help="output folder")
+    dm.add_argument("--epochs", type=int, default=6, help="training epochs")
+    dm.set_defaults(func=cmd_demo)
+
+    m = sub.add_parser("models", help="list model names")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except LeukodxError as e:
+        print(f"leukodx: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("leukodx: interrupted; files written so far are kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Run configuration as data: a dataclass, validated, saved as YAML beside every run."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import yaml
+
+from leukodx.errors import ConfigError
+from leukodx.transforms.augment import PRESETS
+
+
+@dataclass
+class TrainConfig:
+    data: str = "demo"                   # recipe name, recipe:PATH, folder tree or CSV manifest
+    model: str = "efficientnet_lite0"    # any name create_model knows
+    pretrained: bool = True
+    model_kwargs: dict = field(default_factory=dict)
+    image_size: int = 224
+    gaussian_sigma: float = 0.0
+    grayscale: bool = False
+    augment: str = "seed"
+    epochs: int = 10
+    freeze_epochs: int = 1               # first epochs train the classifier only
+    batch_size: int = 32
+    optimizer: str = "adamw"             # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"            # cosine | constant | plateau
+    plateau_factor: float = 0.2
+    class_weights: bool = True           # inverse-frequency loss weights
+    balanced_sampling: bool = False      # or: sample classes equally
+    label_smoothing: float = 0.0
+    early_stopping_patience: int = 5
+    monitor: str = "val_loss"            # val_loss | val_acc | val_auc
+    seed: int = 0
+    val_frac: float = 0.15
+    test_frac: float = 0.2
+    split_file: str | None = None        # reuse a saved split
+    use_hashes: bool = True              # duplicate groups from image hashes
+    precision: str = "auto"              # auto = 16-mixed on GPU, 32 on CPU
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    threads: int = 2
+    max_images_per_class: int = 0        # >0: quick runs on a subset (train side only)
+    refer_target_accuracy: float = 0.99  # referral threshold: accepted val cases reach this accuracy
+    bootstrap: int = 1000
+
+    _CHOICES: ClassVar[dict] = {"optimizer": ("adam", "adamw", "sgd"), "scheduler": ("cosine", "constant", "plateau"),
+                "monitor": ("val_loss", "val_acc", "val_auc"), "augment": PRESETS,
+                "precision": ("auto", "32", "16-mixed", "bf16-mixed")}
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ConfigError(f"config '{f.name}' must be an integer, got {v!r}")
+            if f.type in ("float", float):
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise ConfigError(f"config '{f.name}' must be a number, got {v!r}")
+                setattr(self, f.name, float(v))
+            if f.type in ("bool", bool) and not isinstance(v, bool):
+                raise ConfigError(f"config '{f.name}' must be true or false, got {v!r}")
+        for k, options in self._CHOICES.items():
+            if getattr(self, k) not in options:
+                raise ConfigError(f"config '{k}' must be one of {', '.join(options)}; got {getattr(self, k)!r}")
+        checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1), ("lr", 0 < self.lr < 10),
+                  ("freeze_epochs", 0 <= self.freeze_epochs), ("image_size", 16 <= self.image_size <= 1024),
+                  ("weight_decay", self.weight_decay >= 0), ("threads", self.threads >= 1),
+                  ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("bootstrap", self.bootstrap >= 0),
+                  ("early_stopping_patience", self.early_stopping_patience >= 0)]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides) -> TrainConfig:
+        try:
+            d = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: config must be a mapping of key: value")
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(d)

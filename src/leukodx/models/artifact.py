@@ -1,0 +1,59 @@
+"""The model file: weights plus everything needed to use them, loadable with weights_only=True.
+
+Holds: architecture name and kwargs, class names, preprocessing, temperature, referral threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from leukodx.errors import LeukodxError
+from leukodx.models.registry import create_model
+
+FORMAT = "leukodx-model/1"
+
+
+@dataclass
+class ModelBundle:
+    model: torch.nn.Module
+    arch: str
+    classes: list[str]
+    preprocess: dict                      # PreprocessConfig as a dict
+    model_kwargs: dict = field(default_factory=dict)
+    temperature: float = 1.0
+    refer_threshold: float = 0.0
+    info: dict = field(default_factory=dict)  # provenance: data, split protocol, metrics summary
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        payload = {"format": FORMAT, "arch": self.arch, "classes": list(self.classes),
+                   "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocess.items()},
+                   "model_kwargs": self.model_kwargs, "temperature": float(self.temperature),
+                   "refer_threshold": float(self.refer_threshold), "info": self.info, "state_dict": state}
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)  # never leave a half-written model file
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelBundle:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.pt"
+        if not path.is_file():
+            raise LeukodxError(f"{path}: model file not found")
+        try:
+            d = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+            raise LeukodxError(f"{path}: not a readable leukodx model file ({type(e).__name__})") from None
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise LeukodxError(f"{path}: not a leukodx model file (format {d.get('format') if isinstance(d, dict) else '?'})")
+        model = create_model(d["arch"], num_classes=len(d["classes"]), pretrained=False, **d["model_kwargs"])
+        model.load_state_dict(d["state_dict"])
+        model.eval()
+        return cls(model, d["arch"], d["classes"], d["preprocess"], d["model_kwargs"], d["temperature"],
+                   d["refer_threshold"], d.get("info", {}))

@@ -1,0 +1,79 @@
+"""What one training step does; Lightning does the loop, checkpoints, precision and devices."""
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
+
+
+class ClassifierModule(pl.LightningModule):
+    """Wraps any registry model. Takes uint8 batches, normalises, optionally trains the
+    classifier alone for the first `freeze_epochs` epochs."""
+
+    def __init__(self, model: nn.Module, num_classes: int, mean, std, lr: float = 1e-3, weight_decay: float = 1e-4,
+                 optimizer: str = "adamw", scheduler: str = "cosine", epochs: int = 10, freeze_epochs: int = 0,
+                 class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
+                 plateau_factor: float = 0.2, monitor: str = "val_loss"):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+        self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(num_classes))
+        self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler, "epochs": epochs,
+                       "freeze_epochs": freeze_epochs, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
+                       "monitor": monitor}
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_auc = MulticlassAUROC(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() - self.mean) / self.std
+        return self.model(x.contiguous(memory_format=torch.channels_last))
+
+    def _set_frozen(self, frozen: bool) -> None:
+        head = {id(p) for p in self.model.get_classifier().parameters()} if hasattr(self.model, "get_classifier") else set()
+        if not head:
+            return
+        for p in self.model.parameters():
+            p.requires_grad = (not frozen) or id(p) in head
+        if frozen:  # frozen backbone: keep its BatchNorm statistics as pretrained
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def on_train_epoch_start(self) -> None:
+        self._set_frozen(self.current_epoch < self.hp["freeze_epochs"])
+
+    def training_step(self, batch, _):
+        x, y = batch
+        loss = F.cross_entropy(self(x), y, weight=self.class_weights, label_smoothing=self.hp["label_smoothing"])
+        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch, _):
+        x, y = batch
+        logits = self(x)
+        self.log("val_loss", F.cross_entropy(logits, y), prog_bar=True, on_epoch=True)
+        self.val_acc.update(logits, y)
+        self.val_auc.update(logits.softmax(1), y)
+        self.log("val_acc", self.val_acc, prog_bar=True, on_epoch=True)
+        self.log("val_auc", self.val_auc, on_epoch=True)
+
+    def configure_optimizers(self):
+        hp = self.hp
+        params = [p for p in self.model.parameters()]
+        if hp["optimizer"] == "sgd":
+            opt = torch.optim.SGD(params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"])
+        elif hp["optimizer"] == "adam":
+            opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        else:
+            opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        if hp["scheduler"] == "cosine":
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp["epochs"]))
+            return {"optimizer": opt, "lr_scheduler": sched}
+        if hp["scheduler"] == "plateau":
+            mode = "min" if hp["monitor"] == "val_loss" else "max"
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp["plateau_factor"], patience=2)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp["monitor"]}}
+        return opt

@@ -1,0 +1,116 @@
+"""Deterministic preprocessing: resize, Gaussian low-pass, grayscale, Otsu cell mask, normalise.
+
+Each step is a small callable on PIL images (MONAI-style), composed by `Preprocess`.
+The same `Preprocess` runs at training and at prediction time; its settings travel in the model file.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from leukodx.errors import ConfigError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Resize:
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if img.size == (self.size, self.size):
+            return img
+        return img.resize((self.size, self.size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+class GaussianLowPass:
+    """Gaussian blur with standard deviation `sigma` in pixels (Sudhakar et al.'s noise filter)."""
+
+    def __init__(self, sigma: float):
+        self.sigma = float(sigma)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return img.filter(ImageFilter.GaussianBlur(self.sigma)) if self.sigma > 0 else img
+
+
+class Grayscale:
+    """Luminance copied to three channels so that RGB networks take it unchanged."""
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return img.convert("L").convert("RGB")
+
+
+def otsu_threshold(gray: np.ndarray) -> int:
+    """Threshold (0-255) that maximises between-class variance of the histogram."""
+    hist = np.bincount(gray.ravel(), minlength=256).astype(np.float64)
+    p = hist / max(hist.sum(), 1)
+    omega, mu = np.cumsum(p), np.cumsum(p * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * omega - mu) ** 2 / (omega * (1 - omega))
+    return int(np.nanargmax(np.nan_to_num(between, nan=-1)))
+
+
+def cell_mask(img: Image.Image, sigma: float = 2.0, keep_largest: bool = True) -> np.ndarray:
+    """Binary mask of the stained cell: darker than the Otsu threshold of the blurred image,
+    holes filled, largest connected component kept."""
+    from scipy import ndimage
+
+    g = np.asarray(GaussianLowPass(sigma)(img).convert("L"))
+    mask = g < otsu_threshold(g)
+    mask = ndimage.binary_opening(mask, iterations=2)
+    mask = ndimage.binary_fill_holes(mask)
+    if keep_largest and mask.any():
+        lab, n = ndimage.label(mask)
+        sizes = ndimage.sum(mask, lab, range(1, n + 1))
+        mask = lab == (1 + int(np.argmax(sizes)))
+    return mask
+
+
+@dataclass
+class PreprocessConfig:
+    image_size: int = 224
+    gaussian_sigma: float = 0.0
+    grayscale: bool = False
+    mean: tuple = IMAGENET_MEAN
+    std: tuple = IMAGENET_STD
+
+    def __post_init__(self):
+        if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
+            raise ConfigError(f"image_size must be an integer in [16, 1024], got {self.image_size!r}")
+        if not isinstance(self.gaussian_sigma, (int, float)) or self.gaussian_sigma < 0:
+            raise ConfigError(f"gaussian_sigma must be >= 0, got {self.gaussian_sigma!r}")
+        self.mean, self.std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError("mean and std need three values each, std > 0")
+
+
+class Preprocess:
+    """PIL RGB image -> uint8 tensor (3, S, S); `normalize` turns a uint8 batch into model input."""
+
+    def __init__(self, cfg: PreprocessConfig):
+        self.cfg = cfg
+        steps = [Resize(cfg.image_size)]
+        if cfg.gaussian_sigma > 0:
+            steps.append(GaussianLowPass(cfg.gaussian_sigma))
+        if cfg.grayscale:
+            steps.append(Grayscale())
+        self.steps = steps
+        self._mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255
+        self._std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        for step in self.steps:
+            img = step(img)
+        return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        if batch.ndim == 3:
+            batch = batch.unsqueeze(0)
+        return (batch.float() - self._mean) / self._std
+
+    def to_dict(self) -> dict:
+        return asdict(self.cfg)

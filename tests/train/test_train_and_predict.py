@@ -1,0 +1,88 @@
+"""Integration: synthetic data -> train -> evaluate -> predict, through the CLI as users do."""
+import json
+
+import pytest
+
+from leukodx.cli import main
+from leukodx.config import TrainConfig
+from leukodx.data.synthetic import generate
+from leukodx.errors import ConfigError
+from leukodx.train.run import train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    generate(root / "data", n_per_class=40, size=64, seed=0, per_slide=5)
+    cfg = TrainConfig(data=str(root / "data" / "manifest.csv"), model="efficientnet_lite0", image_size=64, epochs=3,
+                      freeze_epochs=1, lr=1e-3, use_hashes=False, bootstrap=100, early_stopping_patience=0)
+    summary = train(cfg, root / "run", progress=False)
+    return root, summary
+
+
+def test_run_folder_has_everything(trained_run):
+    root, _s = trained_run
+    run = root / "run"
+    for f in ("config.yaml", "split.json", "model.pt", "logs/metrics.csv", "test/metrics.json", "test/report.html",
+              "checkpoints/last.ckpt", "train_summary.json"):
+        assert (run / f).is_file(), f
+    m = json.loads((run / "test" / "metrics.json").read_text())
+    for k in ("accuracy", "macro_f1", "mcc", "roc_auc", "ci95", "calibration", "referral", "confusion_matrix"):
+        assert k in m
+    assert m["accuracy"] > 0.5  # 4 classes: well above chance after 3 short epochs
+    html = (run / "test" / "report.html").read_text()
+    assert html.count("data:image/png;base64") >= 4  # confusion, ROC, reliability, learning curves
+    assert TrainConfig.load(run / "config.yaml").epochs == 3
+
+
+def test_predict_folder_with_bad_files(trained_run, bad_files, capsys):
+    root, _ = trained_run
+    folder, bad = bad_files
+    out = folder.parent / "preds.json"
+    assert main(["predict", str(folder), "--model", str(root / "run"), "--out", str(out), "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    assert {e["path"].rsplit("/", 1)[1] for e in res["errors"]} == bad
+    good = {p["path"].rsplit("/", 1)[1] for p in res["predictions"]}
+    assert good == {"good.jpg", "good2.png", "gray.png", "rgba.png", "cmyk.jpg", "sixteen.png", "exif.jpg"}
+    for p in res["predictions"]:
+        assert abs(sum(p["probabilities"].values()) - 1) < 1e-4 and isinstance(p["refer"], bool)
+        assert p["probability"] == max(p["probabilities"].values())
+    err = capsys.readouterr().err
+    assert "truncated.jpg" in err and "Traceback" not in err
+
+
+def test_predict_csv_and_evaluate_cli(trained_run, tmp_path):
+    root, _ = trained_run
+    img = next((root / "data").rglob("*.png"))
+    assert main(["predict", str(img), "--model", str(root / "run" / "model.pt"), "--out", str(tmp_path / "p.csv")]) == 0
+    head = (tmp_path / "p.csv").read_text().splitlines()[0]
+    assert head.startswith("path,label,probability,refer")
+    assert main(["evaluate", str(root / "run"), "--out", str(tmp_path / "ev"), "--bootstrap", "50"]) == 0
+    assert (tmp_path / "ev" / "report.html").is_file()
+
+
+def test_resume_continues_from_checkpoint(trained_run, tmp_path):
+    import shutil
+    root, _ = trained_run
+    run = tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    (run / "model.pt").unlink()  # as if interrupted before the end
+    cfg = TrainConfig.load(run / "config.yaml", epochs=4)
+    cfg.save(run / "config.yaml")
+    assert main(["train", "--resume", str(run)]) == 0
+    assert (run / "model.pt").is_file()
+    assert json.loads((run / "test" / "metrics.json").read_text())["epochs_run"] == 4
+
+
+def test_user_errors_are_one_line(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["predict", str(tmp_path / "nothing"), "--model", str(tmp_path)]) == 2
+    (tmp_path / "bad.yaml").write_text("epochs: -3\n")
+    assert main(["train", "--config", str(tmp_path / "bad.yaml")]) == 2
+    (tmp_path / "bad2.yaml").write_text("epochz: 3\n")
+    assert main(["train", "--config", str(tmp_path / "bad2.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("leukodx: error:") == 4
+    assert "epochz" in err and "epochs" in err
+    with pytest.raises(ConfigError):
+        TrainConfig(lr="fast")
