@@ -127,7 +127,7 @@ def _run_data(run_dir: Path) -> str:
 def cmd_predict(a) -> int:
     from leukodx.predict.predictor import Predictor, collect_images, write_predictions
 
-    predictor = Predictor.load(_resolve_model(a.model))
+    predictor = Predictor.load(_resolve_model(a.model), backend=a.backend)
     paths = collect_images(a.target)
     preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet)
     if a.out:
@@ -142,6 +142,14 @@ def cmd_predict(a) -> int:
     for e in errors:
         print(f"skipped {e['path']}: {e['error']}", file=sys.stderr)
     return 0 if preds or not errors else 1
+
+
+def cmd_export(a) -> int:
+    from leukodx.models.artifact import ModelBundle
+    from leukodx.predict.onnx_export import export_onnx
+
+    print(export_onnx(ModelBundle.load(_resolve_model(a.model)), a.out))
+    return 0
 
 
 def cmd_demo(a) -> int:
@@ -222,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="write results here (.json or .csv); default: print JSON")
     pr.add_argument("--format", choices=["json", "csv"], help="output format (default from --out suffix, else json)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run with PyTorch or ONNX Runtime")
     pr.set_defaults(func=cmd_predict)
 
     dm = sub.add_parser("demo", help="run the whole path on built-in synthetic data (or --data) in a few minutes")
@@ -229,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--out", default="demo_out", help="output folder")
     dm.add_argument("--epochs", type=int, default=6, help="training epochs")
     dm.set_defaults(func=cmd_demo)
+
+    ex = sub.add_parser("export", help="export a model to ONNX for deployment")
+    ex.add_argument("model", help="model file or run folder ('all' / 'wbc' = shipped models)")
+    ex.add_argument("--out", default="model.onnx", help="ONNX file to write")
+    ex.set_defaults(func=cmd_export)
 
     m = sub.add_parser("models", help="list model names")
     m.set_defaults(func=cmd_models)

@@ -42,11 +42,22 @@ def collect_images(target: str | Path) -> list[Path]:
 
 
 class Predictor:
-    def __init__(self, bundle: ModelBundle, batch_size: int = 32):
+    def __init__(self, bundle: ModelBundle, batch_size: int = 32, backend: str = "torch", onnx_path=None):
+        """backend 'onnx' exports the model to ONNX (or uses `onnx_path`) and runs ONNX Runtime."""
         self.bundle = bundle
         self.pre = Preprocess(PreprocessConfig(**bundle.preprocess))
         self.batch_size = batch_size
-        self.model = bundle.model.eval().to(memory_format=torch.channels_last)
+        if backend == "onnx":
+            import tempfile
+
+            from leukodx.predict.onnx_export import OnnxRunner, export_onnx
+            if onnx_path is None:
+                onnx_path = export_onnx(bundle, Path(tempfile.mkdtemp()) / "model.onnx")
+            self.model = OnnxRunner(onnx_path)
+        elif backend == "torch":
+            self.model = bundle.model.eval().to(memory_format=torch.channels_last)
+        else:
+            raise LeukodxError(f"unknown backend '{backend}' (torch or onnx)")
 
     @classmethod
     def load(cls, path: str | Path, **kw) -> Predictor:

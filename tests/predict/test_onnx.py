@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from leukodx.models import create_model
+from leukodx.models.artifact import ModelBundle
+from leukodx.predict import Predictor
+from tests.conftest import rgb
+
+
+@pytest.fixture
+def bundle():
+    m = create_model("efficientnet_lite0", 3, pretrained=True).eval()
+    return ModelBundle(m, "efficientnet_lite0", ["a", "b", "c"], {"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3},
+                       temperature=2.0, refer_threshold=0.9)
+
+
+def test_onnx_backend_matches_torch(bundle, tmp_path):
+    files = []
+    for i in range(5):
+        rgb(i, 80).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    t, _ = Predictor(bundle, backend="torch").predict_paths(files)
+    o, _ = Predictor(bundle, backend="onnx").predict_paths(files)
+    for a, b in zip(t, o):
+        assert a.label == b.label and a.refer == b.refer
+        assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4)
+        assert a.refer == (a.probability < 0.9)
