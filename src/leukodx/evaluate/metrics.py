@@ -12,7 +12,6 @@ from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
     confusion_matrix,
-    f1_score,
     matthews_corrcoef,
     precision_recall_fscore_support,
     roc_auc_score,
@@ -44,13 +43,14 @@ def _point_metrics(y: np.ndarray, probs: np.ndarray, k: int) -> dict:
     fn, fp = cm.sum(1) - tp, cm.sum(0) - tp
     tn = cm.sum() - tp - fn - fp
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    present = np.isin(labels, y)  # macro averages over classes present in y (bootstrap samples may lack one)
     with np.errstate(invalid="ignore", divide="ignore"):
         spec = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
     return {
         "accuracy": float(accuracy_score(y, pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y, pred)),
-        "macro_precision": float(p.mean()), "macro_recall": float(r.mean()),
-        "macro_f1": float(f1_score(y, pred, labels=labels, average="macro", zero_division=0)),
+        "macro_precision": float(p[present].mean()), "macro_recall": float(r[present].mean()),
+        "macro_f1": float(f[present].mean()),
         "mcc": float(matthews_corrcoef(y, pred)),
         "roc_auc": _auc(y, probs, k),
         "per_class": {"precision": p.tolist(), "recall_sensitivity": r.tolist(), "specificity": spec.tolist(),

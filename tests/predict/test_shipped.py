@@ -1,0 +1,23 @@
+"""The shipped ALL model (when present in the install) predicts real images and rejects bad ones."""
+import json
+
+import pytest
+
+from leukodx.cli import main, shipped_model
+from tests.conftest import shared
+
+
+def test_shipped_all_model_on_real_images(tmp_path, bad_files):
+    if not shipped_model("all").is_file():
+        pytest.skip("shipped ALL model not in this checkout")
+    root = shared("taleqani_all")
+    folder, bad = bad_files
+    for cls in ("Benign", "Pro"):
+        src = min((root / cls).iterdir())
+        (folder / f"real_{cls}.jpg").write_bytes(src.read_bytes())
+    out = tmp_path / "p.json"
+    assert main(["predict", str(folder), "--out", str(out), "--quiet"]) == 0
+    res = json.loads(out.read_text())
+    by_name = {p["path"].rsplit("/", 1)[1]: p for p in res["predictions"]}
+    assert by_name["real_Benign.jpg"]["label"] == "Benign" and by_name["real_Pro.jpg"]["label"] == "Pro"
+    assert {e["path"].rsplit("/", 1)[1] for e in res["errors"]} == bad
