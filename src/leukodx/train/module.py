@@ -37,10 +37,11 @@ class ClassifierModule(pl.LightningModule):
             return
         for p in self.model.parameters():
             p.requires_grad = (not frozen) or id(p) in head
-        if frozen:  # frozen backbone: keep its BatchNorm statistics as pretrained
-            for m in self.model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+        # frozen backbone keeps its pretrained BatchNorm statistics; unfrozen, BN must train again
+        # (Lightning restores per-module modes after validation, so this is never undone for us)
+        for m in self.model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train(not frozen)
 
     def on_train_epoch_start(self) -> None:
         self._set_frozen(self.current_epoch < self.hp["freeze_epochs"])
