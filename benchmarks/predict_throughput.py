@@ -20,13 +20,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def one(model: str, data: str, n: int, backend: str, threads: int) -> dict:
     import torch
 
-    from leukodx.cli import _resolve_model
     from leukodx.data.recipes import load_dataset
     from leukodx.predict.predictor import Predictor
+    from leukodx.predict.shipped import resolve_model
 
     torch.set_num_threads(threads)
     paths = [r.path for r in load_dataset(data).records][:n]
-    p = Predictor.load(_resolve_model(model), backend=backend)
+    p = Predictor.load(resolve_model(model), backend=backend)
     p.predict_paths(paths[:32])  # warm-up (and ONNX export) not timed
     t0 = time.perf_counter()
     preds, errors = p.predict_paths(paths)

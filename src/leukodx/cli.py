@@ -7,21 +7,7 @@ import sys
 from pathlib import Path
 
 from leukodx.errors import LeukodxError
-
-SHIPPED = {"all": "all_severity.pt", "wbc": "wbc_type.pt"}
-
-
-def shipped_model(name: str) -> Path:
-    return Path(__file__).parent / "shipped" / SHIPPED[name]
-
-
-def _resolve_model(spec: str) -> Path:
-    if spec in SHIPPED:
-        p = shipped_model(spec)
-        if not p.is_file():
-            raise LeukodxError(f"the shipped '{spec}' model is not in this install ({p}); pass a model file or run folder")
-        return p
-    return Path(spec)
+from leukodx.predict.shipped import resolve_model
 
 
 def cmd_data(a) -> int:
@@ -91,7 +77,7 @@ def cmd_evaluate(a) -> int:
     from leukodx.evaluate.evaluate_run import evaluate_bundle
     from leukodx.models.artifact import ModelBundle
 
-    src = _resolve_model(a.model)
+    src = resolve_model(a.model)
     bundle = ModelBundle.load(src)
     run_dir = src if src.is_dir() else src.parent
     data = a.data or bundle.info.get("data_spec") or _run_data(run_dir)
@@ -127,7 +113,7 @@ def _run_data(run_dir: Path) -> str:
 def cmd_predict(a) -> int:
     from leukodx.predict.predictor import Predictor, collect_images, write_predictions
 
-    predictor = Predictor.load(_resolve_model(a.model), backend=a.backend)
+    predictor = Predictor.load(resolve_model(a.model), backend=a.backend)
     paths = collect_images(a.target)
     preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet)
     if a.out:
@@ -148,7 +134,7 @@ def cmd_export(a) -> int:
     from leukodx.models.artifact import ModelBundle
     from leukodx.predict.onnx_export import export_onnx
 
-    print(export_onnx(ModelBundle.load(_resolve_model(a.model)), a.out))
+    print(export_onnx(ModelBundle.load(resolve_model(a.model)), a.out))
     return 0
 
 
@@ -256,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     except LeukodxError as e:
         print(f"leukodx: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("leukodx: interrupted; files written so far are kept", file=sys.stderr)
         return 130

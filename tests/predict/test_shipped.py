@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from leukodx.cli import main, shipped_model
+from leukodx.cli import main
+from leukodx.predict.shipped import shipped_model
 from tests.conftest import shared
 
 

@@ -5,14 +5,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from leukodx.data.dataset import DatasetIndex
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.calibration import expected_calibration_error, reliability
 from leukodx.evaluate.metrics import compute_metrics
 from leukodx.evaluate.referral import coverage_at
 from leukodx.evaluate.report import write_html_report
+from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
@@ -30,8 +29,10 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
     logits = logits_for(bundle.model, ds.images, pre.cfg.mean, pre.cfg.std)
     infer_s = time.perf_counter() - t0
     y = ds.labels.numpy()
-    raw = _softmax(logits)
-    probs = _softmax(logits / bundle.temperature)
+    raw = TemperatureScaler().predict_proba(logits)  # T = 1
+    scaler = TemperatureScaler()
+    scaler.temperature_ = bundle.temperature
+    probs = scaler.predict_proba(logits)
     kept_groups = None
     if groups is not None:
         key_to_group = {index.key(index.records[i]): groups[n] for n, i in enumerate(indices)}
@@ -56,8 +57,3 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
     write_html_report(out_dir / "report.html", title, m, y, probs, info, history_csv, tables)
     return m
 
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)

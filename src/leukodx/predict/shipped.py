@@ -1,0 +1,22 @@
+"""Where the shipped models live, and how a --model argument becomes a model file path."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from leukodx.errors import LeukodxError
+
+SHIPPED = {"all": "all_severity.pt", "wbc": "wbc_type.pt"}
+
+
+def shipped_model(name: str) -> Path:
+    return Path(__file__).resolve().parents[1] / "shipped" / SHIPPED[name]
+
+
+def resolve_model(spec: str) -> Path:
+    """'all' / 'wbc' -> the shipped file; anything else is a model file or run folder path."""
+    if spec in SHIPPED:
+        p = shipped_model(spec)
+        if not p.is_file():
+            raise LeukodxError(f"the shipped '{spec}' model is not in this install ({p}); pass a model file or run folder")
+        return p
+    return Path(spec)
