@@ -116,6 +116,11 @@ def cmd_predict(a) -> int:
     predictor = Predictor.load(resolve_model(a.model), backend=a.backend)
     paths = collect_images(a.target)
     preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet)
+    if a.outline:
+        from leukodx.predict.outline import write_outlines
+        rows = write_outlines(preds, a.outline)
+        (Path(a.outline) / "outlines.json").write_text(json.dumps(rows, indent=1))
+        print(f"masks and outlined images -> {a.outline}", file=sys.stderr)
     if a.out:
         write_predictions(preds, errors, a.out, a.format)
         print(f"{len(preds)} predictions, {len(errors)} unusable files -> {a.out}")
@@ -128,6 +133,32 @@ def cmd_predict(a) -> int:
     for e in errors:
         print(f"skipped {e['path']}: {e['error']}", file=sys.stderr)
     return 0 if preds or not errors else 1
+
+
+def cmd_explain(a) -> int:
+    from leukodx.errors import BadImageError
+    from leukodx.explain import Explainer
+    from leukodx.explain.render import save_explanations
+    from leukodx.models.artifact import ModelBundle
+    from leukodx.predict.predictor import collect_images
+
+    ex = Explainer(ModelBundle.load(resolve_model(a.model)), layer=a.layer)
+    methods = [m.strip() for m in a.methods.split(",") if m.strip()]
+    rows, failed = [], 0
+    for i, path in enumerate(collect_images(a.target)):
+        try:
+            es = ex.explain(path, methods, a.target_class)
+        except BadImageError as e:
+            print(f"skipped {path}: {e.problem}", file=sys.stderr)
+            failed += 1
+            continue
+        files = save_explanations(es, a.out, f"{i:05d}_{Path(path).stem}")
+        rows.append({"path": str(path), "label": es[0].label, "probability": round(es[0].probability, 6),
+                     "seconds": {e.method: round(e.seconds, 3) for e in es}, "files": files})
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    (Path(a.out) / "explanations.json").write_text(json.dumps(rows, indent=1))
+    print(f"{len(rows)} images explained ({', '.join(methods)}) -> {a.out}")
+    return 0 if rows or not failed else 1
 
 
 def cmd_export(a) -> int:
@@ -217,7 +248,19 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", choices=["json", "csv"], help="output format (default from --out suffix, else json)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run with PyTorch or ONNX Runtime")
+    pr.add_argument("--outline", metavar="DIR", help="also write each image's cell mask and the image with the "
+                                                     "detected cell outlined (classic pipeline output)")
     pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("explain", help="where the model looks: CAM family, IG, SHAP, LIME, attention rollout")
+    ex.add_argument("target", help="image file or folder")
+    ex.add_argument("--model", default="all", help="model file or run folder; 'all' or 'wbc' = shipped models")
+    ex.add_argument("--methods", default="gradcam", help="comma list of: gradcam, gradcam++, scorecam, eigencam, "
+                                                         "layercam, ig, shap, lime, rollout")
+    ex.add_argument("--layer", help="target layer name for CAM methods (default: the output of forward_features)")
+    ex.add_argument("--target-class", type=int, help="class index to explain (default: the predicted class)")
+    ex.add_argument("--out", default="explanations", help="output folder (overlay PNGs, raw .npy maps, panels)")
+    ex.set_defaults(func=cmd_explain)
 
     dm = sub.add_parser("demo", help="run the whole path on built-in synthetic data (or --data) in a few minutes")
     dm.add_argument("--data", help="run on this real data set instead (recipe name, folder or CSV)")

@@ -21,6 +21,7 @@ class TrainConfig:
     image_size: int = 224
     gaussian_sigma: float = 0.0
     grayscale: bool = False
+    mask_background: bool = False        # whiten pixels outside the Otsu cell mask
     augment: str = "seed"
     epochs: int = 10
     freeze_epochs: int = 1               # first epochs train the classifier only

@@ -26,6 +26,11 @@ class ModelBundle:
     refer_threshold: float = 0.0
     info: dict = field(default_factory=dict)  # provenance: data, split protocol, metrics summary
 
+    def probabilities(self, x: torch.Tensor):
+        """Normalised input batch -> calibrated class probabilities (numpy)."""
+        with torch.no_grad():
+            return (self.model.eval()(x).float() / self.temperature).softmax(1).numpy()
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,19 @@ def is_registered(name: str) -> bool:
     return name in _REGISTRY
 
 
+def sized_kwargs(name: str, image_size: int, kwargs: dict) -> dict:
+    """Add `img_size` for our families whose layers depend on the input side (flatten heads,
+    token grids); timm models and EfficientNet-Lite take any size and get kwargs unchanged."""
+    import inspect
+
+    fn = _REGISTRY.get(name)
+    if fn is None or "img_size" in kwargs:
+        return dict(kwargs)
+    if "img_size" in inspect.signature(fn).parameters:
+        return {"img_size": image_size, **kwargs}
+    return dict(kwargs)
+
+
 def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build a model by name. Our families first, then timm (with `pretrained=True` going through
     timm's normal download path, which needs internet)."""

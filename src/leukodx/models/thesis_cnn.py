@@ -10,12 +10,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from leukodx.models.base import TimmStyle, from_scratch_only
 from leukodx.models.registry import register_model
 
 
-class ThesisCNN(nn.Module):
+class ThesisCNN(TimmStyle):
     def __init__(self, num_classes: int, in_chans: int = 3, img_size: int = 224, widths=(32, 64, 128),
-                 hidden: int = 128, drop_rate: float = 0.5):
+                 hidden: int = 128, drop_rate: float = 0.5, batchnorm: bool = True):
         super().__init__()
         layers, c = [], in_chans
         for w in widths:
@@ -25,11 +26,11 @@ class ThesisCNN(nn.Module):
         self.num_features = c
         side = img_size // 2 ** len(widths)
         flat = c * side * side
-        self.norm = nn.BatchNorm1d(flat)
+        self.norm = nn.BatchNorm1d(flat) if batchnorm else nn.Identity()
         self.fc = nn.Linear(flat, hidden)
         self.drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(hidden, num_classes)
-        self.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "input_size": (3, img_size, img_size)}
+        self.set_input(img_size)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
@@ -38,16 +39,8 @@ class ThesisCNN(nn.Module):
         x = self.drop(torch.relu(self.fc(self.norm(torch.flatten(x, 1)))))
         return x if pre_logits else self.head(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
 
 @register_model
 def thesis_cnn(num_classes: int, pretrained: bool = False, img_size: int = 224, **kwargs):
-    if pretrained:
-        from leukodx.errors import LeukodxError
-        raise LeukodxError("thesis_cnn has no pretrained weights; it trains from scratch (pretrained=False)")
+    from_scratch_only("thesis_cnn", pretrained)
     return ThesisCNN(num_classes, img_size=img_size, **kwargs)

@@ -28,7 +28,7 @@ from leukodx.evaluate.referral import choose_threshold
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
-from leukodx.models.registry import create_model
+from leukodx.models.registry import create_model, sized_kwargs
 from leukodx.transforms.augment import build_augment
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
@@ -75,11 +75,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     tr_idx = _limit_per_class(index, split.indices(index, "train"), cfg.max_images_per_class, cfg.seed)
     va_idx, te_idx = split.indices(index, "val"), split.indices(index, "test")
 
-    model = create_model(cfg.model, num_classes=len(index.classes), pretrained=cfg.pretrained, **cfg.model_kwargs)
+    model_kwargs = sized_kwargs(cfg.model, cfg.image_size, cfg.model_kwargs)
+    model = create_model(cfg.model, num_classes=len(index.classes), pretrained=cfg.pretrained, **model_kwargs)
     pcfg = model.pretrained_cfg if hasattr(model, "pretrained_cfg") else {}
     pre = Preprocess(PreprocessConfig(cfg.image_size, cfg.gaussian_sigma, cfg.grayscale,
                                       tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
-                                      tuple(pcfg.get("std", (0.229, 0.224, 0.225)))))
+                                      tuple(pcfg.get("std", (0.229, 0.224, 0.225))), cfg.mask_background))
     t_load = time.perf_counter()
     train_ds = ImageDataset(index.subset(tr_idx), pre, build_augment(cfg.augment), cfg.threads, progress)
     val_ds = ImageDataset(index.subset(va_idx), pre, None, cfg.threads, progress)
@@ -137,7 +138,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             "train_seconds": train_s, "load_seconds": t_load, "hardware": hardware,
             "pretrained": f"{cfg.model}: " + ("ImageNet weights" if cfg.pretrained else "trained from scratch"),
             "epochs_run": trainer.current_epoch, "best_checkpoint": Path(best).name}
-    bundle = ModelBundle(model, cfg.model, index.classes, pre.to_dict(), cfg.model_kwargs, scaler.temperature_,
+    bundle = ModelBundle(model, cfg.model, index.classes, pre.to_dict(), model_kwargs, scaler.temperature_,
                          threshold, info)
     bundle.save(run_dir / "model.pt")
 

@@ -1,4 +1,4 @@
-"""Deterministic preprocessing: resize, Gaussian low-pass, grayscale, Otsu cell mask, normalise.
+"""Deterministic preprocessing: resize, Otsu background masking, Gaussian low-pass, grayscale, normalise.
 
 Each step is a small callable on PIL images (MONAI-style), composed by `Preprocess`.
 The same `Preprocess` runs at training and at prediction time; its settings travel in the model file.
@@ -70,6 +70,15 @@ def cell_mask(img: Image.Image, sigma: float = 2.0, keep_largest: bool = True) -
     return mask
 
 
+class MaskBackground:
+    """Threshold segmentation (Sudhakar et al.): pixels outside the Otsu cell mask become white."""
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        a = np.array(img.convert("RGB"))
+        a[~cell_mask(img)] = 255
+        return Image.fromarray(a)
+
+
 @dataclass
 class PreprocessConfig:
     image_size: int = 224
@@ -77,6 +86,7 @@ class PreprocessConfig:
     grayscale: bool = False
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
+    mask_background: bool = False
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
@@ -94,6 +104,8 @@ class Preprocess:
     def __init__(self, cfg: PreprocessConfig):
         self.cfg = cfg
         steps = [Resize(cfg.image_size)]
+        if cfg.mask_background:
+            steps.append(MaskBackground())
         if cfg.gaussian_sigma > 0:
             steps.append(GaussianLowPass(cfg.gaussian_sigma))
         if cfg.grayscale:

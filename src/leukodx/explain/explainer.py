@@ -1,0 +1,85 @@
+"""One interface for every explanation: `Explainer(bundle).explain(image, methods)`.
+
+Image file -> Preprocess (same as predict) -> normalised tensor -> the model's predicted class
+(from the bundle, so a tree head's choice is the one explained) -> one map per method.
+For a tree-headed model (XIncept-ALL + XGBoost) gradient and CAM maps come from the fusion
+network's softmax head for the class the trees predict; perturbation methods (SHAP, LIME) query
+the full model, trees included.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from leukodx.data.images import load_image
+from leukodx.explain import methods as M
+from leukodx.explain.targets import ExplainError
+from leukodx.models.artifact import ModelBundle
+from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+METHODS = (*M.CAM_METHODS, "ig", "shap", "lime", "rollout")
+
+
+@dataclass
+class Explanation:
+    method: str
+    label: str
+    probability: float
+    target: int
+    map: np.ndarray                  # (H, W) in [0, 1] at model input resolution
+    seconds: float
+    image: np.ndarray = field(repr=False, default=None)  # (H, W, 3) uint8, the preprocessed input
+
+
+class _Probabilities(torch.nn.Module):
+    """The full model as perturbation methods see it: input -> calibrated class probabilities."""
+
+    def __init__(self, bundle: ModelBundle):
+        super().__init__()
+        self.bundle = bundle
+
+    def forward(self, x):
+        return torch.as_tensor(self.bundle.probabilities(x))
+
+
+class Explainer:
+    def __init__(self, bundle: ModelBundle, layer: str | None = None):
+        self.bundle = bundle
+        self.model = bundle.model.eval()
+        self.pre = Preprocess(PreprocessConfig(**bundle.preprocess))
+        self.layer = layer
+
+    def prepare(self, image) -> tuple[np.ndarray, torch.Tensor]:
+        img = load_image(image) if not hasattr(image, "convert") else image.convert("RGB")
+        u8 = self.pre(img)
+        return u8.permute(1, 2, 0).numpy(), self.pre.normalize(u8)
+
+    def explain(self, image, methods=("gradcam",), target: int | None = None) -> list[Explanation]:
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ExplainError(f"unknown explanation method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        u8, x = self.prepare(image)
+        with torch.no_grad():
+            p = np.asarray(self.bundle.probabilities(x))[0]
+        k = int(p.argmax()) if target is None else int(target)
+        if not 0 <= k < len(self.bundle.classes):
+            raise ExplainError(f"target class {k} out of range (0..{len(self.bundle.classes) - 1})")
+        out = []
+        for m in methods:
+            t = time.perf_counter()
+            out.append(Explanation(m, self.bundle.classes[k], float(p[k]), k, self.map(m, x, k, u8),
+                                   time.perf_counter() - t, u8))
+        return out
+
+    def map(self, method: str, x: torch.Tensor, k: int, u8: np.ndarray) -> np.ndarray:
+        if method in M.CAM_METHODS:
+            return M.cam(self.model, x, k, method, self.layer)
+        if method == "ig":
+            return M.integrated_gradients(self.model, x, k)
+        if method == "rollout":
+            return M.attention_rollout(self.model, x, k)
+        full = _Probabilities(self.bundle)
+        return M.kernel_shap(full, x, k, u8) if method == "shap" else M.lime(full, x, k, u8)

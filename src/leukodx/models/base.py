@@ -1,0 +1,28 @@
+"""What our from-scratch families share: timm's forward split and a no-weights guard."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from leukodx.errors import LeukodxError
+
+
+class TimmStyle(nn.Module):
+    """Subclasses define `forward_features`, `forward_head` and a `head` Linear."""
+
+    head: nn.Module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def set_input(self, img_size: int) -> None:
+        """Inputs scaled to [-1, 1] (mean = std = 0.5), at the side the layers were built for."""
+        self.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "input_size": (3, img_size, img_size)}
+
+
+def from_scratch_only(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise LeukodxError(f"{name} has no pretrained weights; it trains from scratch (pretrained=False)")

@@ -1,0 +1,111 @@
+"""Explanations: every model kind, methods that must find a known cue, faithfulness, audit, CLI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from leukodx.cli import main
+from leukodx.explain import Explainer, ExplainError
+from leukodx.explain import methods as M
+from leukodx.explain.audit import attribution_shares, summarise
+from leukodx.explain.faithfulness import deletion_insertion, randomised_copy, rank_similarity
+from leukodx.models import create_model
+from leukodx.models.artifact import ModelBundle
+
+
+def bundle_for(model, size=64, classes=("a", "b", "c")):
+    return ModelBundle(model.eval(), "x", list(classes), {"image_size": size, "mean": [0.5] * 3, "std": [0.5] * 3})
+
+
+class TopLeftModel(nn.Module):
+    """Class 1's logit is the brightness of the top-left quadrant; nothing else matters.
+    Has the registry interface, with a 4x4 'feature map' of per-cell means."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.0))  # unsaturated probabilities
+
+    def forward_features(self, x):
+        return nn.functional.avg_pool2d(x, x.shape[-1] // 4)
+
+    def forward_head(self, f, pre_logits=False):
+        tl = f[:, :, :2, :2].mean((1, 2, 3))
+        return torch.stack([-self.scale * tl, self.scale * tl], 1)
+
+    def forward(self, x):
+        return self.forward_head(self.forward_features(x))
+
+
+def test_methods_find_the_only_cue():
+    b = ModelBundle(TopLeftModel(), "x", ["a", "b"], {"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3})
+    a = np.random.default_rng(0).integers(60, 120, (64, 64, 3), dtype=np.uint8)
+    a[:32, :32] += 130  # a bright top-left quadrant: the evidence for class 1
+    img = Image.fromarray(a)
+    # (plain Grad-CAM averages gradients per channel, so it cannot localise this cue; LayerCAM can)
+    for e in Explainer(b).explain(img, ["layercam", "ig", "lime", "shap"], target=1):
+        tl = e.map[:32, :32].sum() / e.map.sum()
+        assert tl > 0.7, (e.method, tl)  # quarter of the area; CAM upsampling and sampling noise blur it
+        x = Explainer(b).prepare(img)[1]
+        good = deletion_insertion(b.probabilities, x, e.map, 1)
+        bad = deletion_insertion(b.probabilities, x, 1 - e.map, 1)
+        assert good["deletion_auc"] < bad["deletion_auc"] and good["insertion_auc"] > bad["insertion_auc"]
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "ddrnet", "thesis_cnn", "classic_cnn", "hybrid_cnn_vit",
+                                  "thesis_vit", "vit_tiny_patch16_224", "resnet18"])
+def test_cam_works_for_every_model_kind(name):
+    torch.manual_seed(0)
+    kw = {"img_size": 64} if name not in ("efficientnet_lite0", "resnet18") else {}
+    b = bundle_for(create_model(name, 3, pretrained=False, **kw))
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 80, 3), dtype=np.uint8)).convert("L")
+    methods = ["gradcam", "eigencam"] + (["rollout"] if "vit" in name and "hybrid" not in name else [])
+    for e in Explainer(b).explain(img, methods):
+        assert e.map.shape == (64, 64) and np.isfinite(e.map).all() and 0 <= e.map.min() <= e.map.max() <= 1
+
+
+def test_clear_errors_for_impossible_explanations():
+    cnn = bundle_for(create_model("resnet18", 3))
+    img = Image.new("RGB", (64, 64), "white")
+    with pytest.raises(ExplainError, match="attention"):
+        Explainer(cnn).explain(img, ["rollout"])
+    with pytest.raises(ExplainError, match="unknown explanation"):
+        Explainer(cnn).explain(img, ["magic"])
+    with pytest.raises(ExplainError, match="no layer named"):
+        Explainer(cnn, layer="nope").explain(img, ["gradcam"])
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64 * 64, 3))
+    with pytest.raises(ExplainError, match="no conv layer"):
+        Explainer(bundle_for(mlp)).explain(img, ["gradcam"])
+    assert Explainer(bundle_for(mlp)).explain(img, ["ig"])[0].map.shape == (64, 64)  # gradients still work
+
+
+def test_randomisation_changes_gradcam_and_audit_shares():
+    torch.manual_seed(0)
+    m = create_model("resnet18", 3).eval()
+    x = torch.randn(1, 3, 128, 128)
+    a = M.cam(m, x, 0, "eigencam")
+    r = randomised_copy(m, 1.0)
+    assert any(not torch.equal(p, q) for p, q in zip(m.parameters(), r.parameters()))
+    assert rank_similarity(a, a) == pytest.approx(1.0) and rank_similarity(a, M.cam(r, x, 0, "eigencam")) < 0.99
+    img = np.full((64, 64, 3), 230, np.uint8)
+    img[20:40, 20:40] = (90, 40, 120)  # a dark "cell"
+    heat = np.zeros((64, 64))
+    heat[-5:, -10:] = 1  # all attribution on the scale-bar corner
+    s = attribution_shares(img, heat)
+    assert s["corner_share"] == 1.0 and s["cell_share"] == 0.0 and 0.05 < s["cell_area"] < 0.2
+    assert summarise([{"label": "x", **s}])["all"]["n"] == 1
+
+
+def test_cli_explain_folder_with_bad_files(bad_files, tmp_path):
+    folder, _bad = bad_files
+    b = bundle_for(create_model("ddrnet", 3, img_size=64))
+    b.arch, b.model_kwargs = "ddrnet", {"img_size": 64}
+    b.save(tmp_path / "m.pt")
+    out = tmp_path / "ex"
+    assert main(["explain", str(folder), "--model", str(tmp_path / "m.pt"), "--methods", "gradcam,layercam",
+                 "--out", str(out)]) == 0
+    rows = json.loads((out / "explanations.json").read_text())
+    assert len(rows) == 7 and all((out / p.split("/")[-1]).is_file() for r in rows for p in r["files"].values())
+    assert np.load(next(out.glob("*_gradcam.npy"))).shape == (64, 64)
