@@ -18,6 +18,7 @@ class TrainConfig:
     model: str = "efficientnet_lite0"    # any name create_model knows
     pretrained: bool = True
     model_kwargs: dict = field(default_factory=dict)
+    head: str = "softmax"                # softmax | xgboost (stage 2 over pooled features, in RUN/xgboost)
     image_size: int = 224
     gaussian_sigma: float = 0.0
     grayscale: bool = False
@@ -51,7 +52,7 @@ class TrainConfig:
 
     _CHOICES: ClassVar[dict] = {"optimizer": ("adam", "adamw", "sgd"), "scheduler": ("cosine", "constant", "plateau"),
                 "monitor": ("val_loss", "val_acc", "val_auc"), "augment": PRESETS,
-                "precision": ("auto", "32", "16-mixed", "bf16-mixed")}
+                "precision": ("auto", "32", "16-mixed", "bf16-mixed"), "head": ("softmax", "xgboost")}
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

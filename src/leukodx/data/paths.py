@@ -6,9 +6,16 @@ from pathlib import Path
 
 
 def shared_data_dir() -> Path:
-    """$LEUKODX_SHARED_DATA, else ../shared/data next to the current folder."""
+    """$LEUKODX_SHARED_DATA, else shared/data beside the current folder or beside one of its parents
+    (so scripts run from a subfolder of the checkout find it too)."""
     env = os.environ.get("LEUKODX_SHARED_DATA")
-    return Path(env).expanduser() if env else (Path.cwd().parent / "shared" / "data")
+    if env:
+        return Path(env).expanduser()
+    cwd = Path.cwd()
+    for p in (cwd, *cwd.parents):
+        if (p.parent / "shared" / "data").is_dir():
+            return p.parent / "shared" / "data"
+    return cwd.parent / "shared" / "data"
 
 
 def cache_dir() -> Path:

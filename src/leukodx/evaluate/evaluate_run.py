@@ -26,13 +26,17 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
     sub = index.subset(indices)
     ds = ImageDataset(sub, pre, progress=progress)
     t0 = time.perf_counter()
-    logits = logits_for(bundle.model, ds.images, pre.cfg.mean, pre.cfg.std)
+    if bundle.tree_head is not None:  # trees give probabilities directly (not temperature scaled)
+        raw = probs = bundle.head().predict_proba(logits_for(bundle.model, ds.images, pre.cfg.mean, pre.cfg.std,
+                                                             pre_logits=True))
+    else:
+        logits = logits_for(bundle.model, ds.images, pre.cfg.mean, pre.cfg.std)
+        raw = TemperatureScaler().predict_proba(logits)  # T = 1
+        scaler = TemperatureScaler()
+        scaler.temperature_ = bundle.temperature
+        probs = scaler.predict_proba(logits)
     infer_s = time.perf_counter() - t0
     y = ds.labels.numpy()
-    raw = TemperatureScaler().predict_proba(logits)  # T = 1
-    scaler = TemperatureScaler()
-    scaler.temperature_ = bundle.temperature
-    probs = scaler.predict_proba(logits)
     kept_groups = None
     if groups is not None:
         key_to_group = {index.key(index.records[i]): groups[n] for n, i in enumerate(indices)}

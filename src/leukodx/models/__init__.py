@@ -6,6 +6,7 @@ from leukodx.models import (  # noqa: F401  (register the families)
     hybrid_cnn_vit,
     thesis_cnn,
     thesis_vit,
+    xincept_all,
 )
 from leukodx.models.registry import create_model, list_models, register_model
 

@@ -25,11 +25,24 @@ class ModelBundle:
     temperature: float = 1.0
     refer_threshold: float = 0.0
     info: dict = field(default_factory=dict)  # provenance: data, split protocol, metrics summary
+    tree_head: str | None = None          # XGBoost JSON: classifies pooled features instead of the softmax
+
+    def head(self):
+        """The tree head as an estimator (cached), or None for softmax models."""
+        if self.tree_head is None:
+            return None
+        if getattr(self, "_head", None) is None:
+            from leukodx.heads.xgboost_head import XGBoostHead
+            self._head = XGBoostHead.from_json(self.tree_head)
+        return self._head
 
     def probabilities(self, x: torch.Tensor):
-        """Normalised input batch -> calibrated class probabilities (numpy)."""
+        """Normalised input batch -> calibrated class probabilities (numpy); trees decide if present."""
         with torch.no_grad():
-            return (self.model.eval()(x).float() / self.temperature).softmax(1).numpy()
+            m = self.model.eval()
+            if self.tree_head is not None:
+                return self.head().predict_proba(m.forward_head(m.forward_features(x), pre_logits=True).numpy())
+            return (m(x).float() / self.temperature).softmax(1).numpy()
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -38,7 +51,8 @@ class ModelBundle:
         payload = {"format": FORMAT, "arch": self.arch, "classes": list(self.classes),
                    "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocess.items()},
                    "model_kwargs": self.model_kwargs, "temperature": float(self.temperature),
-                   "refer_threshold": float(self.refer_threshold), "info": self.info, "state_dict": state}
+                   "refer_threshold": float(self.refer_threshold), "info": self.info, "state_dict": state,
+                   "tree_head": self.tree_head}
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)  # never leave a half-written model file
@@ -61,4 +75,4 @@ class ModelBundle:
         model.load_state_dict(d["state_dict"])
         model.eval()
         return cls(model, d["arch"], d["classes"], d["preprocess"], d["model_kwargs"], d["temperature"],
-                   d["refer_threshold"], d.get("info", {}))
+                   d["refer_threshold"], d.get("info", {}), d.get("tree_head"))

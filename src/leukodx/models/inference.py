@@ -6,12 +6,16 @@ import torch
 
 
 @torch.inference_mode()
-def logits_for(model: torch.nn.Module, images: torch.Tensor, mean, std, batch_size: int = 64) -> np.ndarray:
+def logits_for(model: torch.nn.Module, images: torch.Tensor, mean, std, batch_size: int = 64,
+               pre_logits: bool = False) -> np.ndarray:
+    """Logits, or with `pre_logits` the pooled features the classifier sees (for tree heads)."""
     model.eval()
     m = torch.tensor(mean).view(1, 3, 1, 1) * 255
     s = torch.tensor(std).view(1, 3, 1, 1) * 255
     out = []
     for i in range(0, len(images), batch_size):
         x = (images[i:i + batch_size].float() - m) / s
-        out.append(model(x.contiguous(memory_format=torch.channels_last)).float())
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = model.forward_head(model.forward_features(x), pre_logits=True) if pre_logits else model(x)
+        out.append(y.float())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))

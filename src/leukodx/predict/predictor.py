@@ -47,6 +47,9 @@ class Predictor:
         self.bundle = bundle
         self.pre = Preprocess(PreprocessConfig(**bundle.preprocess))
         self.batch_size = batch_size
+        if backend == "onnx" and bundle.tree_head is not None:
+            raise LeukodxError("this model has an XGBoost head; the ONNX backend covers the network only: "
+                               "use --backend torch")
         if backend == "onnx":
             import tempfile
 
@@ -66,6 +69,8 @@ class Predictor:
     @torch.inference_mode()
     def probabilities(self, batch_uint8: torch.Tensor) -> np.ndarray:
         x = self.pre.normalize(batch_uint8).contiguous(memory_format=torch.channels_last)
+        if self.bundle.tree_head is not None:
+            return self.bundle.probabilities(x)
         logits = self.model(x).float() / self.bundle.temperature
         return logits.softmax(1).numpy()
 

@@ -32,16 +32,23 @@ class ClassifierModule(pl.LightningModule):
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def _set_frozen(self, frozen: bool) -> None:
-        head = {id(p) for p in self.model.get_classifier().parameters()} if hasattr(self.model, "get_classifier") else set()
-        if not head:
+        """Frozen: only new layers train. New = everything but `model.pretrained_modules()` when the
+        model says (fusion networks), else the classifier alone."""
+        if hasattr(self.model, "pretrained_modules"):
+            body = list(self.model.pretrained_modules())
+        elif hasattr(self.model, "get_classifier"):
+            head = {id(p) for p in self.model.get_classifier().parameters()}
+            body = [m for m in self.model.children() if not any(id(p) in head for p in m.parameters())]
+        else:
             return
-        for p in self.model.parameters():
-            p.requires_grad = (not frozen) or id(p) in head
-        # frozen backbone keeps its pretrained BatchNorm statistics; unfrozen, BN must train again
-        # (Lightning restores per-module modes after validation, so this is never undone for us)
-        for m in self.model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.train(not frozen)
+        for part in body:
+            for p in part.parameters():
+                p.requires_grad = not frozen
+            # frozen body keeps its pretrained BatchNorm statistics; unfrozen, BN must train again
+            # (Lightning restores per-module modes after validation, so this is never undone for us)
+            for m in part.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.train(not frozen)
 
     def on_train_epoch_start(self) -> None:
         self._set_frozen(self.current_epoch < self.hp["freeze_epochs"])

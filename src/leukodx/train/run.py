@@ -163,5 +163,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                "macro_f1": metrics["macro_f1"], "mcc": metrics["mcc"], "n_test": metrics["n"], "train_seconds": train_s,
                "temperature": scaler.temperature_, "refer_threshold": threshold, "baseline": baseline,
                "unreadable_files": bad, "pid": os.getpid()}
+    if cfg.head == "xgboost":
+        from leukodx.train.tree_head import fit_tree_head
+        summary["xgboost"] = fit_tree_head(run_dir, index, progress)
     (run_dir / "train_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
