@@ -161,6 +161,27 @@ def cmd_explain(a) -> int:
     return 0 if rows or not failed else 1
 
 
+def cmd_gan(a) -> int:
+    from leukodx.gan.run import train_gan
+
+    if a.action == "train":
+        out = train_gan(a.data, a.kind, a.out, a.size, a.epochs, a.batch_size, a.seed, a.resume, not a.quiet,
+                        a.max_images_per_class)
+        print(f"generator(s) -> {out}; sample grids under {Path(a.out)}/*/samples/")
+        return 0
+    from leukodx.gan.evaluate import evaluate_gan
+    res = evaluate_gan(a.out, a.n)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+def cmd_synthesize(a) -> int:
+    from leukodx.gan.run import synthesize
+
+    print(f"synthetic set (every image marked synthetic) -> {synthesize(a.gan, a.out, a.n_per_class, a.seed)}")
+    return 0
+
+
 def cmd_export(a) -> int:
     from leukodx.models.artifact import ModelBundle
     from leukodx.predict.onnx_export import export_onnx
@@ -261,6 +282,29 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--target-class", type=int, help="class index to explain (default: the predicted class)")
     ex.add_argument("--out", default="explanations", help="output folder (overlay PNGs, raw .npy maps, panels)")
     ex.set_defaults(func=cmd_explain)
+
+    g = sub.add_parser("gan", help="train a DCGAN / WGAN-GP / cGAN on the train side, or judge one")
+    g.add_argument("action", choices=["train", "quality"], help="train: fit generator(s); quality: FID-Lite0, KID, "
+                                                                "IS, SSIM, precision/recall, memorisation")
+    g.add_argument("--data", default="taleqani_all", help="data set (recipe name, folder or CSV)")
+    g.add_argument("--kind", default="dcgan", choices=["dcgan", "wgan_gp", "cgan"])
+    g.add_argument("--out", required=True, help="GAN run folder")
+    g.add_argument("--size", type=int, default=64, help="image side (64 default; 224 as in the thesis)")
+    g.add_argument("--epochs", type=int, default=50)
+    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--max-images-per-class", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--resume", action="store_true", help="continue from the run's last checkpoints")
+    g.add_argument("--n", type=int, default=200, help="quality: generated images per class")
+    g.add_argument("--quiet", action="store_true")
+    g.set_defaults(func=cmd_gan)
+
+    sy = sub.add_parser("synthesize", help="write a class-balanced synthetic set with a manifest marking it synthetic")
+    sy.add_argument("gan", help="GAN run folder (or its generator.pt)")
+    sy.add_argument("--out", required=True, help="output folder (class folders + manifest.csv)")
+    sy.add_argument("--n-per-class", type=int, default=500)
+    sy.add_argument("--seed", type=int, default=0)
+    sy.set_defaults(func=cmd_synthesize)
 
     dm = sub.add_parser("demo", help="run the whole path on built-in synthetic data (or --data) in a few minutes")
     dm.add_argument("--data", help="run on this real data set instead (recipe name, folder or CSV)")

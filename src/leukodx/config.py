@@ -46,13 +46,17 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int | str = "auto"
     threads: int = 2
+    synthetic: str | None = None         # manifest of generated images (leukodx synthesize), train side only
+    synthetic_ratio: float = 1.0         # generated images per real training image
+    synthetic_mode: str = "add"          # add | only (train on synthetic, test on real)
     max_images_per_class: int = 0        # >0: quick runs on a subset (train side only)
     refer_target_accuracy: float = 0.99  # referral threshold: accepted val cases reach this accuracy
     bootstrap: int = 1000
 
     _CHOICES: ClassVar[dict] = {"optimizer": ("adam", "adamw", "sgd"), "scheduler": ("cosine", "constant", "plateau"),
                 "monitor": ("val_loss", "val_acc", "val_auc"), "augment": PRESETS,
-                "precision": ("auto", "32", "16-mixed", "bf16-mixed"), "head": ("softmax", "xgboost")}
+                "precision": ("auto", "32", "16-mixed", "bf16-mixed"), "head": ("softmax", "xgboost"),
+                "synthetic_mode": ("add", "only")}
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -72,7 +76,7 @@ class TrainConfig:
                   ("freeze_epochs", 0 <= self.freeze_epochs), ("image_size", 16 <= self.image_size <= 1024),
                   ("weight_decay", self.weight_decay >= 0), ("threads", self.threads >= 1),
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
-                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("bootstrap", self.bootstrap >= 0),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0)]
         for name, ok in checks:
             if not ok:

@@ -22,3 +22,20 @@ def test_shipped_all_model_on_real_images(tmp_path, bad_files):
     by_name = {p["path"].rsplit("/", 1)[1]: p for p in res["predictions"]}
     assert by_name["real_Benign.jpg"]["label"] == "Benign" and by_name["real_Pro.jpg"]["label"] == "Pro"
     assert {e["path"].rsplit("/", 1)[1] for e in res["errors"]} == bad
+
+
+def test_shipped_wbc_model_on_real_images(tmp_path):
+    if not shipped_model("wbc").is_file():
+        pytest.skip("shipped WBC model not in this checkout")
+    root = shared("pbc192")
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    classes = ("basophil", "eosinophil", "lymphocyte", "neutrophil", "platelet")
+    for cls in classes:  # the first image of each folder (these may sit on any split side)
+        src = min((root / cls).iterdir())
+        (folder / f"{cls}.jpg").write_bytes(src.read_bytes())
+    out = tmp_path / "p.json"
+    assert main(["predict", str(folder), "--model", "wbc", "--out", str(out), "--quiet"]) == 0
+    preds = {p["path"].rsplit("/", 1)[1][:-4]: p for p in json.loads(out.read_text())["predictions"]}
+    assert sum(preds[c]["label"] == c for c in classes) >= 4
+    assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-4 for p in preds.values())

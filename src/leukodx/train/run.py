@@ -33,6 +33,30 @@ from leukodx.transforms.augment import build_augment
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 
+def with_synthetic(index, tr_idx: list[int], cfg: TrainConfig):
+    """The training side, plus (or, for train-on-synthetic, replaced by) generated images from the
+    `synthetic` manifest: `synthetic_ratio` generated images per real training image, classes balanced."""
+    from dataclasses import replace
+
+    real = index.subset(tr_idx)
+    if not cfg.synthetic:
+        return real
+    syn = load_dataset(cfg.synthetic)
+    extra = [c for c in syn.classes if c not in index.classes]
+    if extra:
+        raise LeukodxError(f"synthetic set has classes the data lacks: {', '.join(extra)}")
+    n = len(tr_idx) if cfg.synthetic_mode == "only" else round(cfg.synthetic_ratio * len(tr_idx))
+    rng = np.random.default_rng(cfg.seed)
+    by_class = {c: [r for r in syn.records if syn.classes[r.label] == c] for c in syn.classes}
+    picked = []
+    for c, recs in by_class.items():
+        take = min(len(recs), n // max(1, len(by_class)))
+        picked += [replace(recs[i], label=index.classes.index(c), synthetic=True)
+                   for i in rng.permutation(len(recs))[:take]]
+    base = [] if cfg.synthetic_mode == "only" else list(real.records)
+    return replace(real, records=base + picked)
+
+
 def _limit_per_class(index, idx: list[int], n: int, seed: int) -> list[int]:
     if n <= 0:
         return idx
@@ -82,7 +106,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                                       tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
                                       tuple(pcfg.get("std", (0.229, 0.224, 0.225))), cfg.mask_background))
     t_load = time.perf_counter()
-    train_ds = ImageDataset(index.subset(tr_idx), pre, build_augment(cfg.augment), cfg.threads, progress)
+    train_index = with_synthetic(index, tr_idx, cfg)
+    train_ds = ImageDataset(train_index, pre, build_augment(cfg.augment), cfg.threads, progress)
     val_ds = ImageDataset(index.subset(va_idx), pre, None, cfg.threads, progress)
     t_load = time.perf_counter() - t_load
     bad = train_ds.bad + val_ds.bad

@@ -1,0 +1,1 @@
+"""Synthetic cells: DCGAN, WGAN-GP and conditional GAN; quality and memorisation measures."""
