@@ -16,6 +16,7 @@ import torch
 from leukodx.config import TrainConfig
 from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import make_split
+from leukodx.evaluate.model_card import add_audit
 from leukodx.explain import Explainer
 from leukodx.explain.audit import attribution_shares, summarise
 from leukodx.explain.faithfulness import deletion_insertion, randomised_copy, rank_similarity
@@ -89,6 +90,9 @@ def main(name: str) -> None:
         md.append(f"| {c} | {v['n']} | {v['cell_share']} ({v['cell_area']}) | {v['background_share']} "
                   f"({v['background_area']}) | {v['corner_share']} ({v['corner_area']}) |")
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    for card in (common.ROOT / "results" / f"{name}_model_card.md", common.ROOT / "src" / "leukodx" / "shipped" / f"{name}.md"):
+        if card.is_file():
+            add_audit(card, audit, f"results/explain_{name}.json")
     print(out.with_suffix(".md").read_text())
 
 

@@ -116,6 +116,13 @@ def cmd_predict(a) -> int:
     predictor = Predictor.load(resolve_model(a.model), backend=a.backend)
     paths = collect_images(a.target)
     preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet)
+    if a.explain:
+        from leukodx.explain import Explainer
+        from leukodx.explain.render import save_explanations
+        ex = Explainer(predictor.bundle)
+        for i, p in enumerate(preds):
+            save_explanations(ex.explain(p.path, a.methods.split(",")), a.explain, f"{i:05d}_{Path(p.path).stem}")
+        print(f"explanations ({a.methods}) -> {a.explain}", file=sys.stderr)
     if a.outline:
         from leukodx.predict.outline import write_outlines
         rows = write_outlines(preds, a.outline)
@@ -269,6 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", choices=["json", "csv"], help="output format (default from --out suffix, else json)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run with PyTorch or ONNX Runtime")
+    pr.add_argument("--explain", metavar="DIR", help="also write explanation overlays, raw maps and panels here")
+    pr.add_argument("--methods", default="gradcam", help="methods for --explain (comma list; see `leukodx explain`)")
     pr.add_argument("--outline", metavar="DIR", help="also write each image's cell mask and the image with the "
                                                      "detected cell outlined (classic pipeline output)")
     pr.set_defaults(func=cmd_predict)

@@ -49,7 +49,8 @@ def test_five_class_folder_train_and_outlined_prediction(tmp_path):
         (sample / src.name).write_bytes(src.read_bytes())
     out = tmp_path / "outlines"
     assert main(["predict", str(sample), "--model", str(tmp_path / "run"), "--outline", str(out), "--quiet",
-                 "--out", str(tmp_path / "p.json")]) == 0
+                 "--out", str(tmp_path / "p.json"), "--explain", str(tmp_path / "ex"), "--methods", "gradcam,ig"]) == 0
+    assert len(list((tmp_path / "ex").glob("*_panel.png"))) == 2 and len(list((tmp_path / "ex").glob("*_ig.npy"))) == 2
     rows = json.loads((out / "outlines.json").read_text())
     preds = {p["path"]: p for p in json.loads((tmp_path / "p.json").read_text())["predictions"]}
     assert len(rows) == 2

@@ -31,7 +31,8 @@ def test_run_folder_has_everything(trained_run):
         assert k in m
     assert m["accuracy"] > 0.5  # 4 classes: well above chance after 3 short epochs
     html = (run / "test" / "report.html").read_text()
-    assert html.count("data:image/png;base64") >= 4  # confusion, ROC, reliability, learning curves
+    assert html.count("data:image/png;base64") >= 5  # confusion, ROC, reliability, learning curves, Grad-CAM
+    assert "Grad-CAM" in html
     assert TrainConfig.load(run / "config.yaml").epochs == 3
 
 

@@ -17,6 +17,25 @@ from leukodx.models.inference import logits_for
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 
+def _explanation_images(bundle: ModelBundle, records, y, probs, n: int = 8) -> dict[str, str]:
+    """Grad-CAM for the test set's mistakes first, then one correct image per class."""
+    import base64
+    import io
+
+    from leukodx.explain.render import gradcam_sheet
+
+    wrong = [i for i in range(len(y)) if probs[i].argmax() != y[i]]
+    right = [next((i for i in range(len(y)) if y[i] == k and probs[i].argmax() == k), None)
+             for k in range(len(bundle.classes))]
+    pick = (wrong + [i for i in right if i is not None])[:n]
+    sheet = gradcam_sheet(bundle, [records[i].path for i in pick], [bundle.classes[y[i]] for i in pick])
+    if sheet is None:
+        return {}
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    return {"Grad-CAM (test mistakes first; caption: true -> predicted)": base64.b64encode(buf.getvalue()).decode()}
+
+
 def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int], groups: list[str] | None,
                     out_dir: Path, title: str, extra: dict | None = None, n_boot: int = 1000, seed: int = 0,
                     history_csv: Path | None = None, progress: bool = True) -> dict:
@@ -58,6 +77,7 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
             f"{m['calibration']['ece_uncalibrated']:.4f} / {m['calibration']['ece_calibrated']:.4f}",
             "referral": f"threshold {bundle.refer_threshold:.3f}: coverage {m['referral']['coverage']:.3f}, "
                         f"accuracy on kept {m['referral']['accuracy_on_kept']:.4f}"}
-    write_html_report(out_dir / "report.html", title, m, y, probs, info, history_csv, tables)
+    write_html_report(out_dir / "report.html", title, m, y, probs, info, history_csv, tables,
+                      _explanation_images(bundle, ds.records, y, probs))
     return m
 

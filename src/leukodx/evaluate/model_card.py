@@ -71,3 +71,42 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str) -> Path:
     out = Path(out)
     out.write_text("\n".join(lines) + "\n")
     return out
+
+
+AUDIT_HEADING = "## Where the model looks (shortcut audit)"
+
+
+def audit_section(audit: dict, source: str) -> list[str]:
+    """Plain-language lines from an explain benchmark's Grad-CAM audit (explain/audit.summarise)."""
+    a = audit["all"]
+    lines = [AUDIT_HEADING, f"From `{source}` (Grad-CAM over {a['n']} test images; the cell = Otsu mask).", "",
+             "| class | n | on the cell (cell area) | on the background (area) | bottom-right corner (area) |",
+             "|---|---|---|---|---|"]
+    for c, v in audit.items():
+        lines.append(f"| {c} | {v['n']} | {v['cell_share']:.3f} ({v['cell_area']:.3f}) | {v['background_share']:.3f} "
+                     f"({v['background_area']:.3f}) | {v['corner_share']:.3f} ({v['corner_area']:.3f}) |")
+    lines.append("")
+    enrich = a["cell_share"] / max(a["cell_area"], 1e-9)
+    if enrich < 1.2 or a["background_share"] > 0.5:
+        lines.append(f"- **This model looks at the background**: {a['background_share']:.0%} of its Grad-CAM "
+                     f"attribution lies outside the segmented cell ({a['background_area']:.0%} of the image; the cell "
+                     f"gets {enrich:.1f}x its area share). Its accuracy may rest on acquisition cues (stain, background "
+                     "colour) rather than cell morphology; check its explanations before trusting it.")
+    else:
+        lines.append(f"- {a['cell_share']:.0%} of the Grad-CAM attribution lies on the segmented cell, which covers "
+                     f"{a['cell_area']:.0%} of the image ({enrich:.1f}x its area share).")
+    if a["corner_share"] > 2 * a["corner_area"]:
+        lines.append(f"- The scale-bar corner draws {a['corner_share']:.1%} of the attribution, over twice its area "
+                     f"share: a burned-in label shortcut.")
+    return lines
+
+
+def add_audit(card: str | Path, audit: dict, source: str) -> None:
+    """Replace (or append) the audit section of a generated model card."""
+    card = Path(card)
+    text = card.read_text()
+    if AUDIT_HEADING in text:
+        head, _, rest = text.partition(AUDIT_HEADING)
+        nxt = rest.find("\n## ")
+        text = head + (rest[nxt + 1:] if nxt >= 0 else "")
+    card.write_text(text.rstrip("\n") + "\n\n" + "\n".join(audit_section(audit, source)) + "\n")

@@ -46,3 +46,26 @@ def save_explanations(explanations, out_dir: str | Path, stem: str) -> dict:
         panel(explanations[0].image, explanations).save(out_dir / f"{stem}_panel.png")
         files["panel"] = str(out_dir / f"{stem}_panel.png")
     return files
+
+
+def gradcam_sheet(bundle, paths: list[str], true_labels: list[str]) -> Image.Image | None:
+    """Grad-CAM overlays for a few images, captioned 'true -> predicted p', in one row-wrapped sheet
+    (for the HTML report). None when the model cannot be explained with Grad-CAM."""
+    from leukodx.explain import Explainer, ExplainError
+
+    ex = Explainer(bundle)
+    tiles = []
+    for p, t in zip(paths, true_labels):
+        try:
+            e = ex.explain(p, ["gradcam"])[0]
+        except ExplainError:
+            return None
+        tiles.append(overlay(e.image, e.map, f"{t} -> {e.label} {e.probability:.2f}"))
+    if not tiles:
+        return None
+    w, h = tiles[0].size
+    cols = min(4, len(tiles))
+    sheet = Image.new("RGB", (w * cols, h * ((len(tiles) + cols - 1) // cols)), "white")
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % cols) * w, (i // cols) * h))
+    return sheet
