@@ -16,6 +16,8 @@ from leukodx.models.ddrnet import VARIANTS
 
 ROOT = common.ROOT
 DDRNET = {"optimizer": "adam", "lr": 0.01, "scheduler": "constant", "augment": "ddrnet"}  # paper's training
+CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True, "optimizer": "adam", "lr": 1e-3,
+           "scheduler": "cosine", "augment": "seed"}  # Sudhakar et al. preprocessing
 THESIS = {"optimizer": "adam", "lr": 1e-4, "scheduler": "plateau", "plateau_factor": 0.2, "monitor": "val_auc",
           "augment": "thesis", "early_stopping_patience": 5}
 
@@ -37,9 +39,9 @@ def main():
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--per-class", type=int, default=200)
-    ap.add_argument("--only", choices=["ddrnet", "ablation", "taleqani", "thesis"], nargs="*")
+    ap.add_argument("--only", choices=["ddrnet", "ablation", "taleqani", "thesis", "classic"], nargs="*")
     args = ap.parse_args()
-    want = set(args.only or ["ddrnet", "ablation", "taleqani", "thesis"])
+    want = set(args.only or ["ddrnet", "ablation", "taleqani", "thesis", "classic"])
     proto = (f"{args.size} px, {args.epochs} epochs, train side capped at {args.per_class or 'all'} images per class, "
              "from scratch (no pretrained weights), grouped split seed 0 (val/test full), 2 CPU cores")
     extra = {"train min": "wall_minutes"}
@@ -69,6 +71,15 @@ def main():
                       keys=("accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc"),
                       extra={"sensitivity (malignant)": "sensitivity", "specificity (malignant)": "specificity",
                              **extra})
+
+    if "classic" in want:
+        for data in ("taleqani_all", "pbc"):
+            rows = [(n, run(f"{m}_{data}_classic", data, m, args, **CLASSIC))
+                    for n, m in (("Conv2D CNN", "classic_cnn"), ("ResNet-34", "resnet34"), ("DenseNet-169", "densenet169"))]
+            write_results(ROOT / "results" / f"classic_{data}", rows, f"Classic CNN pipeline on {data} (Sudhakar et al. form)",
+                          [proto, ("Preprocessing for all three: Otsu threshold segmentation (background whitened), "
+                           "Gaussian low-pass sigma 1, grayscale. Five-class ALL/AML/CLL/CML/healthy data is not "
+                           "available here: not measured.")], extra=extra)
 
 
 if __name__ == "__main__":

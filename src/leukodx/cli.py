@@ -160,6 +160,11 @@ def cmd_explain(a) -> int:
             failed += 1
             continue
         files = save_explanations(es, a.out, f"{i:05d}_{Path(path).stem}")
+        if a.feature_maps:
+            from leukodx.explain.feature_maps import feature_maps, feature_sheet
+            sheet = Path(a.out) / f"{i:05d}_{Path(path).stem}_feature_maps.png"
+            feature_sheet(feature_maps(ex.model, ex.prepare(path)[1])).save(sheet)
+            files["feature_maps"] = str(sheet)
         rows.append({"path": str(path), "label": es[0].label, "probability": round(es[0].probability, 6),
                      "seconds": {e.method: round(e.seconds, 3) for e in es}, "files": files})
     Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -289,6 +294,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "layercam, ig, shap, lime, rollout")
     ex.add_argument("--layer", help="target layer name for CAM methods (default: the output of forward_features)")
     ex.add_argument("--target-class", type=int, help="class index to explain (default: the predicted class)")
+    ex.add_argument("--feature-maps", action="store_true", help="also save each stage's first feature maps "
+                                                                 "(DDRNet paper, Figure 7)")
     ex.add_argument("--out", default="explanations", help="output folder (overlay PNGs, raw .npy maps, panels)")
     ex.set_defaults(func=cmd_explain)
 

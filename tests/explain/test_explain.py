@@ -105,7 +105,18 @@ def test_cli_explain_folder_with_bad_files(bad_files, tmp_path):
     b.save(tmp_path / "m.pt")
     out = tmp_path / "ex"
     assert main(["explain", str(folder), "--model", str(tmp_path / "m.pt"), "--methods", "gradcam,layercam",
-                 "--out", str(out)]) == 0
+                 "--out", str(out), "--feature-maps"]) == 0
     rows = json.loads((out / "explanations.json").read_text())
     assert len(rows) == 7 and all((out / p.split("/")[-1]).is_file() for r in rows for p in r["files"].values())
     assert np.load(next(out.glob("*_gradcam.npy"))).shape == (64, 64)
+
+
+def test_feature_maps_per_ddrnet_stage():
+    from leukodx.explain.feature_maps import feature_maps, feature_sheet
+
+    m = create_model("ddrnet", 3, img_size=64)
+    maps = feature_maps(m, torch.randn(1, 3, 64, 64))
+    assert list(maps) == ["stem", "drdb", "csab", "project", "norm"] and maps["stem"].shape == (64, 16, 16)
+    assert feature_sheet(maps).size == (110 + 8 * 64, 5 * 64)
+    with pytest.raises(ExplainError, match="no layer"):
+        feature_maps(m, torch.randn(1, 3, 64, 64), ["nope"])
