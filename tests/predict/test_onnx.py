@@ -25,3 +25,19 @@ def test_onnx_backend_matches_torch(bundle, tmp_path):
         assert a.label == b.label and a.refer == b.refer
         assert np.allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-4)
         assert a.refer == (a.probability < 0.9)
+
+
+@pytest.mark.parametrize("name", ["ddrnet", "thesis_vit", "hybrid_cnn_vit", "classic_cnn"])
+def test_seed_networks_export_to_onnx(name, tmp_path):
+    import torch
+    m = create_model(name, 3, img_size=64).eval()
+    b = ModelBundle(m, name, ["a", "b", "c"], {"image_size": 64, "mean": [0.5] * 3, "std": [0.5] * 3},
+                    {"img_size": 64})
+    for i in range(3):
+        rgb(i, 64).save(tmp_path / f"{i}.png")
+    files = sorted(tmp_path.glob("*.png"))
+    t, _ = Predictor(b, backend="torch").predict_paths(files)
+    o, _ = Predictor(b, backend="onnx").predict_paths(files)
+    for a, c in zip(t, o):
+        assert np.allclose(list(a.probabilities.values()), list(c.probabilities.values()), atol=1e-4)
+    assert torch.is_tensor(m(torch.zeros(1, 3, 64, 64)))

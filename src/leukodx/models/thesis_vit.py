@@ -37,7 +37,7 @@ class TokenEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x[:, :, :self.grid * self.patch, :self.grid * self.patch]
         t = self.embed(x).flatten(2).transpose(1, 2)
-        t = torch.cat([self.cls_token.expand(len(t), -1, -1), t], 1) + self.pos_embed
+        t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], 1) + self.pos_embed
         return self.encoder(t)
 
 
