@@ -18,22 +18,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one(model: str, data: str, n: int, backend: str, threads: int) -> dict:
-    import torch
-
+    """backend 'torch': the PyTorch Predictor; 'onnx': the torch-free OnnxPredictor on the exported .onnx
+    (what `leukodx predict --backend onnx` runs for the shipped models)."""
     from leukodx.data.recipes import load_dataset
-    from leukodx.predict.predictor import Predictor
     from leukodx.predict.shipped import resolve_model
 
-    torch.set_num_threads(threads)
     paths = [r.path for r in load_dataset(data).records][:n]
-    p = Predictor.load(resolve_model(model), backend=backend)
-    p.predict_paths(paths[:32])  # warm-up (and ONNX export) not timed
+    if backend == "onnx":
+        from leukodx.predict.lean import OnnxPredictor
+        p = OnnxPredictor(resolve_model(model, ".onnx"), threads=threads)
+        size = p.meta["preprocess"]["image_size"]
+        arch = p.meta["arch"]
+    else:
+        import torch
+
+        from leukodx.predict.predictor import Predictor
+        torch.set_num_threads(threads)
+        p = Predictor.load(resolve_model(model))
+        size, arch = p.bundle.preprocess["image_size"], p.bundle.arch
+    p.predict_paths(paths[:32])  # warm-up not timed
     t0 = time.perf_counter()
     preds, errors = p.predict_paths(paths)
     dt = time.perf_counter() - t0
     return {"backend": backend, "images": len(preds), "errors": len(errors), "seconds": dt,
             "images_per_second": len(preds) / dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": threads, "image_size": p.bundle.preprocess["image_size"], "arch": p.bundle.arch}
+            "threads": threads, "image_size": size, "arch": arch}
 
 
 def main() -> None:

@@ -18,4 +18,5 @@ cp "$RUN/test/metrics.json" "results/${NAME}_metrics.json"
 .venv/bin/python -c "from leukodx.evaluate.model_card import write_model_card as w; w('$RUN', 'results/${NAME}_model_card.md', '$TITLE')"
 cp "results/${NAME}_model_card.md" "src/leukodx/shipped/$NAME.md"
 cp "$RUN/model.pt" "src/leukodx/shipped/$NAME.pt"
+.venv/bin/leukodx export "src/leukodx/shipped/$NAME.pt" --out "src/leukodx/shipped/$NAME.onnx"
 .venv/bin/python benchmarks/shipped_table.py

@@ -111,9 +111,18 @@ def _run_data(run_dir: Path) -> str:
 
 
 def cmd_predict(a) -> int:
-    from leukodx.predict.predictor import Predictor, collect_images, write_predictions
+    from leukodx.predict.results import collect_images, write_predictions
 
-    predictor = Predictor.load(resolve_model(a.model), backend=a.backend)
+    if a.backend == "onnx" and (a.model in ("all", "wbc") or a.model.endswith(".onnx")):
+        from leukodx.predict.lean import OnnxPredictor  # no torch: the small-footprint path
+        predictor = OnnxPredictor(resolve_model(a.model, ".onnx"))
+        if a.explain:
+            raise LeukodxError("--explain needs the PyTorch model: use --backend torch")
+    else:
+        from leukodx.predict.predictor import Predictor
+        if str(a.model).endswith(".onnx"):
+            raise LeukodxError("an .onnx model runs with --backend onnx")
+        predictor = Predictor.load(resolve_model(a.model), backend=a.backend)
     paths = collect_images(a.target)
     preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet)
     if a.explain:

@@ -41,3 +41,25 @@ def test_seed_networks_export_to_onnx(name, tmp_path):
     for a, c in zip(t, o):
         assert np.allclose(list(a.probabilities.values()), list(c.probabilities.values()), atol=1e-4)
     assert torch.is_tensor(m(torch.zeros(1, 3, 64, 64)))
+
+
+def test_lean_onnx_predictor_matches_torch_without_importing_torch(bundle, tmp_path, bad_files):
+    import subprocess
+    import sys
+
+    from leukodx.predict.lean import OnnxPredictor
+    from leukodx.predict.onnx_export import export_onnx
+    folder, bad = bad_files
+    path = export_onnx(bundle, tmp_path / "m.onnx")
+    files = sorted(folder.iterdir())
+    t, _ = Predictor(bundle).predict_paths(files)
+    o, errors = OnnxPredictor(path).predict_paths(files)
+    assert {e["path"].rsplit("/", 1)[1] for e in errors} == bad and len(o) == len(t)
+    for a, c in zip(t, o):
+        assert a.label == c.label and a.refer == c.refer
+        assert np.allclose(list(a.probabilities.values()), list(c.probabilities.values()), atol=1e-4)
+    code = f"import sys; from leukodx.predict.lean import OnnxPredictor; OnnxPredictor('{path}'); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    (tmp_path / "junk.onnx").write_bytes(b"nope")
+    with pytest.raises(Exception, match="not a readable ONNX"):
+        OnnxPredictor(tmp_path / "junk.onnx")

@@ -1,4 +1,14 @@
-"""Prediction: load a model file, predict images or folders, refer uncertain cases."""
-from leukodx.predict.predictor import Prediction, Predictor, collect_images, write_predictions
+"""Prediction: load a model file, predict images or folders, refer uncertain cases.
 
-__all__ = ["Prediction", "Predictor", "collect_images", "write_predictions"]
+`Predictor` (PyTorch or ONNX backend) lives in predict.predictor; `OnnxPredictor` in predict.lean
+runs a shipped .onnx file without importing torch (for small deployments)."""
+
+
+def __getattr__(name):  # lazy, so `import leukodx.predict.lean` stays torch-free
+    if name in ("Predictor",):
+        from leukodx.predict.predictor import Predictor
+        return Predictor
+    if name in ("Prediction", "collect_images", "write_predictions"):
+        from leukodx.predict import results
+        return getattr(results, name)
+    raise AttributeError(name)

@@ -6,16 +6,31 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from leukodx.errors import LeukodxError
 from leukodx.models.artifact import ModelBundle
 
 
 def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
+    """Logits network as ONNX, with what prediction needs (classes, preprocessing, temperature, referral
+    threshold) in the file's metadata under 'leukodx', so predict.lean can run it without torch."""
+    import json
+
+    import onnx
+
+    if bundle.tree_head is not None:
+        raise LeukodxError("this model has an XGBoost head, which ONNX export does not cover; use the .pt file")
     out = Path(out)
     size = bundle.preprocess["image_size"]
     model = bundle.model.eval()
     tmp = out.with_suffix(".onnx.tmp")
     torch.onnx.export(model, torch.randn(1, 3, size, size), str(tmp), dynamo=False, input_names=["x"],
                       output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17)
+    m = onnx.load(str(tmp))
+    meta = {"format": "leukodx-onnx/1", "arch": bundle.arch, "classes": list(bundle.classes),
+            "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in bundle.preprocess.items()},
+            "temperature": float(bundle.temperature), "refer_threshold": float(bundle.refer_threshold)}
+    onnx.helper.set_model_props(m, {"leukodx": json.dumps(meta)})
+    onnx.save(m, str(tmp))
     tmp.replace(out)
     return out
 

@@ -8,14 +8,14 @@ from leukodx.errors import LeukodxError
 SHIPPED = {"all": "all_severity.pt", "wbc": "wbc_type.pt"}
 
 
-def shipped_model(name: str) -> Path:
-    return Path(__file__).resolve().parents[1] / "shipped" / SHIPPED[name]
+def shipped_model(name: str, suffix: str = ".pt") -> Path:
+    return (Path(__file__).resolve().parents[1] / "shipped" / SHIPPED[name]).with_suffix(suffix)
 
 
-def resolve_model(spec: str) -> Path:
-    """'all' / 'wbc' -> the shipped file; anything else is a model file or run folder path."""
+def resolve_model(spec: str, suffix: str = ".pt") -> Path:
+    """'all' / 'wbc' -> the shipped file (.pt, or its .onnx export); anything else is a model file or run folder."""
     if spec in SHIPPED:
-        p = shipped_model(spec)
+        p = shipped_model(spec, suffix)
         if not p.is_file():
             raise LeukodxError(f"the shipped '{spec}' model is not in this install ({p}); pass a model file or run folder")
         return p

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import torch
 from PIL import Image, ImageFilter
 
 from leukodx.errors import ConfigError
@@ -111,18 +110,30 @@ class Preprocess:
         if cfg.grayscale:
             steps.append(Grayscale())
         self.steps = steps
-        self._mean = torch.tensor(cfg.mean).view(1, 3, 1, 1) * 255
-        self._std = torch.tensor(cfg.std).view(1, 3, 1, 1) * 255
+        self._mean = np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1) * 255
+        self._std = np.asarray(cfg.std, np.float32).reshape(1, 3, 1, 1) * 255
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def array(self, img: Image.Image) -> np.ndarray:
+        """uint8 (S, S, 3): the preprocessed image, without torch (lean ONNX prediction uses this)."""
         for step in self.steps:
             img = step(img)
-        return torch.from_numpy(np.array(img, dtype=np.uint8, copy=True)).permute(2, 0, 1).contiguous()
+        return np.array(img, dtype=np.uint8, copy=True)
 
-    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+    def __call__(self, img: Image.Image):
+        """uint8 torch tensor (3, S, S)."""
+        import torch
+
+        return torch.from_numpy(self.array(img)).permute(2, 0, 1).contiguous()
+
+    def normalize(self, batch):
+        """uint8 batch (N, 3, S, S) or one image -> float model input; torch in, torch out; numpy likewise."""
         if batch.ndim == 3:
-            batch = batch.unsqueeze(0)
-        return (batch.float() - self._mean) / self._std
+            batch = batch[None]
+        if isinstance(batch, np.ndarray):
+            return (batch.astype(np.float32) - self._mean) / self._std
+        import torch
+
+        return (batch.float() - torch.from_numpy(self._mean)) / torch.from_numpy(self._std)
 
     def to_dict(self) -> dict:
         return asdict(self.cfg)

@@ -1,0 +1,96 @@
+"""Prediction records and how they are written; no torch here (shared by both predictors)."""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from leukodx.data.images import is_image_file, load_image
+from leukodx.errors import BadImageError, LeukodxError
+
+
+@dataclass
+class Prediction:
+    path: str
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+    refer: bool
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "label": self.label, "probability": round(self.probability, 6),
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}, "refer": self.refer}
+
+
+def collect_images(target: str | Path) -> list[Path]:
+    """A file, or every file under a folder (non-images are kept so they are reported, hidden files skipped)."""
+    p = Path(target).expanduser()
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        return sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    raise LeukodxError(f"{p}: no such file or folder")
+
+
+def predict_batches(paths, to_input, probabilities, make, batch_size: int = 32, progress: bool = False):
+    """Decode and preprocess each file (`to_input`), run `probabilities` on full batches, build results with
+    `make(path, probs)`. Returns (predictions, errors); a bad file is listed in errors, never fatal."""
+    preds, errors, batch, batch_paths = [], [], [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(paths), desc="predicting", unit="img")
+
+    def flush():
+        if batch:
+            for bp, p in zip(batch_paths, probabilities(np.stack(batch))):
+                preds.append(make(str(bp), p))
+            batch.clear()
+            batch_paths.clear()
+
+    for path in paths:
+        try:
+            if not is_image_file(path):
+                raise BadImageError(path, f"not an image file type ({Path(path).suffix or 'no extension'})")
+            batch.append(to_input(load_image(path)))
+            batch_paths.append(path)
+        except BadImageError as e:
+            errors.append({"path": str(path), "error": e.problem})
+        if len(batch) >= batch_size:
+            flush()
+        if bar:
+            bar.update(1)
+    flush()
+    if bar:
+        bar.close()
+    return preds, errors
+
+
+def to_prediction(path: str, p: np.ndarray, classes: list[str], refer_threshold: float) -> Prediction:
+    k = int(p.argmax())
+    return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
+                      bool(p[k] < refer_threshold))
+
+
+def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None) -> Path:
+    out = Path(out)
+    fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(out.suffix + ".tmp")
+    if fmt == "csv":
+        classes = list(preds[0].probabilities) if preds else []
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "probability", "refer", "error"] + [f"p_{c}" for c in classes])
+            for p in preds:
+                w.writerow([p.path, p.label, f"{p.probability:.6f}", int(p.refer), ""] +
+                           [f"{p.probabilities[c]:.6f}" for c in classes])
+            for e in errors:
+                w.writerow([e["path"], "", "", "", e["error"]] + [""] * len(classes))
+    else:
+        tmp.write_text(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors}, indent=1))
+    tmp.replace(out)
+    return out
