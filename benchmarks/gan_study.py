@@ -43,6 +43,7 @@ def main():
     ap.add_argument("--gan-epochs", type=int, default=80)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--stages", nargs="*", default=["gans", "quality", "study"], choices=["gans", "quality", "study"])
     args = ap.parse_args()
     gan_root = ROOT / "runs" / "gan"
     manifests = {}
@@ -56,11 +57,15 @@ def main():
             synthesize(run, man.parent, 400)
         manifests[kind] = man
         print(f"GAN {kind} ready", flush=True)
+    if "quality" not in args.stages:
+        return
     quality_rows = {}
     for kind in GANS:  # stage 2
         q = gan_root / kind / "quality.json"
         quality_rows[kind] = json.loads(q.read_text()) if q.is_file() else evaluate_gan(gan_root / kind, 200)
     write_quality(quality_rows, args)
+    if "study" not in args.stages:
+        return
     rows4, rows2, tstr = [], [], []
     base = {"pretrained": False, "image_size": args.size, "epochs": 15, "freeze_epochs": 0, "optimizer": "adam",
             "lr": 1e-4, "scheduler": "plateau", "plateau_factor": 0.2, "monitor": "val_auc", "augment": "thesis",

@@ -37,8 +37,8 @@ def binary_rates(m: dict) -> dict:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--per-class", type=int, default=200)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--per-class", type=int, default=150)
     ap.add_argument("--only", choices=["ddrnet", "ablation", "taleqani", "thesis", "classic"], nargs="*")
     args = ap.parse_args()
     want = set(args.only or ["ddrnet", "ablation", "taleqani", "thesis", "classic"])
