@@ -59,7 +59,7 @@ def test_lean_onnx_predictor_matches_torch_without_importing_torch(bundle, tmp_p
         assert a.label == c.label and a.refer == c.refer
         assert np.allclose(list(a.probabilities.values()), list(c.probabilities.values()), atol=1e-4)
     code = f"import sys; from leukodx.predict.lean import OnnxPredictor; OnnxPredictor('{path}'); print('torch' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
     (tmp_path / "junk.onnx").write_bytes(b"nope")
     with pytest.raises(Exception, match="not a readable ONNX"):
         OnnxPredictor(tmp_path / "junk.onnx")
