@@ -53,8 +53,8 @@ def main():
         rows.append(("DDRNet (full), Adam 1e-3 (not the paper's lr)",
                      run("ddrnet_full_pbc4_lr1e-3", "pbc4", "ddrnet", args, **{**DDRNET, "lr": 1e-3})))
         write_results(ROOT / "results" / "ddrnet_pbc4", rows, "DDRNet vs ResNets, PBC 4 WBC types (paper Tables 4-5 form)",
-                      [proto, "All trained alike: Adam lr 0.01 constant, DDRNet augmentation (paper's setup); the last "
-                       "row repeats DDRNet with lr 1e-3 to show its sensitivity to the learning rate.",
+                      [proto, ("All trained alike: Adam lr 0.01 constant, DDRNet augmentation (paper's setup); the last "
+                       "row repeats DDRNet with lr 1e-3 to show its sensitivity to the learning rate."),
                        "Confusion matrices are in the JSON file."], extra=extra)
     if "ablation" in want:
         rows = [(v, full if v == "full" else run(f"ddrnet_{v}_pbc4", "pbc4", "ddrnet", args, model_kwargs={"variant": v},
