@@ -89,7 +89,7 @@ def attention_rollout(model: nn.Module, x: torch.Tensor, target: int | None = No
         elif hasattr(m, "fused_attn") and hasattr(m, "attn_drop"):
             m.fused_attn = False
             hooks.append(m.attn_drop.register_forward_hook(lambda _m, _i, o: attns.append(o.detach().mean(1))))
-    if not attns and not hooks:
+    if not hooks:
         raise ExplainError("attention rollout needs a transformer (ViT) model; this one has no attention layers")
     try:
         with torch.enable_grad():  # keeps torch's fused fast path (which skips hooks) off

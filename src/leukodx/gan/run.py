@@ -126,9 +126,9 @@ def load_generators(gan_dir: str | Path) -> tuple[dict, dict[str, Generator]]:
 
 
 @torch.no_grad()
-def generate_images(gan_dir, n_per_class: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """class -> (n, H, W, 3) uint8 generated images."""
-    d, gens = load_generators(gan_dir)
+def generate_images(gan_dir, n_per_class: int, seed: int = 0, loaded: tuple | None = None) -> dict[str, np.ndarray]:
+    """class -> (n, H, W, 3) uint8 generated images; `loaded` = load_generators(gan_dir) if already done."""
+    d, gens = loaded or load_generators(gan_dir)
     torch.manual_seed(seed)
     out = {}
     for k, c in enumerate(d["classes"]):
@@ -142,10 +142,10 @@ def generate_images(gan_dir, n_per_class: int, seed: int = 0) -> dict[str, np.nd
 def synthesize(gan_dir, out_dir: str | Path, n_per_class: int, seed: int = 0) -> Path:
     """Class-balanced synthetic set: out_dir/<class>/*.png and manifest.csv with synthetic = 1."""
     out_dir = Path(out_dir)
-    recs, classes = [], None
-    d, _ = load_generators(gan_dir)
-    classes = d["classes"]
-    for c, imgs in generate_images(gan_dir, n_per_class, seed).items():
+    recs = []
+    loaded = load_generators(gan_dir)
+    d, classes = loaded[0], loaded[0]["classes"]
+    for c, imgs in generate_images(gan_dir, n_per_class, seed, loaded).items():
         (out_dir / c).mkdir(parents=True, exist_ok=True)
         for i, im in enumerate(imgs):
             p = out_dir / c / f"{d['kind']}_{c}_{i:05d}.png"

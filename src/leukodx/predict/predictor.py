@@ -48,7 +48,7 @@ class Predictor:
         if isinstance(batch_uint8, np.ndarray):
             batch_uint8 = torch.from_numpy(batch_uint8).permute(0, 3, 1, 2)
         x = self.pre.normalize(batch_uint8).contiguous(memory_format=torch.channels_last)
-        if self.bundle.tree_head is not None:
+        if self.model is self.bundle.model:  # torch backend: the bundle knows its head and temperature
             return self.bundle.probabilities(x)
         logits = self.model(x).float() / self.bundle.temperature
         return logits.softmax(1).numpy()
