@@ -187,7 +187,7 @@ def cmd_gan(a) -> int:
 
     if a.action == "train":
         out = train_gan(a.data, a.kind, a.out, a.size, a.epochs, a.batch_size, a.seed, a.resume, not a.quiet,
-                        a.max_images_per_class)
+                        a.max_images_per_class, width=a.width, diffaugment=a.diffaugment)
         print(f"generator(s) -> {out}; sample grids under {Path(a.out)}/*/samples/")
         return 0
     from leukodx.gan.evaluate import evaluate_gan
@@ -317,6 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--size", type=int, default=64, help="image side (64 default; 224 as in the thesis)")
     g.add_argument("--epochs", type=int, default=50)
     g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--width", type=int, default=64, help="channels of the outermost conv layers (64 = usual DCGAN; "
+                                                         "32 is 4x cheaper on CPU)")
+    g.add_argument("--diffaugment", action="store_true", help="translate + cut out every discriminator input, real and "
+                                                              "fake (DiffAugment; helps with a few hundred images)")
     g.add_argument("--max-images-per-class", type=int, default=0)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--resume", action="store_true", help="continue from the run's last checkpoints")

@@ -12,9 +12,9 @@ from leukodx.data.dataset import from_manifest
 from leukodx.data.synthetic import generate
 from leukodx.errors import ConfigError
 from leukodx.gan.models import KINDS, base_side, build_gan
-from leukodx.gan.module import GANModule
+from leukodx.gan.module import GANModule, diff_augment
 from leukodx.gan.quality import Lite0Features, memorisation, precision_recall, quality
-from leukodx.gan.run import synthesize, train_gan
+from leukodx.gan.run import load_generators, synthesize, train_gan
 from leukodx.train.run import train, with_synthetic
 
 
@@ -57,14 +57,32 @@ def test_gradient_penalty_measures_distance_from_unit_gradient():
         assert float(m._gp(real, fake, None)) == pytest.approx(expected, abs=1e-4)
 
 
+def test_diffaugment_shifts_and_cuts_out_only():
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 32, 32) + 0.5  # no zeros, so every 0 in the output is fill or cutout
+    y = diff_augment(x)
+    assert y.shape == x.shape
+    for a, b in zip(x, y):
+        kept = b != 0
+        assert 0.5 < kept.float().mean() < 1  # a cutout happened, most of the image is left
+        shifts = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                  if torch.equal(torch.roll(a, (dy, dx), (1, 2))[kept], b[kept])]
+        assert shifts  # what is kept is the image moved by at most 1/8 of its side
+    z = torch.rand(2, 3, 16, 16, requires_grad=True)
+    diff_augment(z).sum().backward()
+    assert z.grad.abs().sum() > 0  # differentiable, so the generator learns through it
+
+
 def test_train_resume_synthesize_and_mix(tmp_path):
     idx = generate(tmp_path / "d", n_per_class=16, size=32, seed=3, per_slide=4)
     data = str(tmp_path / "d" / "manifest.csv")
     train_gan(data, "cgan", tmp_path / "gan", size=16, epochs=1, batch_size=16, progress=False)
     train_gan(data, "cgan", tmp_path / "gan", size=16, epochs=2, batch_size=16, progress=False, resume=True)
     assert sorted(p.name for p in (tmp_path / "gan" / "all" / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
-    train_gan(data, "dcgan", tmp_path / "dc", size=16, epochs=1, batch_size=16, progress=False)
+    train_gan(data, "dcgan", tmp_path / "dc", size=16, epochs=1, batch_size=16, progress=False, width=8)
     assert {p.name for p in (tmp_path / "dc").iterdir()} >= set(idx.classes)  # one generator per class
+    _, gens = load_generators(tmp_path / "dc")
+    assert set(gens) == set(idx.classes) and gens[idx.classes[0]].net[-2].in_channels == 8  # width is kept
     man = synthesize(tmp_path / "gan", tmp_path / "syn", n_per_class=6)
     syn = from_manifest(man)
     assert all(r.synthetic for r in syn.records) and set(syn.counts().values()) == {6}
@@ -94,6 +112,7 @@ def test_quality_measures_behave():
     diff = quality(real, other, f)
     assert same["fid_lite0"] < 1e-2 < diff["fid_lite0"] and same["precision"] == same["recall"] == 1.0
     assert diff["ssim_fake_pairs"] > same["ssim_fake_pairs"]  # near-constant images look alike: low diversity
+    assert diff["ms_ssim_fake_pairs"] > same["ms_ssim_fake_pairs"]
     assert "NOT InceptionV3" in same["protocol"]
     copies = memorisation(real[:12], real[:12], real[12:], f)
     assert copies["fake_to_train_min"] < 1e-3 and copies["share_fake_closer_than_held_out_p5"] == 1.0

@@ -1,6 +1,7 @@
 """Quality report of a GAN run: per class and overall, real = the run's own train side (what the
 GAN saw), held-out = its validation side (for the memorisation check). Writes RUN/quality.json and
-RUN/closest_pairs.png (each synthetic image beside its nearest training image)."""
+RUN/closest_pairs.png (each synthetic image beside its nearest training image). `real_reference`
+gives the same measures for real validation images against the train side: the best a GAN could do."""
 from __future__ import annotations
 
 import json
@@ -44,8 +45,11 @@ def evaluate_gan(gan_dir: str | Path, n_per_class: int = 200) -> dict:
         res["per_class"][c] = {**quality(train[c], fake[c], feats, logits),
                                "memorisation": memorisation(train[c], fake[c], held[c], feats)}
         pairs += [(fake[c][i], train[c][j]) for i, j, _ in res["per_class"][c]["memorisation"]["closest_pairs"][:2]]
-    res["overall"] = quality(np.concatenate([train[c] for c in classes]), np.concatenate([fake[c] for c in classes]),
-                             feats, logits)
+    def every(d):
+        return np.concatenate([d[c] for c in classes])
+
+    res["overall"] = quality(every(train), every(fake), feats, logits)
+    res["real_reference"] = quality(every(train), every(held), feats, logits)  # the floor: real val vs real train
     (run / "quality.json").write_text(json.dumps(res, indent=1))
     if pairs:
         h, w = pairs[0][0].shape[:2]

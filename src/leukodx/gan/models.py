@@ -83,9 +83,12 @@ KINDS = {  # kind -> (latent, conditional, critic batchnorm, lr G, lr D, betas)
 }
 
 
-def build_gan(kind: str, size: int, num_classes: int) -> tuple[Generator, Discriminator]:
+def build_gan(kind: str, size: int, num_classes: int, width: int = 64) -> tuple[Generator, Discriminator]:
+    """`width` = channels of the widest-resolution layer (64 = the usual DCGAN; 32 = 4x cheaper on CPU)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown GAN kind '{kind}'; choose one of {', '.join(KINDS)}")
     latent, cond, bn, *_ = KINDS[kind]
     k = num_classes if cond else 0
-    return Generator(size, latent, k), Discriminator(size, k, batchnorm=bn)
+    if width < 4:
+        raise ConfigError(f"GAN width must be at least 4, got {width}")
+    return Generator(size, latent, k, width), Discriminator(size, k, width, batchnorm=bn)

@@ -1,5 +1,8 @@
 """GAN training step for Lightning (manual optimisation): BCE for DCGAN / cGAN, Wasserstein loss
-with gradient penalty 10 and 5 critic steps per generator step for WGAN-GP."""
+with gradient penalty 10 and 5 critic steps per generator step for WGAN-GP. Optional DiffAugment
+(Zhao et al., NeurIPS 2020): the same random translation + cutout on every image the discriminator
+sees, real and fake, so a small training set is harder to memorise; colour is left alone because it
+carries the class."""
 from __future__ import annotations
 
 import lightning.pytorch as pl
@@ -9,13 +12,29 @@ import torch.nn.functional as F
 from leukodx.gan.models import KINDS, build_gan
 
 
+def diff_augment(x: torch.Tensor) -> torch.Tensor:
+    """Differentiable per-image translation (up to 1/8 of the side, zero fill) and cutout (a square of
+    half the side set to 0, i.e. mid-grey in [-1, 1])."""
+    n, _, h, w = x.shape
+    s = max(1, h // 8)
+    i, j = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    dy, dx = torch.randint(0, 2 * s + 1, (2, n, 1), device=x.device)
+    padded = F.pad(x, (s, s, s, s))
+    x = padded[torch.arange(n, device=x.device)[:, None, None], :, (i + dy)[:, :, None], (j + dx)[:, None, :]]
+    x = x.permute(0, 3, 1, 2)
+    cy, cx = torch.randint(0, h, (n, 1), device=x.device), torch.randint(0, w, (n, 1), device=x.device)
+    keep = ~(((i - cy).abs() < h // 4)[:, :, None] & ((j - cx).abs() < w // 4)[:, None, :])
+    return x * keep[:, None]
+
+
 class GANModule(pl.LightningModule):
     def __init__(self, kind: str = "dcgan", size: int = 64, num_classes: int = 4, gp_weight: float = 10.0,
-                 critic_steps: int = 5):
+                 critic_steps: int = 5, width: int = 64,
+                 diffaugment: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.G, self.D = build_gan(kind, size, num_classes)
+        self.G, self.D = build_gan(kind, size, num_classes, width)
         self.kind, self.cond = kind, KINDS[kind][1]
         self.fixed_z = torch.randn(4 * num_classes, self.G.latent, generator=torch.Generator().manual_seed(0))
         self.fixed_y = torch.arange(num_classes).repeat_interleave(4)
@@ -26,7 +45,7 @@ class GANModule(pl.LightningModule):
         return self.G(z, labels.to(self.device) if self.cond and labels is not None else None)
 
     def _d(self, x, y):
-        return self.D(x, y if self.cond else None)
+        return self.D(diff_augment(x) if self.hparams.diffaugment else x, y if self.cond else None)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

@@ -51,8 +51,10 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tupl
     return prec, rec
 
 
-def ssim_diversity(images: np.ndarray, pairs: int = 200, seed: int = 0) -> float:
-    """Mean SSIM over random pairs of distinct images (lower = more diverse)."""
+def ssim_diversity(images: np.ndarray, pairs: int = 200, seed: int = 0, multiscale: bool = False) -> float:
+    """Mean SSIM (or 3-scale MS-SSIM, kernel 7, so 64 px images fit) over random pairs of distinct
+    images: lower = more diverse."""
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as ms_ssim
     from torchmetrics.functional.image import structural_similarity_index_measure as ssim
 
     rng = np.random.default_rng(seed)
@@ -60,6 +62,8 @@ def ssim_diversity(images: np.ndarray, pairs: int = 200, seed: int = 0) -> float
     a, b = rng.integers(0, n, pairs), rng.integers(0, n, pairs)
     keep = a != b
     x = _nhwc_to_tensor(images).float() / 255
+    if multiscale:
+        return float(ms_ssim(x[a[keep]], x[b[keep]], data_range=1.0, kernel_size=7, betas=(0.2, 0.4, 0.4)))
     return float(ssim(x[a[keep]], x[b[keep]], data_range=1.0))
 
 
@@ -89,11 +93,13 @@ def quality(real: np.ndarray, fake: np.ndarray, feats: Lite0Features | None = No
             "kid_lite0": [round(float(kid_mean), 5), round(float(kid_std), 5)],
             "is_lite0": [round(float(is_mean), 3), round(float(is_std), 3)],
             "ssim_fake_pairs": round(ssim_diversity(fake), 4), "ssim_real_pairs": round(ssim_diversity(real), 4),
+            "ms_ssim_fake_pairs": round(ssim_diversity(fake, multiscale=True), 4),
+            "ms_ssim_real_pairs": round(ssim_diversity(real, multiscale=True), 4),
             "precision": round(prec, 4), "recall": round(rec, 4),
             "protocol": "EfficientNet-Lite0 ImageNet features (1280-d pool; 1000-way logits for IS) at 224 px from "
                         "offline weights, NOT InceptionV3: not comparable with published FID / IS. KID: 20 subsets "
-                        "of up to 100. IS: up to 10 splits (mean, std). SSIM over 200 random pairs (lower = more "
-                        "diverse). Precision / recall: k = 3 nearest neighbours in Lite0 feature space."}
+                        "of up to 100. IS: up to 10 splits (mean, std). SSIM and MS-SSIM (3 scales, kernel 7) over "
+                        "200 random pairs (lower = more diverse). Precision / recall: k = 3 nearest neighbours in Lite0 feature space."}
 
 
 def memorisation(train: np.ndarray, fake: np.ndarray, held_out: np.ndarray, feats: Lite0Features | None = None,

@@ -49,7 +49,7 @@ def _sample_grid_callback():
 
 def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int = 50, batch_size: int = 64,
               seed: int = 0, resume: bool = False, progress: bool = True, max_images_per_class: int = 0,
-              index: DatasetIndex | None = None) -> Path:
+              index: DatasetIndex | None = None, width: int = 64, diffaugment: bool = False) -> Path:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -76,7 +76,8 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
     split.save(split_path)
     (out / "gan.yaml").write_text(yaml.safe_dump({"data": data, "kind": kind, "size": size, "epochs": epochs,
                                                   "batch_size": batch_size, "seed": seed, "classes": index.classes,
-                                                  "max_images_per_class": max_images_per_class}))
+                                                  "max_images_per_class": max_images_per_class, "width": width,
+                                                  "diffaugment": diffaugment}))
     train_idx = split.indices(index, "train")
     pre = Preprocess(PreprocessConfig(size))
     cond = KINDS[kind][1]
@@ -91,7 +92,7 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
                    list(rng.permutation([j for j in idx if index.records[j].label == k]))[:max_images_per_class]]
         pl.seed_everything(seed, verbose=False)
         ds = ImageDataset(index.subset(idx), pre, v2.RandomHorizontalFlip(), progress=progress)
-        module = GANModule(kind, size, len(index.classes))
+        module = GANModule(kind, size, len(index.classes), width=width, diffaugment=diffaugment)
         sub = out / name
 
         ckpt = ModelCheckpoint(sub / "checkpoints", save_last=True, save_top_k=0)
@@ -103,7 +104,8 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
         if trainer.interrupted:
             raise LeukodxError(f"GAN training interrupted; resume with: leukodx gan train --resume --out {out}")
         state[name] = {k: v.detach().cpu() for k, v in module.G.state_dict().items()}
-    payload = {"format": "leukodx-gan/1", "kind": kind, "size": size, "classes": index.classes, "generators": state}
+    payload = {"format": "leukodx-gan/1", "kind": kind, "size": size, "classes": index.classes, "width": width,
+               "generators": state}
     torch.save(payload, out / "generator.pt")
     return out / "generator.pt"
 
@@ -119,7 +121,7 @@ def load_generators(gan_dir: str | Path) -> tuple[dict, dict[str, Generator]]:
     latent, cond = KINDS[d["kind"]][:2]
     gens = {}
     for name, sd in d["generators"].items():
-        g = Generator(d["size"], latent, len(d["classes"]) if cond else 0)
+        g = Generator(d["size"], latent, len(d["classes"]) if cond else 0, d.get("width", 64))
         g.load_state_dict(sd)
         gens[name] = g.eval()
     return d, gens
