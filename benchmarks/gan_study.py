@@ -8,12 +8,16 @@
      (ratio 1:1), evaluated on the same real grouped test split; plus train-on-synthetic / test-on-real
      (TSTR) with the thesis CNN and with EfficientNet-Lite0 (offline ImageNet weights)
      -> results/gan_augmentation_{4class,binary}.{json,md}
-CPU protocol (2 cores): 64 px, --gan-epochs GAN epochs, classifier runs 15 epochs (early stopping 5).
+CPU protocol (2 cores): 64 px, --gan-epochs GAN epochs, classifier runs --epochs 10 (early stopping 5).
   python benchmarks/gan_study.py [--gan-epochs 70] [--gan-width 32] [--threads 2]
+  # stage 3 faster as two 1-thread shards, then one call to write the tables:
+  python benchmarks/gan_study.py --threads 1 --shard 0/2 & python benchmarks/gan_study.py --threads 1 --shard 1/2; wait
+  python benchmarks/gan_study.py
 """
 import argparse
 import csv
 import json
+import os
 from pathlib import Path
 
 import common
@@ -32,11 +36,13 @@ def binary_manifest(man: Path) -> Path:
     out = man.with_name("manifest_binary.csv")
     with open(man) as f:
         rows = list(csv.DictReader(f))
-    with open(out, "w", newline="") as f:
+    tmp = out.with_suffix(f".{os.getpid()}.tmp")  # shards may write it at the same time
+    with open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         for r in rows:
             w.writerow({**r, "label": BINARY[r["label"]]})
+    os.replace(tmp, out)
     return out
 
 
@@ -47,6 +53,11 @@ def main():
     ap.add_argument("--gan-batch", type=int, default=32)
     ap.add_argument("--no-diffaugment", dest="diffaugment", action="store_false")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=10, help="classifier epochs (the thesis's early stopping still applies)")
+    ap.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), metavar="K/N",
+                    help="run only every N-th classifier job from K (two 1-thread shards use 2 cores best); "
+                         "a final call without --shard writes the tables")
+    ap.add_argument("--collect", action="store_true", help="write the tables from finished runs only, train nothing")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--stages", nargs="*", default=["gans", "quality", "study"], choices=["gans", "quality", "study"])
     args = ap.parse_args()
@@ -72,29 +83,35 @@ def main():
     write_quality(quality_rows, args)
     if "study" not in args.stages:
         return
-    rows4, rows2, tstr = [], [], []
-    base = {"pretrained": False, "image_size": args.size, "epochs": 15, "freeze_epochs": 0, "optimizer": "adam",
-            "lr": 1e-4, "scheduler": "plateau", "plateau_factor": 0.2, "monitor": "val_auc", "augment": "thesis",
-            "early_stopping_patience": 5, "seed": 0, "threads": args.threads, "bootstrap": 500}
-    for label, model in MODELS:  # stage 3
-        for data, rows, relabel in (("taleqani_all", rows4, False), ("taleqani_binary", rows2, True)):
-            rows.append((f"{label}, real", common.run("gan_study", f"{model}_{data}_real", data=data, model=model, **base)))
-            for kind in GANS:
-                man = binary_manifest(manifests[kind]) if relabel else manifests[kind]
-                rows.append((f"{label}, real + {kind}", common.run("gan_study", f"{model}_{data}_{kind}", data=data,
-                                                                   model=model, synthetic=str(man), **base)))
-            write_augmentation(rows4, rows2, tstr, args)
+    tables = {"4class": [], "binary": [], "tstr": []}
+    for i, (table, label, name, cfg) in enumerate(study_jobs(args, manifests)):  # stage 3
+        done = (ROOT / "runs" / "gan_study" / name / "test" / "metrics.json").is_file()
+        if (args.shard is None or i % args.shard[1] == args.shard[0]) and (done or not args.collect):
+            tables[table].append((label, common.run("gan_study", name, **cfg)))
+    if args.shard is None:
+        write_augmentation(tables, args)
+
+
+def study_jobs(args, manifests: dict) -> list[tuple[str, str, str, dict]]:
+    """(table, row label, run name, train config) for every classifier run of the study."""
+    base = {"pretrained": False, "image_size": args.size, "epochs": args.epochs, "freeze_epochs": 0,
+            "optimizer": "adam", "lr": 1e-4, "scheduler": "plateau", "plateau_factor": 0.2, "monitor": "val_auc",
+            "augment": "thesis", "early_stopping_patience": 5, "seed": 0, "threads": args.threads, "bootstrap": 500}
     lite0 = {**base, "model": "efficientnet_lite0", "pretrained": True, "freeze_epochs": 1, "lr": 1e-3,
              "optimizer": "adamw", "scheduler": "cosine", "monitor": "val_loss", "augment": "seed"}
-    tstr.append(("Lite0 (ImageNet), real", common.run("gan_study", "lite0_real", data="taleqani_all", **lite0)))
+    jobs = [("tstr", "Lite0 (ImageNet), real", "lite0_real", {**lite0, "data": "taleqani_all"})]
     for kind in GANS:
-        tstr.append((f"TSTR: CNN trained on {kind} only", common.run(
-            "gan_study", f"tstr_{kind}", data="taleqani_all", model="thesis_cnn", synthetic=str(manifests[kind]),
-            synthetic_mode="only", **base)))
-        tstr.append((f"TSTR: Lite0 (ImageNet) trained on {kind} only", common.run(
-            "gan_study", f"tstr_lite0_{kind}", data="taleqani_all", synthetic=str(manifests[kind]),
-            synthetic_mode="only", **lite0)))
-        write_augmentation(rows4, rows2, tstr, args)
+        only = {"data": "taleqani_all", "synthetic": str(manifests[kind]), "synthetic_mode": "only"}
+        jobs.append(("tstr", f"TSTR: CNN trained on {kind} only", f"tstr_{kind}", {**base, "model": "thesis_cnn", **only}))
+        jobs.append(("tstr", f"TSTR: Lite0 (ImageNet) trained on {kind} only", f"tstr_lite0_{kind}", {**lite0, **only}))
+    for data, table in (("taleqani_all", "4class"), ("taleqani_binary", "binary")):
+        for label, model in MODELS:
+            cfg = {**base, "data": data, "model": model}
+            jobs.append((table, f"{label}, real", f"{model}_{data}_real", cfg))
+            for kind in GANS:
+                man = binary_manifest(manifests[kind]) if table == "binary" else manifests[kind]
+                jobs.append((table, f"{label}, real + {kind}", f"{model}_{data}_{kind}", {**cfg, "synthetic": str(man)}))
+    return jobs
 
 
 def write_quality(res: dict, args) -> None:
@@ -109,6 +126,9 @@ def write_quality(res: dict, args) -> None:
              "", ("| GAN | class | FID-Lite0 | KID-Lite0 (mean, std) | IS-Lite0 (mean, std) | SSIM fake / real pairs | "
                   "MS-SSIM fake / real pairs | precision | recall | share closer than real p5 |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
+    mins = {k: round(((ROOT / "runs" / "gan" / k / "generator.pt").stat().st_mtime -
+                      (ROOT / "runs" / "gan" / k / "split.json").stat().st_mtime) / 60, 1) for k in res}
+    lines.insert(5, f"- GAN training wall minutes (split.json to generator.pt file times): {mins}")
     ref = next(iter(res.values())).get("real_reference")
     for kind, r in [*res.items(), *([("real val", {"per_class": {}, "overall": ref})] if ref else [])]:
         for c, q in [*r["per_class"].items(), ("overall", r["overall"])]:
@@ -122,18 +142,21 @@ def write_quality(res: dict, args) -> None:
     (ROOT / "results" / "gan_quality.json").write_text(json.dumps(rows, indent=1))
 
 
-def write_augmentation(rows4, rows2, tstr, args) -> None:
+def write_augmentation(tables: dict, args) -> None:
     note = ["Same real grouped test split (seed 0) for every row; synthetic images only ever on the train side.",
-            ("Thesis training: Adam 1e-4, LR x0.2 on plateau, early stopping 5 on val AUC, 15 epochs max, 64 px, "
-            "from scratch, 2 CPU cores. Real + GAN = one synthetic image per real training image.")]
-    for _, m in rows2:
+            (f"Thesis training: Adam 1e-4, LR x0.2 on plateau, early stopping 5 on val AUC, {args.epochs} epochs max, "
+             f"{args.size} px, from scratch, 2 CPU cores. Real + GAN = one synthetic image per real training image, "
+             "classes balanced. TSTR = trained on synthetic images only (as many as the real train side), model "
+             "chosen on the real validation side, tested on real test images. Lite0 rows: ImageNet "
+             "EfficientNet-Lite0 (offline weights), AdamW 1e-3 cosine, first epoch frozen.")]
+    for _, m in tables["binary"]:
         k = m["classes"].index("Malignant")
         m["sens"] = round(m["per_class"]["recall_sensitivity"][k], 4)
         m["spec"] = round(m["per_class"]["specificity"][k], 4)
     keys = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc")
-    write_results(ROOT / "results" / "gan_augmentation_4class", rows4 + tstr,
+    write_results(ROOT / "results" / "gan_augmentation_4class", tables["4class"] + tables["tstr"],
                   "Augmentation study, taleqani_all 4 classes (and train-on-synthetic / test-on-real)", note, keys)
-    write_results(ROOT / "results" / "gan_augmentation_binary", rows2,
+    write_results(ROOT / "results" / "gan_augmentation_binary", tables["binary"],
                   "Augmentation study, taleqani_all benign vs malignant (Tables 3-5 form)", note, keys,
                   extra={"sensitivity": "sens", "specificity": "spec"})
 

@@ -5,6 +5,7 @@ gives the same measures for real validation images against the train side: the b
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ def real_images(run: Path, side: str, per_class: int | None = None, seed: int = 
 
 
 def evaluate_gan(gan_dir: str | Path, n_per_class: int = 200) -> dict:
-    run = Path(gan_dir)
+    run, start = Path(gan_dir), time.perf_counter()
     train, classes = real_images(run, "train", n_per_class)
     held, _ = real_images(run, "val", n_per_class)
     fake = generate_images(run, n_per_class)
@@ -50,6 +51,7 @@ def evaluate_gan(gan_dir: str | Path, n_per_class: int = 200) -> dict:
 
     res["overall"] = quality(every(train), every(fake), feats, logits)
     res["real_reference"] = quality(every(train), every(held), feats, logits)  # the floor: real val vs real train
+    res["seconds"] = round(time.perf_counter() - start, 1)
     (run / "quality.json").write_text(json.dumps(res, indent=1))
     if pairs:
         h, w = pairs[0][0].shape[:2]
