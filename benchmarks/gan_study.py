@@ -106,12 +106,13 @@ def study_jobs(args, manifests: dict) -> list[tuple[str, str, str, dict]]:
         only = {"data": "taleqani_all", "synthetic": str(manifests[kind]), "synthetic_mode": "only"}
         jobs.append(("tstr", f"TSTR: CNN trained on {kind} only", f"tstr_{kind}", {**base, "model": "thesis_cnn", **only}))
         jobs.append(("tstr", f"TSTR: Lite0 (ImageNet) trained on {kind} only", f"tstr_lite0_{kind}", {**lite0, **only}))
+    binary = {kind: binary_manifest(man) for kind, man in manifests.items()}
     for data, table in (("taleqani_all", "4class"), ("taleqani_binary", "binary")):
         for label, model in MODELS:
             cfg = {**base, "data": data, "model": model}
             jobs.append((table, f"{label}, real", f"{model}_{data}_real", cfg))
             for kind in GANS:
-                man = binary_manifest(manifests[kind]) if table == "binary" else manifests[kind]
+                man = binary[kind] if table == "binary" else manifests[kind]
                 jobs.append((table, f"{label}, real + {kind}", f"{model}_{data}_{kind}", {**cfg, "synthetic": str(man)}))
     return jobs
 

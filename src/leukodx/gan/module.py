@@ -29,8 +29,7 @@ def diff_augment(x: torch.Tensor) -> torch.Tensor:
 
 class GANModule(pl.LightningModule):
     def __init__(self, kind: str = "dcgan", size: int = 64, num_classes: int = 4, gp_weight: float = 10.0,
-                 critic_steps: int = 5, width: int = 64,
-                 diffaugment: bool = False):
+                 critic_steps: int = 5, width: int = 64, diffaugment: bool = False):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
