@@ -55,7 +55,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=10, help="classifier epochs (the thesis's early stopping still applies)")
     ap.add_argument("--shard", type=lambda v: tuple(map(int, v.split("/"))), metavar="K/N",
-                    help="run only every N-th classifier job from K (two 1-thread shards use 2 cores best); "
+                    help="run only every N-th classifier job still to run, from K (two 1-thread shards use 2 cores best); "
                          "a final call without --shard writes the tables")
     ap.add_argument("--collect", action="store_true", help="write the tables from finished runs only, train nothing")
     ap.add_argument("--size", type=int, default=64)
@@ -83,13 +83,17 @@ def main():
     write_quality(quality_rows, args)
     if "study" not in args.stages:
         return
-    tables, missing = {"4class": [], "binary": [], "tstr": []}, []
-    for i, (table, label, name, cfg) in enumerate(study_jobs(args, manifests)):  # stage 3
+    tables, missing, pending = {"4class": [], "binary": [], "tstr": []}, [], 0
+    for table, label, name, cfg in study_jobs(args, manifests):  # stage 3
         done = (ROOT / "runs" / "gan_study" / name / "test" / "metrics.json").is_file()
         if args.collect and not done:
             missing.append(label if table != "binary" else f"{label} (binary)")
-        elif args.shard is None or i % args.shard[1] == args.shard[0]:
+        elif done or args.shard is None:
             tables[table].append((label, common.run("gan_study", name, **cfg)))
+        else:  # shards split the jobs still to run, so they stay balanced after a restart
+            pending += 1
+            if (pending - 1) % args.shard[1] == args.shard[0]:
+                common.run("gan_study", name, **cfg)
     if args.shard is None:
         write_augmentation(tables, args, missing)
 
