@@ -1,5 +1,6 @@
 """GANs: architecture rules, the gradient penalty, train / resume / synthesize, synthetic data kept
 off the test side, and quality measures that behave (identical sets score as identical)."""
+import csv
 import json
 from dataclasses import replace
 
@@ -79,6 +80,8 @@ def test_train_resume_synthesize_and_mix(tmp_path):
     train_gan(data, "cgan", tmp_path / "gan", size=16, epochs=1, batch_size=16, progress=False)
     train_gan(data, "cgan", tmp_path / "gan", size=16, epochs=2, batch_size=16, progress=False, resume=True)
     assert sorted(p.name for p in (tmp_path / "gan" / "all" / "samples").iterdir()) == ["epoch_000.png", "epoch_001.png"]
+    with open(tmp_path / "gan" / "all" / "logs" / "metrics.csv") as f:
+        assert sorted({r["epoch"] for r in csv.DictReader(f)}) == ["0", "1"]  # the resume kept epoch 0's log
     train_gan(data, "dcgan", tmp_path / "dc", size=16, epochs=1, batch_size=16, progress=False, width=8)
     assert {p.name for p in (tmp_path / "dc").iterdir()} >= set(idx.classes)  # one generator per class
     _, gens = load_generators(tmp_path / "dc")

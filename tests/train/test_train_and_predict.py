@@ -1,4 +1,5 @@
 """Integration: synthetic data -> train -> evaluate -> predict, through the CLI as users do."""
+import csv
 import json
 
 import pytest
@@ -73,6 +74,9 @@ def test_resume_continues_from_checkpoint(trained_run, tmp_path):
     assert main(["train", "--resume", str(run)]) == 0
     assert (run / "model.pt").is_file()
     assert json.loads((run / "test" / "metrics.json").read_text())["epochs_run"] == 4
+    with open(run / "logs" / "metrics.csv") as f:
+        epochs = {int(r["epoch"]) for r in csv.DictReader(f)}
+    assert epochs == {0, 1, 2, 3}  # the epochs before the interruption are still in the log
 
 
 def test_user_errors_are_one_line(tmp_path, capsys):

@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -76,10 +78,21 @@ class Discriminator(nn.Module):
         return self.out(self.net(x).flatten(1)).squeeze(1)
 
 
-KINDS = {  # kind -> (latent, conditional, critic batchnorm, lr G, lr D, betas)
-    "dcgan": (100, False, True, 2e-4, 1e-4, (0.5, 0.999)),
-    "wgan_gp": (500, False, False, 1e-4, 1e-4, (0.5, 0.9)),
-    "cgan": (100, True, True, 2e-4, 1e-4, (0.5, 0.999)),
+@dataclass(frozen=True)
+class GanSpec:
+    latent: int
+    conditional: bool
+    critic_batchnorm: bool  # False for the WGAN-GP critic: the gradient penalty is per sample
+    loss: str  # "bce" | "wasserstein"
+    lr_g: float
+    lr_d: float
+    betas: tuple[float, float]
+
+
+KINDS = {
+    "dcgan": GanSpec(100, False, True, "bce", 2e-4, 1e-4, (0.5, 0.999)),
+    "wgan_gp": GanSpec(500, False, False, "wasserstein", 1e-4, 1e-4, (0.5, 0.9)),
+    "cgan": GanSpec(100, True, True, "bce", 2e-4, 1e-4, (0.5, 0.999)),
 }
 
 
@@ -87,8 +100,8 @@ def build_gan(kind: str, size: int, num_classes: int, width: int = 64) -> tuple[
     """`width` = channels of the widest-resolution layer (64 = the usual DCGAN; 32 = 4x cheaper on CPU)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown GAN kind '{kind}'; choose one of {', '.join(KINDS)}")
-    latent, cond, bn, *_ = KINDS[kind]
-    k = num_classes if cond else 0
+    spec = KINDS[kind]
+    k = num_classes if spec.conditional else 0
     if width < 4:
         raise ConfigError(f"GAN width must be at least 4, got {width}")
-    return Generator(size, latent, k, width), Discriminator(size, k, width, batchnorm=bn)
+    return Generator(size, spec.latent, k, width), Discriminator(size, k, width, batchnorm=spec.critic_batchnorm)

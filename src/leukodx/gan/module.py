@@ -34,7 +34,8 @@ class GANModule(pl.LightningModule):
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.G, self.D = build_gan(kind, size, num_classes, width)
-        self.kind, self.cond = kind, KINDS[kind][1]
+        self.kind, self.spec = kind, KINDS[kind]
+        self.cond = self.spec.conditional
         self.fixed_z = torch.randn(4 * num_classes, self.G.latent, generator=torch.Generator().manual_seed(0))
         self.fixed_y = torch.arange(num_classes).repeat_interleave(4)
 
@@ -52,7 +53,7 @@ class GANModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         z = torch.randn(len(x), self.G.latent, device=self.device)
         fake = self.G(z, y if self.cond else None)
-        if self.kind == "wgan_gp":
+        if self.spec.loss == "wasserstein":
             d_loss = self._d(fake.detach(), y).mean() - self._d(x, y).mean() + self.hparams.gp_weight * self._gp(x, fake, y)
         else:
             real_logit, fake_logit = self._d(x, y), self._d(fake.detach(), y)
@@ -62,10 +63,10 @@ class GANModule(pl.LightningModule):
         self.manual_backward(d_loss)
         opt_d.step()
         self.log("d_loss", d_loss, prog_bar=True, on_epoch=True, on_step=False)
-        if self.kind == "wgan_gp" and batch_idx % self.hparams.critic_steps:
+        if self.spec.loss == "wasserstein" and batch_idx % self.hparams.critic_steps:
             return
         logit = self._d(self.G(z, y if self.cond else None), y)
-        g_loss = -logit.mean() if self.kind == "wgan_gp" else F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+        g_loss = -logit.mean() if self.spec.loss == "wasserstein" else F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
         opt_g.zero_grad()
         self.manual_backward(g_loss)
         opt_g.step()
@@ -78,6 +79,6 @@ class GANModule(pl.LightningModule):
         return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
 
     def configure_optimizers(self):
-        _, _, _, lr_g, lr_d, betas = KINDS[self.kind]
-        return [torch.optim.Adam(self.G.parameters(), lr_g, betas=betas),
-                torch.optim.Adam(self.D.parameters(), lr_d, betas=betas)]
+        s = self.spec
+        return [torch.optim.Adam(self.G.parameters(), s.lr_g, betas=s.betas),
+                torch.optim.Adam(self.D.parameters(), s.lr_d, betas=s.betas)]

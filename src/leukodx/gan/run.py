@@ -52,7 +52,6 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
               index: DatasetIndex | None = None, width: int = 64, diffaugment: bool = False) -> Path:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from torch.utils.data import DataLoader
     from torchvision.transforms import v2
 
@@ -61,6 +60,7 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
     from leukodx.data.torch_dataset import ImageDataset
     from leukodx.gan.models import base_side
     from leukodx.gan.module import GANModule
+    from leukodx.train.history import csv_logger
     from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
     if kind not in KINDS:
@@ -80,7 +80,7 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
                                                   "diffaugment": diffaugment}))
     train_idx = split.indices(index, "train")
     pre = Preprocess(PreprocessConfig(size))
-    cond = KINDS[kind][1]
+    cond = KINDS[kind].conditional
     SampleGrids = _sample_grid_callback()
     groups = [("all", train_idx)] if cond else [(c, [i for i in train_idx if index.records[i].label == k])
                                                  for k, c in enumerate(index.classes)]
@@ -96,7 +96,7 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
         sub = out / name
 
         ckpt = ModelCheckpoint(sub / "checkpoints", save_last=True, save_top_k=0)
-        trainer = pl.Trainer(max_epochs=epochs, callbacks=[ckpt, SampleGrids(sub)], logger=CSVLogger(sub, name="logs", version=""),
+        trainer = pl.Trainer(max_epochs=epochs, callbacks=[ckpt, SampleGrids(sub)], logger=csv_logger(sub, resume),
                              enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=5)
         last = sub / "checkpoints" / "last.ckpt"
         trainer.fit(module, DataLoader(ds, batch_size, shuffle=True, drop_last=len(ds) > batch_size),
@@ -118,7 +118,7 @@ def load_generators(gan_dir: str | Path) -> tuple[dict, dict[str, Generator]]:
     d = torch.load(p, map_location="cpu", weights_only=True)
     if d.get("format") != "leukodx-gan/1":
         raise LeukodxError(f"{p}: not a leukodx GAN file")
-    latent, cond = KINDS[d["kind"]][:2]
+    latent, cond = KINDS[d["kind"]].latent, KINDS[d["kind"]].conditional
     gens = {}
     for name, sd in d["generators"].items():
         g = Generator(d["size"], latent, len(d["classes"]) if cond else 0, d.get("width", 64))

@@ -72,8 +72,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     """Train and evaluate; returns the test metrics. `index` overrides cfg.data (e.g. generated data)."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
-    from lightning.pytorch.loggers import CSVLogger
 
+    from leukodx.train.history import csv_logger
     from leukodx.train.module import ClassifierModule
 
     run_dir = Path(run_dir)
@@ -135,7 +135,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     gpu = torch.cuda.is_available()
     precision = cfg.precision if cfg.precision != "auto" else ("16-mixed" if gpu else "32")
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-                         precision=precision, callbacks=callbacks, logger=CSVLogger(run_dir, name="logs", version=""),
+                         precision=precision, callbacks=callbacks, logger=csv_logger(run_dir, resume),
                          enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
                          num_sanity_val_steps=0, deterministic=False)
     t0 = time.perf_counter()
