@@ -9,7 +9,9 @@
      (TSTR) with the thesis CNN and with EfficientNet-Lite0 (offline ImageNet weights)
      -> results/gan_augmentation_{4class,binary}.{json,md}
 CPU protocol (2 cores): 64 px, --gan-epochs GAN epochs, classifier runs --epochs 10 (early stopping 5).
-  python benchmarks/gan_study.py [--gan-epochs 70] [--gan-width 32] [--threads 2]
+--longer-dcgan N also resumes a copy of the DCGAN run up to N epochs (runs/gan/dcgan_N) and adds its
+quality, TSTR and 4-class rows: does more generator training close the TSTR gap?
+  python benchmarks/gan_study.py [--gan-epochs 70] [--gan-width 32] [--threads 2] [--longer-dcgan 200]
   # stage 3 faster as two 1-thread shards, then one call to write the tables:
   python benchmarks/gan_study.py --threads 1 --shard 0/2 & python benchmarks/gan_study.py --threads 1 --shard 1/2; wait
   python benchmarks/gan_study.py
@@ -18,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 from pathlib import Path
 
 import common
@@ -58,6 +61,8 @@ def main():
                     help="run only every N-th classifier job still to run, from K (two 1-thread shards use 2 cores best); "
                          "a final call without --shard writes the tables")
     ap.add_argument("--collect", action="store_true", help="write the tables from finished runs only, train nothing")
+    ap.add_argument("--longer-dcgan", type=int, default=0, metavar="N",
+                    help="also resume a copy of the DCGAN run to N epochs; adds quality, TSTR and 4-class rows")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--stages", nargs="*", default=["gans", "quality", "study"], choices=["gans", "quality", "study"])
     args = ap.parse_args()
@@ -74,10 +79,12 @@ def main():
             synthesize(run, man.parent, 500)
         manifests[kind] = man
         print(f"GAN {kind} ready", flush=True)
+    if args.longer_dcgan:
+        manifests[f"dcgan_{args.longer_dcgan}"] = longer_dcgan(gan_root, args)
     if "quality" not in args.stages:
         return
     quality_rows = {}
-    for kind in GANS:  # stage 2
+    for kind in manifests:  # stage 2
         q = gan_root / kind / "quality.json"
         quality_rows[kind] = json.loads(q.read_text()) if q.is_file() else evaluate_gan(gan_root / kind, 200)
     write_quality(quality_rows, args)
@@ -98,6 +105,25 @@ def main():
         write_augmentation(tables, args, missing)
 
 
+def longer_dcgan(gan_root: Path, args) -> Path:
+    """Copy the DCGAN run's checkpoints to runs/gan/dcgan_N and resume them up to N epochs. split.json
+    is copied with a fresh file time, so the quality table's minutes are those of the extra epochs."""
+    run, src = gan_root / f"dcgan_{args.longer_dcgan}", gan_root / "dcgan"
+    if not (run / "generator.pt").is_file():
+        if not run.is_dir():
+            for sub in src.iterdir():
+                if (sub / "checkpoints").is_dir():
+                    shutil.copytree(sub, run / sub.name)
+            shutil.copy(src / "gan.yaml", run / "gan.yaml")
+            shutil.copy(src / "split.json", run / "split.json")
+        train_gan("taleqani_all", "dcgan", run, args.size, args.longer_dcgan, args.gan_batch, 0, resume=True,
+                  progress=False, width=args.gan_width, diffaugment=args.diffaugment)
+    man = gan_root / f"synthetic_dcgan_{args.longer_dcgan}" / "manifest.csv"
+    if not man.is_file():
+        synthesize(run, man.parent, 500)
+    return man
+
+
 def study_jobs(args, manifests: dict) -> list[tuple[str, str, str, dict]]:
     """(table, row label, run name, train config) for every classifier run of the study."""
     base = {"pretrained": False, "image_size": args.size, "epochs": args.epochs, "freeze_epochs": 0,
@@ -106,16 +132,16 @@ def study_jobs(args, manifests: dict) -> list[tuple[str, str, str, dict]]:
     lite0 = {**base, "model": "efficientnet_lite0", "pretrained": True, "freeze_epochs": 1, "lr": 1e-3,
              "optimizer": "adamw", "scheduler": "cosine", "monitor": "val_loss", "augment": "seed"}
     jobs = [("tstr", "Lite0 (ImageNet), real", "lite0_real", {**lite0, "data": "taleqani_all"})]
-    for kind in GANS:
-        only = {"data": "taleqani_all", "synthetic": str(manifests[kind]), "synthetic_mode": "only"}
+    for kind, man in manifests.items():  # the thesis's three GANs, then a longer-trained DCGAN if asked for
+        only = {"data": "taleqani_all", "synthetic": str(man), "synthetic_mode": "only"}
         jobs.append(("tstr", f"TSTR: CNN trained on {kind} only", f"tstr_{kind}", {**base, "model": "thesis_cnn", **only}))
         jobs.append(("tstr", f"TSTR: Lite0 (ImageNet) trained on {kind} only", f"tstr_lite0_{kind}", {**lite0, **only}))
-    binary = {kind: binary_manifest(man) for kind, man in manifests.items()}
+    binary = {kind: binary_manifest(manifests[kind]) for kind in GANS}
     for data, table in (("taleqani_all", "4class"), ("taleqani_binary", "binary")):
         for label, model in MODELS:
             cfg = {**base, "data": data, "model": model}
             jobs.append((table, f"{label}, real", f"{model}_{data}_real", cfg))
-            for kind in GANS:
+            for kind in GANS if table == "binary" else manifests:
                 man = binary[kind] if table == "binary" else manifests[kind]
                 jobs.append((table, f"{label}, real + {kind}", f"{model}_{data}_{kind}", {**cfg, "synthetic": str(man)}))
     return jobs
@@ -136,6 +162,9 @@ def write_quality(res: dict, args) -> None:
     mins = {k: round(((ROOT / "runs" / "gan" / k / "generator.pt").stat().st_mtime -
                       (ROOT / "runs" / "gan" / k / "split.json").stat().st_mtime) / 60, 1) for k in res}
     lines.insert(5, f"- GAN training wall minutes (split.json to generator.pt file times): {mins}")
+    if args.longer_dcgan:
+        lines.insert(6, f"- dcgan_{args.longer_dcgan}: the DCGAN run resumed up to {args.longer_dcgan} epochs "
+                        "(its minutes are those of the extra epochs)")
     ref = next(iter(res.values())).get("real_reference")
     for kind, r in [*res.items(), *([("real val", {"per_class": {}, "overall": ref})] if ref else [])]:
         for c, q in [*r["per_class"].items(), ("overall", r["overall"])]:
