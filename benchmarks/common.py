@@ -10,9 +10,13 @@ from leukodx.train.run import train
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def metrics_path(group: str, name: str) -> Path:
+    """Where a run's test metrics land; the run counts as done once this file exists."""
+    return ROOT / "runs" / group / name / "test" / "metrics.json"
+
+
 def run(group: str, name: str, **cfg) -> dict:
-    out = ROOT / "runs" / group / name
-    done = out / "test" / "metrics.json"
+    out, done = ROOT / "runs" / group / name, metrics_path(group, name)
     if not done.is_file():
         t = time.perf_counter()
         train(TrainConfig(**cfg), out, progress=False)

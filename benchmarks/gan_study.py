@@ -92,7 +92,7 @@ def main():
         return
     tables, missing, pending = {"4class": [], "binary": [], "tstr": []}, [], 0
     for table, label, name, cfg in study_jobs(args, manifests):  # stage 3
-        done = (ROOT / "runs" / "gan_study" / name / "test" / "metrics.json").is_file()
+        done = common.metrics_path("gan_study", name).is_file()
         if args.collect and not done:
             missing.append(label if table != "binary" else f"{label} (binary)")
         elif done or args.shard is None:
@@ -141,8 +141,7 @@ def study_jobs(args, manifests: dict) -> list[tuple[str, str, str, dict]]:
         for label, model in MODELS:
             cfg = {**base, "data": data, "model": model}
             jobs.append((table, f"{label}, real", f"{model}_{data}_real", cfg))
-            for kind in GANS if table == "binary" else manifests:
-                man = binary[kind] if table == "binary" else manifests[kind]
+            for kind, man in (binary if table == "binary" else manifests).items():
                 jobs.append((table, f"{label}, real + {kind}", f"{model}_{data}_{kind}", {**cfg, "synthetic": str(man)}))
     return jobs
 

