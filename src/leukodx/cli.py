@@ -82,19 +82,36 @@ def cmd_evaluate(a) -> int:
     run_dir = src if src.is_dir() else src.parent
     data = a.data or bundle.info.get("data_spec") or _run_data(run_dir)
     index = load_dataset(data)
+    out = Path(a.out or run_dir / f"eval_{a.side}")
+    extra = {"model": str(src)}
+    if list(index.classes) != list(bundle.classes):
+        if not a.all_images:
+            raise LeukodxError(f"data classes {index.classes} differ from the model's {bundle.classes}; "
+                               "for a set from another lab use --all-images (classes are then mapped by name)")
+        from leukodx.data.class_map import map_classes
+        index, cmap = map_classes(index, bundle.classes)
+        extra["classes"] = cmap.describe()
+        print(extra["classes"])
     if a.all_images:
-        idx, groups, proto = list(range(len(index))), None, "all images (no split)"
+        if a.shifts or a.external:
+            raise LeukodxError("--shifts / --external evaluate the run's test split; leave out --all-images")
+        idx, groups, extra["split"] = list(range(len(index))), None, "all images (no split)"
     else:
         split_file = a.split or run_dir / "split.json"
         split = Split.load(split_file)
         idx = split.indices(index, a.side)
         groups = [split.groups[index.key(index.records[i])] for i in idx]
-        proto = f"{split.protocol.get('method')} ({split_file}), side {a.side}"
-    if list(index.classes) != list(bundle.classes):
-        raise LeukodxError(f"data classes {index.classes} differ from the model's {bundle.classes}")
-    out = Path(a.out or run_dir / f"eval_{a.side}")
-    m = evaluate_bundle(bundle, index, idx, groups, out, f"{bundle.arch} on {index.name}",
-                        {"model": str(src), "split": proto}, a.bootstrap)
+        extra["split"] = f"{split.protocol.get('method')} ({split_file}), side {a.side}"
+    if a.shifts or a.external:
+        from leukodx.evaluate.robustness import evaluate_robustness, robustness_table
+        from leukodx.transforms.shifts import parse_shifts
+        ext = load_dataset(a.external) if a.external else None
+        res = evaluate_robustness(bundle, index, split, parse_shifts(a.shifts) if a.shifts else ["none"], out, ext,
+                                  n_boot=a.bootstrap)
+        print("\n".join(robustness_table(res["rows"])))
+        print(f"written: {out / 'robustness.md'}")
+        return 0
+    m = evaluate_bundle(bundle, index, idx, groups, out, f"{bundle.arch} on {index.name}", extra, a.bootstrap)
     ci = m.get("ci95", {}).get("accuracy")
     print(f"accuracy {m['accuracy']:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "") +
           f", macro-F1 {m['macro_f1']:.4f}, MCC {m['mcc']:.4f} on {m['n']} images")
@@ -280,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--all-images", action="store_true", help="evaluate on every image of --data (an external set)")
     e.add_argument("--out", help="output folder for metrics.json and report.html")
     e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    e.add_argument("--shifts", help="robustness: 'all' or comma-separated shifts (grayscale, stain_reinhard, "
+                                    "stain_macenko, hed_S, blur_S, lowres_N, jpeg_Q, scale_F) on the test split")
+    e.add_argument("--external", help="robustness: also score a labelled set from other labs (e.g. wbc_external), "
+                                      "classes mapped by name; classes the model lacks are left out and said so")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="class, probability and refer flag for an image or a folder")

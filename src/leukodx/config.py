@@ -9,7 +9,7 @@ from typing import ClassVar
 import yaml
 
 from leukodx.errors import ConfigError
-from leukodx.transforms.augment import PRESETS
+from leukodx.transforms.augment import PRESETS, build_augment
 
 
 @dataclass
@@ -23,7 +23,10 @@ class TrainConfig:
     gaussian_sigma: float = 0.0
     grayscale: bool = False
     mask_background: bool = False        # whiten pixels outside the Otsu cell mask
+    cell_centre: float = 0.0             # >0: centre the white cell, crop this many nucleus diameters around it
+    mask_corner: bool = False            # cover a burned-in scale-bar label (bottom-right corner)
     augment: str = "seed"
+    augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
     epochs: int = 10
     freeze_epochs: int = 1               # first epochs train the classifier only
     batch_size: int = 32
@@ -78,6 +81,9 @@ class TrainConfig:
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0)]
+        if not isinstance(self.augment_drop, list):
+            raise ConfigError(f"config 'augment_drop' must be a list of names, got {self.augment_drop!r}")
+        build_augment(self.augment, self.augment_drop)  # unknown ingredient names fail here, before training
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")

@@ -100,3 +100,12 @@ def test_real_bccd_crops():
     shared("bccd_smears")
     idx = load_recipe("bccd")
     assert idx.counts()["WBC"] >= 300 and all(r.box for r in idx.records)
+
+
+def test_real_wbc_external_recipe():
+    shared("wbc_external")
+    from leukodx.data.recipes import lab_of
+    idx = load_dataset("wbc_external")
+    assert idx.classes == ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"] and len(idx) == 400
+    labs = [lab_of(idx, r) for r in idx.records]
+    assert labs.count("tecom") == 300 and labs.count("cellavision_blog") == 100

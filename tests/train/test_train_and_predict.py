@@ -63,6 +63,35 @@ def test_predict_csv_and_evaluate_cli(trained_run, tmp_path):
     assert (tmp_path / "ev" / "report.html").is_file()
 
 
+def test_evaluate_shifts_and_external_set(trained_run, tmp_path, capsys):
+    """Robustness rows for named shifts on the test split, and an 'external' folder whose classes
+    only partly match the model's: matched by name, the rest left out and said so."""
+    import shutil
+
+    from PIL import Image
+    root, _ = trained_run
+    out = tmp_path / "rob"
+    assert main(["evaluate", str(root / "run"), "--shifts", "none,grayscale,scale_0.5", "--out", str(out),
+                 "--bootstrap", "50"]) == 0
+    res = json.loads((out / "robustness.json").read_text())
+    assert [r["shift"] for r in res["rows"]] == ["none", "grayscale", "scale_0.5"]
+    for r in res["rows"]:
+        assert 0 <= r["ci95"][0] <= r["accuracy"] <= r["ci95"][1] <= 1 and 0 <= r["baseline_accuracy"] <= 1
+    assert "| grayscale |" in (out / "robustness.md").read_text()
+    ext = tmp_path / "ext"
+    classes = json.loads((root / "run" / "test" / "metrics.json").read_text())["classes"]
+    for c in classes[:2] + ["smudge"]:
+        (ext / c).mkdir(parents=True)
+        for i, src in enumerate(sorted((root / "data").rglob("*.png"))[:3]):
+            Image.open(src).save(ext / c / f"{i}.png")
+    assert main(["evaluate", str(root / "run"), "--data", str(ext), "--all-images", "--out", str(tmp_path / "ev"),
+                 "--bootstrap", "20"]) == 0
+    assert "smudge (3 images)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["n"] == 6
+    shutil.rmtree(ext / "smudge")
+    assert main(["evaluate", str(root / "run"), "--shifts", "sepia"]) == 2  # unknown shift: one-line error
+
+
 def test_resume_continues_from_checkpoint(trained_run, tmp_path):
     import shutil
     root, _ = trained_run

@@ -107,6 +107,29 @@ def _allidb2(root: Path) -> DatasetIndex:
     return DatasetIndex("allidb2", str(root), ["ALL", "healthy"], recs)
 
 
+WBC_EXTERNAL_LABS = ("tecom", "cellavision_blog")
+
+
+def _wbc_external(root: Path) -> DatasetIndex:
+    """White cells from other labs (validation of generalisation only, never training): root/<lab>/<class>/.
+    Every image is its own group; `lab_of` tells which lab a record comes from."""
+    labs = [lab for lab in WBC_EXTERNAL_LABS if (root / lab).is_dir()] or \
+        sorted(d.name for d in root.iterdir() if d.is_dir() and d.name != "masks")
+    parts = [from_folder(root / lab, lab) for lab in labs]
+    if not parts:
+        raise LeukodxError(f"{root}: no lab folders (expected {', '.join(WBC_EXTERNAL_LABS)})")
+    classes = sorted({c for p in parts for c in p.classes})
+    recs = [replace(r, label=classes.index(p.classes[r.label])) for p in parts for r in p.records]
+    idx = DatasetIndex("wbc_external", str(root), classes, recs)
+    idx.notes.append("external labs: " + ", ".join(labs) + "; for validation only, never for training")
+    return idx
+
+
+def lab_of(index: DatasetIndex, rec: ImageRecord) -> str:
+    """First folder of a record's path below the index root (the lab, for wbc_external)."""
+    return index.key(rec).split("/", 1)[0]
+
+
 RECIPES = {
     "taleqani_all": (_taleqani, "taleqani_all"),
     "taleqani_binary": (_taleqani_binary, "taleqani_all"),
@@ -115,6 +138,7 @@ RECIPES = {
     "bccd": (_bccd, "bccd_smears"),
     "cnmc": (_cnmc, "cnmc"),
     "allidb2": (_allidb2, "allidb2"),
+    "wbc_external": (_wbc_external, "wbc_external"),
 }
 
 # Where each set can be fetched. Sets behind a login say how to get them by hand.

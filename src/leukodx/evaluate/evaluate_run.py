@@ -36,6 +36,19 @@ def _explanation_images(bundle: ModelBundle, records, y, probs, n: int = 8) -> d
     return {"Grad-CAM (test mistakes first; caption: true -> predicted)": base64.b64encode(buf.getvalue()).decode()}
 
 
+def bundle_probabilities(bundle: ModelBundle, images) -> tuple:
+    """uint8 images (N, 3, S, S) -> (uncalibrated, calibrated) probabilities. A tree head gives
+    probabilities directly (not temperature scaled); a softmax head is divided by the temperature."""
+    pre = PreprocessConfig(**bundle.preprocess)
+    if bundle.tree_head is not None:
+        probs = bundle.head().predict_proba(logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True))
+        return probs, probs
+    logits = logits_for(bundle.model, images, pre.mean, pre.std)
+    scaler = TemperatureScaler()
+    scaler.temperature_ = bundle.temperature
+    return TemperatureScaler().predict_proba(logits), scaler.predict_proba(logits)
+
+
 def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int], groups: list[str] | None,
                     out_dir: Path, title: str, extra: dict | None = None, n_boot: int = 1000, seed: int = 0,
                     history_csv: Path | None = None, progress: bool = True) -> dict:
@@ -45,15 +58,7 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
     sub = index.subset(indices)
     ds = ImageDataset(sub, pre, progress=progress)
     t0 = time.perf_counter()
-    if bundle.tree_head is not None:  # trees give probabilities directly (not temperature scaled)
-        raw = probs = bundle.head().predict_proba(logits_for(bundle.model, ds.images, pre.cfg.mean, pre.cfg.std,
-                                                             pre_logits=True))
-    else:
-        logits = logits_for(bundle.model, ds.images, pre.cfg.mean, pre.cfg.std)
-        raw = TemperatureScaler().predict_proba(logits)  # T = 1
-        scaler = TemperatureScaler()
-        scaler.temperature_ = bundle.temperature
-        probs = scaler.predict_proba(logits)
+    raw, probs = bundle_probabilities(bundle, ds.images)
     infer_s = time.perf_counter() - t0
     y = ds.labels.numpy()
     kept_groups = None

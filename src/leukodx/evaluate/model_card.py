@@ -102,12 +102,40 @@ def audit_section(audit: dict, source: str) -> list[str]:
     return lines
 
 
-def add_audit(card: str | Path, audit: dict, source: str) -> None:
-    """Replace (or append) the audit section of a generated model card."""
+def replace_section(card: str | Path, heading: str, lines: list[str]) -> None:
+    """Replace (or append) the section under `heading` of a generated model card."""
     card = Path(card)
     text = card.read_text()
-    if AUDIT_HEADING in text:
-        head, _, rest = text.partition(AUDIT_HEADING)
+    if heading in text:
+        head, _, rest = text.partition(heading)
         nxt = rest.find("\n## ")
         text = head + (rest[nxt + 1:] if nxt >= 0 else "")
-    card.write_text(text.rstrip("\n") + "\n\n" + "\n".join(audit_section(audit, source)) + "\n")
+    card.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+
+
+def add_audit(card: str | Path, audit: dict, source: str) -> None:
+    replace_section(card, AUDIT_HEADING, audit_section(audit, source))
+
+
+ROBUSTNESS_HEADING = "## Robustness: other labs and image shifts"
+
+
+def robustness_section(res: dict, source: str, influenced: str = "") -> list[str]:
+    """The robustness table of a model (evaluate/robustness.py) in plain words."""
+    from leukodx.evaluate.robustness import robustness_table
+
+    rows = res["rows"]
+    lines = [ROBUSTNESS_HEADING, f"From `{source}`.", ""] + [f"- {n}" for n in res["notes"]]
+    if influenced:
+        lines.append(f"- {influenced}")
+    lines += [""] + robustness_table(rows)
+    base = next((r for r in rows if r["shift"] == "none" and r["set"].endswith("test")), None)
+    if base is not None:
+        worst = min(rows, key=lambda r: r["accuracy"])
+        lines += ["", (f"- Worst row: {worst['set']} / {worst['shift']} at {worst['accuracy']:.3f} "
+                      f"(own test split {base['accuracy']:.3f}); {worst['referred']:.0%} of those images referred.")]
+    return lines
+
+
+def add_robustness(card: str | Path, res: dict, source: str, influenced: str = "") -> None:
+    replace_section(card, ROBUSTNESS_HEADING, robustness_section(res, source, influenced))

@@ -104,10 +104,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     pcfg = model.pretrained_cfg if hasattr(model, "pretrained_cfg") else {}
     pre = Preprocess(PreprocessConfig(cfg.image_size, cfg.gaussian_sigma, cfg.grayscale,
                                       tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
-                                      tuple(pcfg.get("std", (0.229, 0.224, 0.225))), cfg.mask_background))
+                                      tuple(pcfg.get("std", (0.229, 0.224, 0.225))), cfg.mask_background,
+                                      cfg.cell_centre, cfg.mask_corner))
     t_load = time.perf_counter()
     train_index = with_synthetic(index, tr_idx, cfg)
-    train_ds = ImageDataset(train_index, pre, build_augment(cfg.augment), cfg.threads, progress)
+    train_ds = ImageDataset(train_index, pre, build_augment(cfg.augment, cfg.augment_drop), cfg.threads, progress)
     val_ds = ImageDataset(index.subset(va_idx), pre, None, cfg.threads, progress)
     t_load = time.perf_counter() - t_load
     bad = train_ds.bad + val_ds.bad

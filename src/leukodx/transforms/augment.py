@@ -1,4 +1,4 @@
-"""Training-time augmentation on uint8 tensors. Applied after the split, to training data only.
+"""Training-time augmentation on uint8 tensors (3, S, S). Applied after the split, to training data only.
 
 Presets:
   none      - nothing
@@ -6,20 +6,148 @@ Presets:
   ddrnet    - horizontal flip, 10 deg rotation, zoom, random contrast (Jawahar et al.)
   thesis    - rotation 20, shift 10%, shear, zoom 10%, horizontal flip (Malik)
   autoaugment / randaugment / trivialaugment - torchvision's "auto-augmentation" policies
+  robust    - removes the lab's shortcuts (stain, background, scale, resolution); its ingredients are
+              listed in ROBUST_INGREDIENTS and any of them can be left out (`augment_drop`) for ablation.
+The seed-paper presets fill rotated corners with black, which no real image has; `robust` fills with
+each image's own background colour.
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import torch
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 from leukodx.errors import ConfigError
+from leukodx.transforms.stain import border_colour, hed_jitter
 
-PRESETS = ("none", "seed", "ddrnet", "thesis", "autoaugment", "randaugment", "trivialaugment")
+PRESETS = ("none", "seed", "ddrnet", "thesis", "autoaugment", "randaugment", "trivialaugment", "robust")
+ROBUST_INGREDIENTS = ("background_fill", "background", "scale", "hed", "colour", "hue", "grayscale", "low_resolution",
+                      "blur", "jpeg")
 
 
-def build_augment(name: str = "seed"):
+def _rng() -> np.random.Generator:
+    # torch's generator is seeded by Lightning (and per DataLoader worker), so draws stay reproducible
+    return np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,))))
+
+
+class AffineBackgroundFill:
+    """Rotation, shift, shear and zoom (log-uniform over `scale`); uncovered corners take the image's
+    border colour, or black with fill='black' (the old behaviour, for the ablation)."""
+
+    def __init__(self, degrees: float = 180, translate: float = 0.08, scale=(0.5, 2.5), shear: float = 8,
+                 fill: str = "background"):
+        self.degrees, self.translate, self.scale, self.shear, self.fill = degrees, translate, scale, shear, fill
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        s = math.exp(r.uniform(math.log(self.scale[0]), math.log(self.scale[1])))
+        size = x.shape[-1]
+        t = [int(r.uniform(-self.translate, self.translate) * size) for _ in range(2)]
+        fill = [0, 0, 0] if self.fill == "black" else border_colour(x.permute(1, 2, 0).numpy()).tolist()
+        return TF.affine(x, angle=float(r.uniform(-self.degrees, self.degrees)), translate=t, scale=s,
+                         shear=[float(r.uniform(-self.shear, self.shear))], fill=fill,
+                         interpolation=v2.InterpolationMode.BILINEAR)
+
+
+class HEDJitter:
+    """Stain variation: haematoxylin / eosin densities scaled by 1 + U(-alpha, alpha), shifted by U(-beta, beta)."""
+
+    def __init__(self, alpha: float = 0.4, beta: float = 0.04):
+        self.alpha, self.beta = alpha, beta
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        a = np.r_[r.uniform(-self.alpha, self.alpha, 2), 0.0]
+        b = np.r_[r.uniform(-self.beta, self.beta, 2), 0.0]
+        return torch.from_numpy(hed_jitter(x.permute(1, 2, 0).numpy(), a, b)).permute(2, 0, 1).contiguous()
+
+
+class RandomBackground:
+    """Re-tint the background (pixels close to the border colour) towards a random colour, so that
+    the smear's background colour cannot identify the lab or the class."""
+
+    def __init__(self, p: float = 0.5, strength: float = 0.25):
+        self.p, self.strength = p, strength
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        if r.random() > self.p:
+            return x
+        a = x.permute(1, 2, 0).numpy().astype(np.float32)
+        bg = border_colour(x.permute(1, 2, 0).numpy()).astype(np.float32)
+        dist = np.abs(a - bg).max(axis=2, keepdims=True)
+        weight = np.clip(1 - dist / 40.0, 0, 1)          # 1 on background, 0 on stained objects
+        target = np.clip(bg * (1 + r.uniform(-self.strength, self.strength, 3)), 0, 255)
+        out = a + weight * (target - bg)
+        return torch.from_numpy(np.clip(out, 0, 255).round().astype(np.uint8)).permute(2, 0, 1).contiguous()
+
+
+class LowResolution:
+    """A low-resolution camera: downscale so the image is `sizes` pixels across, then back up."""
+
+    def __init__(self, p: float = 0.3, sizes=(24, 80)):
+        self.p, self.sizes = p, sizes
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        size = x.shape[-1]
+        if r.random() > self.p or size <= self.sizes[0]:
+            return x
+        small = int(r.integers(self.sizes[0], min(self.sizes[1], size) + 1))
+        x = TF.resize(x, [small, small], antialias=True)
+        return TF.resize(x, [size, size], antialias=True)
+
+
+class RandomApply:
+    def __init__(self, t, p: float):
+        self.t, self.p = t, p
+
+    def __call__(self, x):
+        return self.t(x) if _rng().random() < self.p else x
+
+
+def robust_ingredients() -> dict:
+    """Name -> transform, in the order they are applied."""
+    return {
+        "background": RandomBackground(),  # before the zoom, so the fill takes the new background colour
+        "scale": AffineBackgroundFill(),  # rotation + shift + zoom 0.5x-2.5x; fill set by background_fill
+        "hed": RandomApply(HEDJitter(), 0.8),
+        "colour": v2.ColorJitter(brightness=0.25, contrast=0.3, saturation=0.4, hue=0.06),
+        # a global hue turn keeps the colour contrasts inside the cell (granules vs nucleus) but not the stain's hue
+        "hue": RandomApply(v2.ColorJitter(hue=0.5), 0.5),
+        "grayscale": v2.RandomGrayscale(p=0.2),
+        "low_resolution": LowResolution(),
+        "blur": RandomApply(v2.GaussianBlur(5, sigma=(0.3, 1.5)), 0.3),
+        "jpeg": RandomApply(v2.JPEG((40, 95)), 0.3),
+    }
+
+
+def build_robust(drop=()) -> v2.Compose:
+    unknown = sorted(set(drop) - set(ROBUST_INGREDIENTS))
+    if unknown:
+        raise ConfigError(f"unknown augmentation ingredient(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(ROBUST_INGREDIENTS)}")
+    parts = robust_ingredients()
+    if "scale" in drop:  # keep the old small geometric jitter so that only the wide zoom is removed
+        parts["scale"] = AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10)
+    if "background_fill" in drop:
+        parts["scale"].fill = "black"
+    steps = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    steps += [t for name, t in parts.items() if name == "scale" or name not in drop]
+    return v2.Compose(steps)
+
+
+def build_augment(name: str = "seed", drop=()):
     flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if name == "none":
         return v2.Identity()
+    if name == "robust":
+        return build_robust(drop)
+    if drop:
+        raise ConfigError("augment_drop only applies to augment: robust")
     if name == "seed":
         return v2.Compose(flips + [
             v2.RandomAffine(degrees=20, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10),

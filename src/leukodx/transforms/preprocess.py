@@ -69,6 +69,22 @@ def cell_mask(img: Image.Image, sigma: float = 2.0, keep_largest: bool = True) -
     return mask
 
 
+class MaskCorner:
+    """Cover the bottom-right corner (a burned-in scale-bar label) with the image's background colour."""
+
+    def __init__(self, width: float = 0.2, height: float = 0.12):
+        self.width, self.height = width, height
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        from leukodx.transforms.stain import border_colour
+
+        a = np.array(img.convert("RGB"))
+        h, w = a.shape[:2]
+        colour = border_colour(a[: h // 2, : w // 2])  # a corner away from the label
+        a[h - round(h * self.height):, w - round(w * self.width):] = colour
+        return Image.fromarray(a)
+
+
 class MaskBackground:
     """Threshold segmentation (Sudhakar et al.): pixels outside the Otsu cell mask become white."""
 
@@ -86,12 +102,16 @@ class PreprocessConfig:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     mask_background: bool = False
+    cell_centre: float = 0.0     # >0: crop a square of this many nucleus diameters around the white cell
+    mask_corner: bool = False    # cover a burned-in scale-bar label in the bottom-right corner
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
             raise ConfigError(f"image_size must be an integer in [16, 1024], got {self.image_size!r}")
         if not isinstance(self.gaussian_sigma, (int, float)) or self.gaussian_sigma < 0:
             raise ConfigError(f"gaussian_sigma must be >= 0, got {self.gaussian_sigma!r}")
+        if not isinstance(self.cell_centre, (int, float)) or not (self.cell_centre == 0 or 1 <= self.cell_centre <= 10):
+            raise ConfigError(f"cell_centre must be 0 (off) or 1-10 nucleus diameters, got {self.cell_centre!r}")
         self.mean, self.std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("mean and std need three values each, std > 0")
@@ -102,7 +122,13 @@ class Preprocess:
 
     def __init__(self, cfg: PreprocessConfig):
         self.cfg = cfg
-        steps = [Resize(cfg.image_size)]
+        steps = []
+        if cfg.cell_centre:
+            from leukodx.transforms.cell_finder import CellCentre
+            steps.append(CellCentre(cfg.cell_centre))
+        if cfg.mask_corner:
+            steps.append(MaskCorner())
+        steps.append(Resize(cfg.image_size))
         if cfg.mask_background:
             steps.append(MaskBackground())
         if cfg.gaussian_sigma > 0:

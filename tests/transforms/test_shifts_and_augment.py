@@ -1,0 +1,171 @@
+"""Robustness tools on small generated images: each shift does what it says, augmentation stays on
+the train side, class maps refuse unknown names."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from leukodx.data.class_map import map_classes
+from leukodx.data.dataset import DatasetIndex, ImageRecord
+from leukodx.errors import ConfigError
+from leukodx.transforms.augment import ROBUST_INGREDIENTS, build_augment
+from leukodx.transforms.shifts import DEFAULT_SHIFTS, build_shift, parse_shifts
+from leukodx.transforms.stain import border_colour, hed_jitter
+
+
+def cell(size=128, r=20, bg=(235, 215, 200), fg=(90, 40, 130)):
+    """A purple disc (the 'nucleus') on a pinkish background, with a fine checker texture inside."""
+    img = Image.new("RGB", (size, size), bg)
+    d = ImageDraw.Draw(img)
+    c = size // 2
+    d.ellipse((c - r, c - r, c + r, c + r), fill=fg)
+    a = np.array(img)
+    inside = (a == fg).all(axis=2)
+    checker = ((np.indices((size, size)).sum(0) % 2) * 40).astype(np.uint8)
+    a[inside] = np.clip(a[inside].astype(int) + checker[inside, None], 0, 255)
+    return Image.fromarray(a)
+
+
+def dark_area(img, t=160):
+    return int((np.asarray(img.convert("L")) < t).sum())
+
+
+def test_every_default_shift_builds_and_keeps_size():
+    img = cell()
+    for name in DEFAULT_SHIFTS:
+        out = build_shift(name, cell(fg=(60, 20, 160)))(img)
+        assert out.size == img.size and out.mode == "RGB", name
+    assert np.array_equal(np.asarray(build_shift("none")(img)), np.asarray(img))
+
+
+def test_grayscale_has_no_colour():
+    a = np.asarray(build_shift("grayscale")(cell())).astype(int)
+    assert (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all()
+
+
+def test_scale_changes_cell_area_by_the_square():
+    base = dark_area(cell())
+    assert dark_area(build_shift("scale_0.5")(cell())) == pytest.approx(base / 4, rel=0.15)
+    assert dark_area(build_shift("scale_2")(cell())) == pytest.approx(base * 4, rel=0.15)
+    # zoom out pads with the background colour, never black
+    corner = np.asarray(build_shift("scale_0.5")(cell()))[0, 0]
+    assert np.abs(corner.astype(int) - (235, 215, 200)).max() <= 2
+
+
+def test_blur_and_lowres_remove_fine_texture_jpeg_changes_pixels():
+    def texture(img):
+        a = np.asarray(img.convert("L")).astype(float)
+        return np.abs(np.diff(a, axis=1)).mean()
+    img = cell()
+    assert texture(build_shift("blur_2")(img)) < 0.5 * texture(img)
+    assert texture(build_shift("lowres_32")(img)) < 0.5 * texture(img)
+    j = np.asarray(build_shift("jpeg_10")(img)).astype(int)
+    assert 0 < np.abs(j - np.asarray(img)).mean() < 30
+
+
+def test_stain_normalisation_moves_colour_to_the_reference():
+    img, ref = cell(fg=(90, 40, 130)), cell(fg=(150, 30, 60))  # purple nucleus vs a red reference
+    for m in ("reinhard", "macenko"):
+        out = np.asarray(build_shift(f"stain_{m}", ref)(img)).astype(int)
+        centre = out[60:68, 60:68].reshape(-1, 3).mean(0)
+        before = np.asarray(img)[60:68, 60:68].reshape(-1, 3).mean(0)
+        target = np.asarray(ref)[60:68, 60:68].reshape(-1, 3).mean(0)
+        assert np.abs(centre - target).sum() < np.abs(before - target).sum(), m
+
+
+def test_hed_shift_is_deterministic_and_zero_is_identity():
+    img = cell()
+    a, b = build_shift("hed_0.5")(img), build_shift("hed_0.5")(img)
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(img))
+    assert np.array_equal(hed_jitter(np.asarray(img), np.zeros(3), np.zeros(3)), np.asarray(img))
+
+
+def test_unknown_shifts_are_refused():
+    for bad in ("sepia", "blur_x", "jpeg_0", "scale_100", "stain_foo"):
+        with pytest.raises(ConfigError):
+            parse_shifts(bad)
+    assert parse_shifts("all") == list(DEFAULT_SHIFTS)
+
+
+def test_robust_augmentation_fills_with_background_and_ablates():
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.array(cell())).permute(2, 0, 1).contiguous()
+    only_geometry = build_augment("robust", [i for i in ROBUST_INGREDIENTS if i not in ("scale", "background_fill")])
+    black = build_augment("robust", [i for i in ROBUST_INGREDIENTS if i != "scale"])
+    n_black_bg = n_black_old = 0
+    for _ in range(20):
+        n_black_bg += int((only_geometry(x).sum(0) == 0).sum())
+        n_black_old += int((black(x).sum(0) == 0).sum())
+    assert n_black_bg == 0 and n_black_old > 0  # the old fill adds black corners; ours never does
+    assert tuple(border_colour(np.asarray(cell()))) == (235, 215, 200)
+    with pytest.raises(ConfigError):
+        build_augment("robust", ["sepia"])
+    with pytest.raises(ConfigError):
+        build_augment("seed", ["hed"])
+
+
+def test_class_map_by_name_drops_and_refuses():
+    idx = DatasetIndex("ext", "/x", ["Neutrophil", "lymphocyte", "smudge"],
+                       [ImageRecord(f"/x/{i}.png", i % 3) for i in range(9)])
+    mapped, cm = map_classes(idx, ["lymphocyte", "neutrophil", "platelet"])
+    assert mapped.classes == ["lymphocyte", "neutrophil", "platelet"] and len(mapped) == 6
+    assert {r.label for r in mapped.records} == {0, 1} and cm.dropped == {"smudge": 3}
+    assert "smudge (3 images)" in cm.describe()
+    with pytest.raises(ConfigError, match="not in the model"):
+        map_classes(idx, ["lymphocyte"], {"smudge": "blast"})
+    with pytest.raises(ConfigError, match="not in the data"):
+        map_classes(idx, ["lymphocyte"], {"monocyte": "lymphocyte"})
+    with pytest.raises(ConfigError):
+        map_classes(idx, ["eosinophil"])
+
+
+def test_augmentation_never_reaches_val_or_test(tmp_path, monkeypatch):
+    """Every ImageDataset built by train() with an augmentation holds train-side records only."""
+    from leukodx.config import TrainConfig
+    from leukodx.data import torch_dataset
+    from leukodx.data.splits import Split
+    from leukodx.data.synthetic import generate
+    from leukodx.train import run as run_mod
+
+    seen = []
+    real_init = torch_dataset.ImageDataset.__init__
+
+    def spy(self, index, preprocess, augment=None, *a, **k):
+        seen.append(({r.path for r in index.records}, augment))
+        real_init(self, index, preprocess, augment, *a, **k)
+
+    monkeypatch.setattr(torch_dataset.ImageDataset, "__init__", spy)
+    generate(tmp_path / "data", n_per_class=12, size=48, seed=0, per_slide=3)
+    cfg = TrainConfig(data=str(tmp_path / "data" / "manifest.csv"), model="efficientnet_lite0", pretrained=False,
+                      image_size=48, epochs=1, freeze_epochs=0, use_hashes=False, bootstrap=0, augment="robust",
+                      early_stopping_patience=0)
+    run_mod.train(cfg, tmp_path / "run", progress=False)
+    from leukodx.data.recipes import load_dataset
+    index = load_dataset(cfg.data)
+    split = Split.load(tmp_path / "run" / "split.json")
+    train_paths = {index.records[i].path for i in split.indices(index, "train")}
+    augmented = [paths for paths, aug in seen if aug is not None]
+    assert augmented and all(p <= train_paths for p in augmented)
+    assert any(paths & ({r.path for r in index.records} - train_paths) for paths, aug in seen if aug is None)
+
+
+def test_cell_finder_finds_a_dark_blob_at_a_known_place_and_scale():
+    from leukodx.transforms.cell_finder import CellCentre, find_nucleus
+
+    rng = np.random.default_rng(0)
+    for size, r, (cx, cy) in [(128, 12, (40, 80)), (300, 40, (170, 120)), (60, 8, (30, 30))]:
+        img = Image.new("RGB", (size, size), (235, 215, 200))
+        d = ImageDraw.Draw(img)
+        for _ in range(6):  # paler red cells around it must not be taken for the nucleus
+            x, y = rng.integers(0, size, 2)
+            d.ellipse((x - r, y - r, x + r, y + r), fill=(215, 150, 160))
+        d.ellipse((cx - r, cy - r, cx + r, cy + r), fill=(80, 30, 120))
+        n = find_nucleus(img)
+        assert n.found and abs(n.centre[0] - cx) < 2 and abs(n.centre[1] - cy) < 2
+        assert n.diameter == pytest.approx(2 * r, rel=0.15)
+        crop = CellCentre(3.0)(img)  # 3 diameters across, the blob in the middle
+        assert crop.size[0] == pytest.approx(6 * r, rel=0.15)
+        mid = np.asarray(crop)[crop.size[1] // 2, crop.size[0] // 2]
+        assert tuple(mid) == (80, 30, 120)
+    blank = Image.new("RGB", (64, 64), (230, 230, 230))
+    assert not find_nucleus(blank).found and CellCentre(3.0)(blank).size == (64, 64)
