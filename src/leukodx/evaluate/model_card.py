@@ -28,7 +28,9 @@ def _ci(m: dict, key: str) -> str:
     return f"{m[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{m[key]:.4f}"
 
 
-def write_model_card(run_dir: str | Path, out: str | Path, title: str) -> Path:
+def write_model_card(run_dir: str | Path, out: str | Path, title: str, influenced: str = "") -> Path:
+    """The card of a run folder; with RUN/robustness/robustness.json (`leukodx evaluate RUN --shifts all`)
+    it gets a robustness section; `influenced` says which of those numbers guided choices."""
     run = Path(run_dir)
     m = json.loads((run / "test" / "metrics.json").read_text())
     s = json.loads((run / "train_summary.json").read_text())
@@ -68,6 +70,11 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str) -> Path:
               f"{cfg['refer_target_accuracy']} accuracy on kept cases): test coverage {ref['coverage']:.4f}, "
               f"accuracy on kept {ref['accuracy_on_kept']:.4f}, {ref['n_referred']} referred"), "",
               "## Known limits"] + [f"- {x}" for x in LIMITS.get(data, [])]
+    rob = run / "robustness" / "robustness.json"
+    if rob.is_file():
+        lines += [""] + robustness_section(json.loads(rob.read_text()),
+                                          "the run's `robustness/robustness.json` (made by `leukodx evaluate RUN --shifts all`)",
+                                          influenced)
     out = Path(out)
     out.write_text("\n".join(lines) + "\n")
     return out
@@ -125,7 +132,7 @@ def robustness_section(res: dict, source: str, influenced: str = "") -> list[str
     from leukodx.evaluate.robustness import robustness_table
 
     rows = res["rows"]
-    lines = [ROBUSTNESS_HEADING, f"From `{source}`.", ""] + [f"- {n}" for n in res["notes"]]
+    lines = [ROBUSTNESS_HEADING, f"From {source}.", ""] + [f"- {n}" for n in res["notes"]]
     if influenced:
         lines.append(f"- {influenced}")
     lines += [""] + robustness_table(rows)
@@ -135,7 +142,3 @@ def robustness_section(res: dict, source: str, influenced: str = "") -> list[str
         lines += ["", (f"- Worst row: {worst['set']} / {worst['shift']} at {worst['accuracy']:.3f} "
                       f"(own test split {base['accuracy']:.3f}); {worst['referred']:.0%} of those images referred.")]
     return lines
-
-
-def add_robustness(card: str | Path, res: dict, source: str, influenced: str = "") -> None:
-    replace_section(card, ROBUSTNESS_HEADING, robustness_section(res, source, influenced))
