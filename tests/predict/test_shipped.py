@@ -13,14 +13,18 @@ def test_shipped_all_model_on_real_images(tmp_path, bad_files):
         pytest.skip("shipped ALL model not in this checkout")
     root = shared("taleqani_all")
     folder, bad = bad_files
-    for cls in ("Benign", "Pro"):
-        src = min((root / cls).iterdir())
-        (folder / f"real_{cls}.jpg").write_bytes(src.read_bytes())
+    classes = ("Benign", "Early", "Pre", "Pro")
+    for cls in classes:  # 4 images per class from different slides (these may sit on any split side)
+        for k, src in enumerate(sorted((root / cls).iterdir())[::90][:4]):
+            (folder / f"real_{cls}_{k}.jpg").write_bytes(src.read_bytes())
     out = tmp_path / "p.json"
     assert main(["predict", str(folder), "--out", str(out), "--quiet"]) == 0
     res = json.loads(out.read_text())
-    by_name = {p["path"].rsplit("/", 1)[1]: p for p in res["predictions"]}
-    assert by_name["real_Benign.jpg"]["label"] == "Benign" and by_name["real_Pro.jpg"]["label"] == "Pro"
+    real = [p for p in res["predictions"] if p["path"].rsplit("/", 1)[1].startswith("real_")]
+    assert len(real) == 16
+    # a smoke test of real images end to end (chance = 4 of 16); accuracy itself is measured by
+    # benchmarks/shipped_model.sh on the grouped test split (results/all_severity_metrics.json)
+    assert sum(p["label"] == p["path"].rsplit("/", 1)[1].split("_")[1] for p in real) >= 12
     assert {e["path"].rsplit("/", 1)[1] for e in res["errors"]} == bad
 
 
