@@ -281,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="learning rate")
     t.add_argument("--optimizer", help="adam, adamw or sgd")
     t.add_argument("--image-size", type=int, help="input size in pixels (square)")
-    t.add_argument("--augment", help="none, seed, ddrnet, thesis, autoaugment, randaugment, trivialaugment")
+    t.add_argument("--augment", help="none, seed, ddrnet, thesis, autoaugment, randaugment, trivialaugment, "
+                                     "robust (against stain, background and scale shortcuts; augment_drop in a "
+                                     "config leaves ingredients out)")
     t.add_argument("--freeze-epochs", type=int, help="epochs that train only the classifier first")
     t.add_argument("--max-images-per-class", type=int, help="quick runs: cap training images per class")
     t.add_argument("--seed", type=int, help="random seed for split and training")

@@ -136,6 +136,12 @@ def robustness_section(res: dict, source: str, influenced: str = "") -> list[str
     if influenced:
         lines.append(f"- {influenced}")
     lines += [""] + robustness_table(rows)
+    weak = [f"{r['set']}: {r['accuracy']:.0%} right at a median top probability of {r['median_probability']:.2f}"
+            for r in rows if r["shift"] == "none" and not r["set"].endswith("test") and r["accuracy"] < 0.85]
+    if weak:
+        warning = (f"**Not ready for other labs' images** ({'; '.join(weak)}). Check it on a labelled sample "
+                   "of your own microscope's images first.")
+        lines[3:3] = [warning, ""]
     base = next((r for r in rows if r["shift"] == "none" and r["set"].endswith("test")), None)
     if base is not None:
         worst = min(rows, key=lambda r: r["accuracy"])
