@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from leukodx.errors import ConfigError
+from leukodx.transforms.stain import border_colour
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,8 +77,6 @@ class MaskCorner:
         self.width, self.height = width, height
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        from leukodx.transforms.stain import border_colour
-
         a = np.array(img.convert("RGB"))
         h, w = a.shape[:2]
         colour = border_colour(a[: h // 2, : w // 2])  # a corner away from the label
