@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from leukodx.data.class_map import map_classes
@@ -48,8 +49,6 @@ def _load(records) -> tuple[list[Image.Image], list[int], list[str]]:
 
 def _row(bundle, pre, imgs, y, groups, shift, name, set_name, baseline, n_boot, seed) -> dict:
     x = np.stack([pre.array(shift(im)) for im in imgs]).transpose(0, 3, 1, 2)
-    import torch
-
     _, probs = bundle_probabilities(bundle, torch.from_numpy(x))
     pred, conf = probs.argmax(1), probs.max(1)
     correct = pred == y
