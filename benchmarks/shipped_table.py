@@ -12,7 +12,8 @@ for name in ("all_severity", "wbc_type"):
         m = json.loads(f.read_text())
         m["baseline"] = f"{m['colour_histogram_baseline_accuracy']:.4f}"
         m["ece_after"] = f"{m['calibration']['ece_uncalibrated']:.4f} -> {m['calibration']['ece_calibrated']:.4f}"
-        m["coverage"] = f"{m['referral']['coverage']:.3f}"
+        ref = m["referral"]
+        m["coverage"] = f"{1 - ref['referred'] if 'referred' in ref else ref['coverage']:.3f}"
         m["train_min"] = f"{m['train_seconds'] / 60:.1f}"
         rows.append((f"{name} ({m['model']}, {m['pretrained']}, {m['image_size']} px)", m))
 write_results(root / "shipped_models", rows, "Shipped models: grouped test splits",

@@ -228,6 +228,17 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_adapt(a) -> int:
+    from leukodx.data.recipes import load_dataset
+    from leukodx.train.adapt import adapt_model
+
+    r = adapt_model(resolve_model(a.model), load_dataset(a.data), a.out, a.mode, a.add_classes, a.seed, not a.quiet)
+    print(f"adapted on {r['n_images']} cells ({', '.join(f'{k} {v}' for k, v in r['per_class'].items())}); "
+          f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}")
+    print(f"model: {r['model']}\ncard: {r['card']}")
+    return 0
+
+
 def cmd_demo(a) -> int:
     from leukodx.demo import run_demo
 
@@ -368,6 +379,18 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("model", help="model file or run folder ('all' / 'wbc' = shipped models)")
     ex.add_argument("--out", default="model.onnx", help="ONNX file to write")
     ex.set_defaults(func=cmd_export)
+
+    ad = sub.add_parser("adapt", help="adapt a model to a new lab with a few labelled cells per class (writes a new file)")
+    ad.add_argument("model", help="model file or run folder ('all' / 'wbc' = shipped models); never modified")
+    ad.add_argument("data", help="the lab's labelled cells: a folder of class folders, a CSV manifest or a recipe")
+    ad.add_argument("--out", required=True, help="new model file to write (.pt); a card .md is written beside it")
+    ad.add_argument("--mode", default="head", choices=["head", "bn+head"],
+                    help="head: refit the linear head on frozen features (default, best in benchmarks/adapt.py); "
+                         "bn+head: first re-estimate batch-norm statistics on the lab's images")
+    ad.add_argument("--add-classes", action="store_true", help="add the folder's classes the model does not know")
+    ad.add_argument("--seed", type=int, default=0)
+    ad.add_argument("--quiet", action="store_true")
+    ad.set_defaults(func=cmd_adapt)
 
     m = sub.add_parser("models", help="list model names")
     m.set_defaults(func=cmd_models)

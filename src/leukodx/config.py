@@ -54,6 +54,7 @@ class TrainConfig:
     synthetic_mode: str = "add"          # add | only (train on synthetic, test on real)
     max_images_per_class: int = 0        # >0: quick runs on a subset (train side only)
     refer_target_accuracy: float = 0.99  # referral threshold: accepted val cases reach this accuracy
+    refer_unfamiliar_rate: float = 0.02  # share of val images the unfamiliar-image check may refer
     bootstrap: int = 1000
 
     _CHOICES: ClassVar[dict] = {"optimizer": ("adam", "adamw", "sgd"), "scheduler": ("cosine", "constant", "plateau"),
@@ -79,6 +80,7 @@ class TrainConfig:
                   ("freeze_epochs", 0 <= self.freeze_epochs), ("image_size", 16 <= self.image_size <= 1024),
                   ("weight_decay", self.weight_decay >= 0), ("threads", self.threads >= 1),
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
+                  ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0)]
         if not isinstance(self.augment_drop, list):

@@ -5,12 +5,15 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from leukodx.data.dataset import DatasetIndex
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.calibration import expected_calibration_error, reliability
 from leukodx.evaluate.metrics import compute_metrics
-from leukodx.evaluate.referral import coverage_at
 from leukodx.evaluate.report import write_html_report
+from leukodx.evaluate.selective import selective_summary
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
@@ -49,6 +52,18 @@ def bundle_probabilities(bundle: ModelBundle, images) -> tuple:
     return TemperatureScaler().predict_proba(logits), scaler.predict_proba(logits)
 
 
+def bundle_distances(bundle: ModelBundle, images, batch_size: int = 64) -> np.ndarray:
+    """uint8 images (N, 3, S, S) -> unfamiliar-image distances (0 for a model without reference)."""
+    pre = PreprocessConfig(**bundle.preprocess)
+    m = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
+    s = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(images), batch_size):
+            out.append(bundle.net()((images[i:i + batch_size].float() - m) / s)[1].float())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
 def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int], groups: list[str] | None,
                     out_dir: Path, title: str, extra: dict | None = None, n_boot: int = 1000, seed: int = 0,
                     history_csv: Path | None = None, progress: bool = True) -> dict:
@@ -66,11 +81,11 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
         key_to_group = {index.key(index.records[i]): groups[n] for n, i in enumerate(indices)}
         kept_groups = [key_to_group[index.key(r)] for r in ds.records]
     m = compute_metrics(y, probs, bundle.classes, groups=kept_groups, n_boot=n_boot, seed=seed)
-    conf, correct = probs.max(1), probs.argmax(1) == y
     m["calibration"] = {"ece_uncalibrated": expected_calibration_error(raw, y),
                         "ece_calibrated": expected_calibration_error(probs, y), "temperature": bundle.temperature,
                         "bins": 15}
-    m["referral"] = coverage_at(conf, correct, bundle.refer_threshold)
+    m["referral"] = {**bundle.referral.to_dict(), **selective_summary(
+        probs, y, bundle_distances(bundle, ds.images), bundle.referral, ds.images.permute(0, 2, 3, 1).numpy())}
     m["inference_seconds"] = infer_s
     m["unreadable_files"] = ds.bad
     (out_dir / "metrics.json").write_text(json.dumps({**(extra or {}), **m}, indent=1))
@@ -80,8 +95,10 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
     tables = {"uncalibrated": reliability(raw, y), f"temperature {bundle.temperature:.2f}": reliability(probs, y)}
     info = {**(extra or {}), "ECE before / after temperature scaling":
             f"{m['calibration']['ece_uncalibrated']:.4f} / {m['calibration']['ece_calibrated']:.4f}",
-            "referral": f"threshold {bundle.refer_threshold:.3f}: coverage {m['referral']['coverage']:.3f}, "
-                        f"accuracy on kept {m['referral']['accuracy_on_kept']:.4f}"}
+            "referral": f"confidence < {bundle.refer_threshold:.3f} or unfamiliar > {bundle.unfamiliar_threshold:.3f}: "
+                        f"{m['referral']['referred']:.3f} referred {m['referral']['reasons']}, accuracy on kept "
+                        f"{m['referral']['accuracy_on_kept']:.4f}, AURC {m['referral']['aurc']:.4f}, "
+                        f"error AUROC {m['referral']['auroc_errors']:.3f}"}
     write_html_report(out_dir / "report.html", title, m, y, probs, info, history_csv, tables,
                       _explanation_images(bundle, ds.records, y, probs))
     return m

@@ -28,6 +28,21 @@ def _ci(m: dict, key: str) -> str:
     return f"{m[key]:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{m[key]:.4f}"
 
 
+def referral_lines(ref: dict, cfg: dict) -> list[str]:
+    """The referral rule and what it did on the test side (older runs: confidence threshold only)."""
+    if "referred" not in ref:
+        return [(f"- Referral threshold {ref['threshold']:.4f}: test coverage {ref['coverage']:.4f}, "
+                 f"accuracy on kept {ref['accuracy_on_kept']:.4f}")]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(ref["reasons"].items())) or "none"
+    return [(f"- Referral (fitted on validation only): top probability < {ref['confidence']:.4f} "
+             f"(kept cases reach {cfg.get('refer_target_accuracy', 0.99)} accuracy), or unfamiliar-image distance > "
+             f"{ref['unfamiliar']:.4f} ({cfg.get('refer_unfamiliar_rate', 0.02):.0%} of validation images), or "
+             "an image check (unreadable / not a cell)"),
+            (f"- Test side: {ref['referred']:.1%} referred ({reasons}); accuracy on the {ref['n_kept']} kept "
+             f"{ref['accuracy_on_kept']:.4f}; AURC {ref['aurc']:.4f}; AUROC of the referral score for errors "
+             f"{ref['auroc_errors']:.3f}")]
+
+
 def write_model_card(run_dir: str | Path, out: str | Path, title: str, influenced: str = "") -> Path:
     """The card of a run folder; with RUN/robustness/robustness.json (`leukodx evaluate RUN --shifts all`)
     it gets a robustness section; `influenced` says which of those numbers guided choices."""
@@ -66,9 +81,7 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
     lines += ["", "## Calibration and referral",
               (f"- Temperature {cal['temperature']:.3f} fitted on the validation side; test ECE "
               f"{cal['ece_uncalibrated']:.4f} before, {cal['ece_calibrated']:.4f} after ({cal['bins']} bins)"),
-              (f"- Referral threshold {ref['threshold']:.4f} (chosen on validation for "
-              f"{cfg['refer_target_accuracy']} accuracy on kept cases): test coverage {ref['coverage']:.4f}, "
-              f"accuracy on kept {ref['accuracy_on_kept']:.4f}, {ref['n_referred']} referred"), "",
+              *referral_lines(ref, cfg), "",
               "## Known limits"] + [f"- {x}" for x in LIMITS.get(data, [])]
     rob = run / "robustness" / "robustness.json"
     if rob.is_file():

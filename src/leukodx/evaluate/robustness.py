@@ -18,7 +18,8 @@ from leukodx.data.dataset import DatasetIndex
 from leukodx.data.recipes import lab_of
 from leukodx.data.torch_dataset import read_record
 from leukodx.errors import BadImageError
-from leukodx.evaluate.evaluate_run import bundle_probabilities
+from leukodx.evaluate.evaluate_run import bundle_distances, bundle_probabilities
+from leukodx.evaluate.selective import selective_summary
 from leukodx.models.artifact import ModelBundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 from leukodx.transforms.shifts import build_shift
@@ -52,8 +53,10 @@ def _row(bundle, pre, imgs, y, groups, shift, name, set_name, baseline, n_boot, 
     _, probs = bundle_probabilities(bundle, torch.from_numpy(x))
     pred, conf = probs.argmax(1), probs.max(1)
     correct = pred == y
+    sel = selective_summary(probs, y, bundle_distances(bundle, torch.from_numpy(x)), bundle.referral,
+                            x.transpose(0, 2, 3, 1))
     row = {"set": set_name, "shift": name, "n": len(y), "accuracy": float(correct.mean()),
-           "ci95": accuracy_ci(correct, groups, n_boot, seed), "referred": float((conf < bundle.refer_threshold).mean()),
+           "ci95": accuracy_ci(correct, groups, n_boot, seed), **sel,
            "median_probability": float(np.median(conf)),
            "recall_per_class": {bundle.classes[c]: float(correct[y == c].mean()) for c in np.unique(y)},
            "predicted_counts": {bundle.classes[c]: int((pred == c).sum()) for c in np.unique(pred)}}
@@ -104,12 +107,14 @@ def write_robustness(rows: list[dict], out_dir: Path, title: str, notes: list[st
 
 def robustness_table(rows: list[dict]) -> list[str]:
     """Markdown table lines (used by robustness.md and the model card)."""
-    lines = ["| set | shift | n | accuracy [95% CI] | referred | median top p | colour baseline |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [("| set | shift | n | accuracy [95% CI] | referred | accuracy on kept | error AUROC | median top p "
+             "| colour baseline |"), "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         b = f"{r['baseline_accuracy']:.3f}" if "baseline_accuracy" in r else "-"
+        kept = f"{r['accuracy_on_kept']:.3f}" if "accuracy_on_kept" in r else "-"
+        au = f"{r['auroc_errors']:.3f}" if "auroc_errors" in r else "-"
         lines.append(f"| {r['set']} | {r['shift']} | {r['n']} | {r['accuracy']:.3f} [{r['ci95'][0]:.3f}, "
-                     f"{r['ci95'][1]:.3f}] | {r['referred']:.3f} | {r['median_probability']:.3f} | {b} |")
+                     f"{r['ci95'][1]:.3f}] | {r['referred']:.3f} | {kept} | {au} | {r['median_probability']:.3f} | {b} |")
     return lines
 
 
@@ -132,7 +137,9 @@ def evaluate_robustness(bundle: ModelBundle, index: DatasetIndex, split, shifts:
              f"{len(te)} images in {n_groups} groups; 95% CIs by bootstrap over groups."),
              ("Colour baseline: 8x8x8 RGB histogram + logistic regression fitted on the unshifted train side, "
              "scored on the same shifted images."),
-             "referred = share below the model's referral threshold; shifts are defined in leukodx.transforms.shifts."]
+             ("referred = share the model refers for any reason (low confidence, unfamiliar image, image checks); "
+              "accuracy on kept = on the rest; error AUROC = how well the referral score separates errors from "
+              "correct answers; shifts are defined in leukodx.transforms.shifts.")]
     if external is not None:
         ext_rows, described = external_rows(bundle, external, baseline, n_boot, seed, mapping)
         rows += ext_rows

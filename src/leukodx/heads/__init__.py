@@ -1,4 +1,9 @@
-"""Classifier heads that are not network layers (scikit-learn style)."""
-from leukodx.heads.temperature import TemperatureScaler
+"""What sits on a network without being a layer (scikit-learn style): temperature, XGBoost head,
+referral (thresholds, unfamiliar-image distance, image checks), few-shot adaptation."""
 
-__all__ = ["TemperatureScaler"]
+
+def __getattr__(name):  # lazy, so the torch-free ONNX path can import heads.referral
+    if name == "TemperatureScaler":
+        from leukodx.heads.temperature import TemperatureScaler
+        return TemperatureScaler
+    raise AttributeError(name)

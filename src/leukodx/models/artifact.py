@@ -1,15 +1,21 @@
 """The model file: weights plus everything needed to use them, loadable with weights_only=True.
 
-Holds: architecture name and kwargs, class names, preprocessing, temperature, referral threshold.
+Holds: architecture name and kwargs, class names, preprocessing, temperature, referral thresholds
+and the reference features behind the unfamiliar-image check (leukodx.heads.familiarity).
+Loading validates all of it and refuses a file that would give wrong answers silently.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.familiarity import FamiliarNet
+from leukodx.heads.referral import Referral
 from leukodx.models.registry import create_model
 
 FORMAT = "leukodx-model/1"
@@ -26,6 +32,19 @@ class ModelBundle:
     refer_threshold: float = 0.0
     info: dict = field(default_factory=dict)  # provenance: data, split protocol, metrics summary
     tree_head: str | None = None          # XGBoost JSON: classifies pooled features instead of the softmax
+    unfamiliar_threshold: float = math.inf  # refer when the k-NN feature distance is above this
+    reference: torch.Tensor | None = None  # unit-norm training features for that distance (None: no check)
+    knn_k: int = 5
+
+    @property
+    def referral(self) -> Referral:
+        return Referral(self.refer_threshold, self.unfamiliar_threshold)
+
+    def net(self) -> FamiliarNet:
+        """The network as one module answering (logits, unfamiliar-image distance)."""
+        if getattr(self, "_net", None) is None or self._net.model is not self.model:
+            self._net = FamiliarNet(self.model, self.reference, self.knn_k).eval()
+        return self._net
 
     def head(self):
         """The tree head as an estimator (cached), or None for softmax models."""
@@ -36,13 +55,20 @@ class ModelBundle:
             self._head = XGBoostHead.from_json(self.tree_head)
         return self._head
 
-    def probabilities(self, x: torch.Tensor):
-        """Normalised input batch -> calibrated class probabilities (numpy); trees decide if present."""
+    def scores(self, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised input batch -> (calibrated class probabilities, unfamiliar-image distance);
+        trees decide the class if present."""
         with torch.no_grad():
             m = self.model.eval()
             if self.tree_head is not None:
-                return self.head().predict_proba(m.forward_head(m.forward_features(x), pre_logits=True).numpy())
-            return (m(x).float() / self.temperature).softmax(1).numpy()
+                fmap = m.forward_features(x)
+                _, dist = self.net()(x)
+                return self.head().predict_proba(m.forward_head(fmap, pre_logits=True).numpy()), dist.numpy()
+            logits, dist = self.net()(x)
+            return (logits.float() / self.temperature).softmax(1).numpy(), dist.float().numpy()
+
+    def probabilities(self, x: torch.Tensor) -> np.ndarray:
+        return self.scores(x)[0]
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -52,7 +78,9 @@ class ModelBundle:
                    "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in self.preprocess.items()},
                    "model_kwargs": self.model_kwargs, "temperature": float(self.temperature),
                    "refer_threshold": float(self.refer_threshold), "info": self.info, "state_dict": state,
-                   "tree_head": self.tree_head}
+                   "tree_head": self.tree_head, "unfamiliar_threshold": float(self.unfamiliar_threshold),
+                   "knn_k": int(self.knn_k),
+                   "reference": None if self.reference is None else self.reference.detach().cpu().half().contiguous()}
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)  # never leave a half-written model file
@@ -71,8 +99,20 @@ class ModelBundle:
             raise LeukodxError(f"{path}: not a readable leukodx model file ({type(e).__name__})") from None
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise LeukodxError(f"{path}: not a leukodx model file (format {d.get('format') if isinstance(d, dict) else '?'})")
-        model = create_model(d["arch"], num_classes=len(d["classes"]), pretrained=False, **d["model_kwargs"])
-        model.load_state_dict(d["state_dict"])
+        from leukodx.models.validate import check_payload, probe
+
+        check_payload(d, path)
+        try:
+            model = create_model(d["arch"], num_classes=len(d["classes"]), pretrained=False, **d["model_kwargs"])
+            model.load_state_dict(d["state_dict"])
+        except Exception as e:  # noqa: BLE001 - weights that do not fit the architecture
+            raise LeukodxError(f"{path}: weights do not fit a {d['arch']} with {len(d['classes'])} classes "
+                               f"({type(e).__name__})") from None
         model.eval()
-        return cls(model, d["arch"], d["classes"], d["preprocess"], d["model_kwargs"], d["temperature"],
-                   d["refer_threshold"], d.get("info", {}), d.get("tree_head"))
+        ref = d.get("reference")
+        bundle = cls(model, d["arch"], d["classes"], d["preprocess"], d["model_kwargs"], float(d["temperature"]),
+                     float(d["refer_threshold"]), d.get("info", {}), d.get("tree_head"),
+                     float(d.get("unfamiliar_threshold", math.inf)), None if ref is None else ref.float(),
+                     int(d.get("knn_k", 5)))
+        probe(bundle, path)
+        return bundle

@@ -1,7 +1,7 @@
 """Prediction from an exported .onnx file with ONNX Runtime, numpy and Pillow only: no torch, no
 timm, for small deployments (about a third of the memory of the PyTorch path).
 The file's 'leukodx' metadata (written by `leukodx export`) gives classes, preprocessing,
-temperature and referral threshold."""
+temperature and referral thresholds; the unfamiliar-image distance is an output of the graph."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.referral import Referral
 from leukodx.predict.results import Prediction, predict_batches, to_prediction
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
@@ -32,20 +33,52 @@ class OnnxPredictor:
         meta = self.session.get_modelmeta().custom_metadata_map.get("leukodx")
         if not meta:
             raise LeukodxError(f"{path}: no leukodx metadata; export it with `leukodx export`")
-        self.meta = json.loads(meta)
+        self.meta = check_meta(json.loads(meta), path, self.session)
         self.classes = self.meta["classes"]
+        self.referral = Referral(self.meta["refer_threshold"], self.meta.get("unfamiliar_threshold", float("inf")))
         self.pre = Preprocess(PreprocessConfig(**self.meta["preprocess"]))
         self.batch_size = batch_size
 
-    def probabilities(self, batch_uint8: np.ndarray) -> np.ndarray:
-        """uint8 (N, S, S, 3) -> calibrated probabilities (softmax of logits / T)."""
+    def scores(self, batch_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 (N, S, S, 3) -> (calibrated probabilities (softmax of logits / T), distances)."""
         x = self.pre.normalize(np.ascontiguousarray(batch_uint8.transpose(0, 3, 1, 2)))
-        z = self.session.run(None, {"x": x})[0] / self.meta["temperature"]
+        out = self.session.run(None, {"x": x})
+        z = out[0] / self.meta["temperature"]
         z = np.exp(z - z.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
+        dist = out[1] if len(out) > 1 else np.zeros(len(z), np.float32)
+        return z / z.sum(1, keepdims=True), dist
+
+    def probabilities(self, batch_uint8: np.ndarray) -> np.ndarray:
+        return self.scores(batch_uint8)[0]
 
     def predict_paths(self, paths, progress: bool = False) -> tuple[list[Prediction], list[dict]]:
-        return predict_batches(paths, self.pre.array, self.probabilities, self._to_pred, self.batch_size, progress)
+        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress)
 
-    def _to_pred(self, path: str, p: np.ndarray) -> Prediction:
-        return to_prediction(path, p, self.classes, self.meta["refer_threshold"])
+    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
+        return to_prediction(path, p, d, arr, self.classes, self.referral)
+
+
+def check_meta(meta: dict, path, session) -> dict:
+    """The metadata must agree with the graph and hold usable numbers; else one clear refusal."""
+    import math
+
+    def fail(what):
+        raise LeukodxError(f"{path}: refused: {what}")
+
+    classes = meta.get("classes")
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) for c in classes)):
+        fail("metadata class names must be a list of at least two strings")
+    dim = session.get_outputs()[0].shape[-1]
+    if isinstance(dim, int) and dim != len(classes):
+        fail(f"the network gives {dim} outputs for {len(classes)} class names")
+    t, r = meta.get("temperature"), meta.get("refer_threshold")
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        fail(f"temperature must be a positive finite number, got {t!r}")
+    if not (isinstance(r, (int, float)) and math.isfinite(r) and 0 <= r <= 1):
+        fail(f"referral threshold must be in [0, 1], got {r!r}")
+    u = meta.get("unfamiliar_threshold", math.inf)
+    if not (isinstance(u, (int, float)) and not math.isnan(u) and u > 0):
+        fail(f"unfamiliar-image threshold must be positive, got {u!r}")
+    if not isinstance(meta.get("preprocess"), dict):
+        fail("no preprocessing settings")
+    return meta

@@ -11,8 +11,9 @@ from leukodx.models.artifact import ModelBundle
 
 
 def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
-    """Logits network as ONNX, with what prediction needs (classes, preprocessing, temperature, referral
-    threshold) in the file's metadata under 'leukodx', so predict.lean can run it without torch."""
+    """Network as ONNX with two outputs, logits and the unfamiliar-image distance, and what prediction
+    needs (classes, preprocessing, temperature, referral thresholds) in the file's metadata under
+    'leukodx', so predict.lean can run it without torch."""
     import json
 
     import onnx
@@ -21,14 +22,16 @@ def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
         raise LeukodxError("this model has an XGBoost head, which ONNX export does not cover; use the .pt file")
     out = Path(out)
     size = bundle.preprocess["image_size"]
-    model = bundle.model.eval()
+    model = bundle.net().eval()
     tmp = out.with_suffix(".onnx.tmp")
-    torch.onnx.export(model, torch.randn(1, 3, size, size), str(tmp), dynamo=False, input_names=["x"],
-                      output_names=["logits"], dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=17)
+    torch.onnx.export(model, torch.randn(2, 3, size, size), str(tmp), dynamo=False, input_names=["x"],
+                      output_names=["logits", "unfamiliarity"],
+                      dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}, "unfamiliarity": {0: "n"}}, opset_version=17)
     m = onnx.load(str(tmp))
     meta = {"format": "leukodx-onnx/1", "arch": bundle.arch, "classes": list(bundle.classes),
             "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in bundle.preprocess.items()},
-            "temperature": float(bundle.temperature), "refer_threshold": float(bundle.refer_threshold)}
+            "temperature": float(bundle.temperature), "refer_threshold": float(bundle.refer_threshold),
+            "unfamiliar_threshold": float(bundle.unfamiliar_threshold)}
     onnx.helper.set_model_props(m, {"leukodx": json.dumps(meta)})
     onnx.save(m, str(tmp))
     tmp.replace(out)
@@ -36,7 +39,7 @@ def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
 
 
 class OnnxRunner:
-    """Callable like the torch model: normalised float batch -> logits tensor, via ONNX Runtime."""
+    """Callable like `ModelBundle.net()`: normalised float batch -> (logits, distance), via ONNX Runtime."""
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None):
         import onnxruntime as ort
@@ -46,5 +49,6 @@ class OnnxRunner:
             opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {"x": np.ascontiguousarray(x.numpy(), dtype=np.float32)})[0])
+    def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.session.run(None, {"x": np.ascontiguousarray(x.numpy(), dtype=np.float32)})
+        return torch.from_numpy(out[0]), torch.from_numpy(out[1] if len(out) > 1 else np.zeros(len(out[0]), np.float32))

@@ -43,24 +43,29 @@ class Predictor:
         return cls(ModelBundle.load(path), **kw)
 
     @torch.inference_mode()
-    def probabilities(self, batch_uint8) -> np.ndarray:
-        """uint8 images (N, S, S, 3) numpy or (N, 3, S, S) torch -> calibrated probabilities."""
+    def scores(self, batch_uint8) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images (N, S, S, 3) numpy or (N, 3, S, S) torch -> (calibrated probabilities,
+        unfamiliar-image distances)."""
         if isinstance(batch_uint8, np.ndarray):
             batch_uint8 = torch.from_numpy(batch_uint8).permute(0, 3, 1, 2)
         x = self.pre.normalize(batch_uint8).contiguous(memory_format=torch.channels_last)
         if self.model is self.bundle.model:  # torch backend: the bundle knows its head and temperature
-            return self.bundle.probabilities(x)
-        logits = self.model(x).float() / self.bundle.temperature
-        return logits.softmax(1).numpy()
+            return self.bundle.scores(x)
+        logits, dist = self.model(x)
+        return (logits.float() / self.bundle.temperature).softmax(1).numpy(), dist.float().numpy()
+
+    def probabilities(self, batch_uint8) -> np.ndarray:
+        return self.scores(batch_uint8)[0]
 
     def predict_images(self, images) -> list[Prediction]:
         """PIL images (already loaded) -> predictions with path ''."""
-        probs = self.probabilities(np.stack([self.pre.array(im) for im in images]))
-        return [self._to_pred("", p) for p in probs]
+        arrs = np.stack([self.pre.array(im) for im in images])
+        probs, dists = self.scores(arrs)
+        return [self._to_pred("", p, d, a) for p, d, a in zip(probs, dists, arrs)]
 
     def predict_paths(self, paths, progress: bool = False) -> tuple[list[Prediction], list[dict]]:
         """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file."""
-        return predict_batches(paths, self.pre.array, self.probabilities, self._to_pred, self.batch_size, progress)
+        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress)
 
-    def _to_pred(self, path: str, p: np.ndarray) -> Prediction:
-        return to_prediction(path, p, self.bundle.classes, self.bundle.refer_threshold)
+    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
+        return to_prediction(path, p, d, arr, self.bundle.classes, self.bundle.referral)

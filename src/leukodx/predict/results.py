@@ -10,6 +10,8 @@ import numpy as np
 
 from leukodx.data.images import is_image_file, load_image
 from leukodx.errors import BadImageError, LeukodxError
+from leukodx.heads.image_checks import image_problem
+from leukodx.heads.referral import Referral
 
 
 @dataclass
@@ -19,10 +21,18 @@ class Prediction:
     probability: float
     probabilities: dict[str, float]
     refer: bool
+    refer_reason: str | None = None   # one of leukodx.heads.referral.REASONS when refer is true
+    unfamiliarity: float = 0.0        # k-NN feature distance to the training images
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "label": self.label, "probability": round(self.probability, 6),
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()}, "refer": self.refer}
+        return {"path": self.path, "label": self.label, "probability": _num(self.probability),
+                "probabilities": {k: _num(v) for k, v in self.probabilities.items()}, "refer": self.refer,
+                "refer_reason": self.refer_reason, "unfamiliarity": _num(self.unfamiliarity)}
+
+
+def _num(v: float) -> float | None:
+    """Rounded, and None for NaN / infinity (JSON has no NaN)."""
+    return round(float(v), 6) if np.isfinite(v) else None
 
 
 def collect_images(target: str | Path) -> list[Path]:
@@ -35,9 +45,10 @@ def collect_images(target: str | Path) -> list[Path]:
     raise LeukodxError(f"{p}: no such file or folder")
 
 
-def predict_batches(paths, to_input, probabilities, make, batch_size: int = 32, progress: bool = False):
-    """Decode and preprocess each file (`to_input`), run `probabilities` on full batches, build results with
-    `make(path, probs)`. Returns (predictions, errors); a bad file is listed in errors, never fatal."""
+def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progress: bool = False):
+    """Decode and preprocess each file (`to_input`), run `scores` (-> probabilities, distances) on full
+    batches, build results with `make(path, probs, distance, image_array)`. Returns (predictions, errors);
+    a bad file is listed in errors, never fatal."""
     preds, errors, batch, batch_paths = [], [], [], []
     bar = None
     if progress:
@@ -46,8 +57,9 @@ def predict_batches(paths, to_input, probabilities, make, batch_size: int = 32, 
 
     def flush():
         if batch:
-            for bp, p in zip(batch_paths, probabilities(np.stack(batch))):
-                preds.append(make(str(bp), p))
+            probs, dists = scores(np.stack(batch))
+            for bp, p, d, arr in zip(batch_paths, probs, dists, batch):
+                preds.append(make(str(bp), p, d, arr))
             batch.clear()
             batch_paths.clear()
 
@@ -69,10 +81,14 @@ def predict_batches(paths, to_input, probabilities, make, batch_size: int = 32, 
     return preds, errors
 
 
-def to_prediction(path: str, p: np.ndarray, classes: list[str], refer_threshold: float) -> Prediction:
-    k = int(p.argmax())
+def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray | None, classes: list[str],
+                  referral: Referral) -> Prediction:
+    """Label, probability and the referral decision with its reason (image checks need `image`)."""
+    k = int(np.nan_to_num(p, nan=-1.0).argmax())
+    problem = image_problem(image) if image is not None else None
+    reason = referral.reasons(p[None], np.array([distance]), [problem])[0]
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
-                      bool(p[k] < refer_threshold))
+                      reason is not None, reason, float(distance))
 
 
 def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None) -> Path:
@@ -84,12 +100,13 @@ def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Pa
         classes = list(preds[0].probabilities) if preds else []
         with open(tmp, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["path", "label", "probability", "refer", "error"] + [f"p_{c}" for c in classes])
+            w.writerow(["path", "label", "probability", "refer", "refer_reason", "unfamiliarity", "error"]
+                       + [f"p_{c}" for c in classes])
             for p in preds:
-                w.writerow([p.path, p.label, f"{p.probability:.6f}", int(p.refer), ""] +
-                           [f"{p.probabilities[c]:.6f}" for c in classes])
+                w.writerow([p.path, p.label, f"{p.probability:.6f}", int(p.refer), p.refer_reason or "",
+                            f"{p.unfamiliarity:.4f}", ""] + [f"{p.probabilities[c]:.6f}" for c in classes])
             for e in errors:
-                w.writerow([e["path"], "", "", "", e["error"]] + [""] * len(classes))
+                w.writerow([e["path"], "", "", 1, "unreadable", "", e["error"]] + [""] * len(classes))
     else:
         tmp.write_text(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors}, indent=1))
     tmp.replace(out)

@@ -24,11 +24,11 @@ from leukodx.errors import LeukodxError
 from leukodx.evaluate.baseline import ColorHistogramClassifier
 from leukodx.evaluate.evaluate_run import evaluate_bundle
 from leukodx.evaluate.metrics import compute_metrics
-from leukodx.evaluate.referral import choose_threshold
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
 from leukodx.models.registry import create_model, sized_kwargs
+from leukodx.train.referral import fit_bundle_referral
 from leukodx.transforms.augment import build_augment
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
@@ -155,8 +155,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     # calibration and referral are fitted on validation data only
     val_logits = logits_for(model, val_ds.images, pre.cfg.mean, pre.cfg.std)
     scaler = TemperatureScaler().fit(val_logits, val_ds.labels.numpy())
-    val_probs = scaler.predict_proba(val_logits)
-    threshold = choose_threshold(val_probs.max(1), val_probs.argmax(1) == val_ds.labels.numpy(), cfg.refer_target_accuracy)
 
     hardware = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads" + \
         (f", {torch.cuda.get_device_name()}" if gpu else ", no GPU")
@@ -164,8 +162,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
             "train_seconds": train_s, "load_seconds": t_load, "hardware": hardware,
             "pretrained": f"{cfg.model}: " + ("ImageNet weights" if cfg.pretrained else "trained from scratch"),
             "epochs_run": trainer.current_epoch, "best_checkpoint": Path(best).name}
-    bundle = ModelBundle(model, cfg.model, index.classes, pre.to_dict(), model_kwargs, scaler.temperature_,
-                         threshold, info)
+    bundle = ModelBundle(model, cfg.model, index.classes, pre.to_dict(), model_kwargs, scaler.temperature_, 0.0, info)
+    info["referral"] = fit_bundle_referral(bundle, train_ds.images, train_ds.labels.numpy(), val_ds.images,
+                                           val_ds.labels.numpy(), cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
+                                           seed=cfg.seed)
+    threshold = bundle.refer_threshold
     bundle.save(run_dir / "model.pt")
 
     # colour-histogram baseline on the same split: the shortcut to beat

@@ -11,10 +11,10 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.evaluate_run import evaluate_bundle
-from leukodx.evaluate.referral import choose_threshold
 from leukodx.heads.xgboost_head import XGBoostHead
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
+from leukodx.train.referral import fit_bundle_referral
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 
@@ -32,12 +32,13 @@ def fit_tree_head(run_dir: str | Path, index=None, progress: bool = True, extra:
     labels = {s: d.labels.numpy() for s, d in sides.items()}
     head = XGBoostHead(seed=cfg.seed, n_jobs=cfg.threads).fit(feats["train"], labels["train"], feats["val"], labels["val"])
     fit_s = time.perf_counter() - t0
-    val_p = head.predict_proba(feats["val"])
-    threshold = choose_threshold(val_p.max(1), val_p.argmax(1) == labels["val"], cfg.refer_target_accuracy)
     info = {**soft.info, "head": "xgboost", "xgboost_best_iteration": head.best_iteration,
             "xgboost_fit_seconds": round(fit_s, 1)}
-    bundle = ModelBundle(soft.model, soft.arch, soft.classes, soft.preprocess, soft.model_kwargs, 1.0, threshold, info,
-                         head.to_json())
+    bundle = ModelBundle(soft.model, soft.arch, soft.classes, soft.preprocess, soft.model_kwargs, 1.0, 0.0, info,
+                         head.to_json(), knn_k=soft.knn_k)
+    info["referral"] = fit_bundle_referral(bundle, sides["train"].images, labels["train"], sides["val"].images,
+                                           labels["val"], cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
+                                           seed=cfg.seed)
     out = run / "xgboost"
     bundle.save(out / "model.pt")
     te_idx = split.indices(index, "test")

@@ -1,0 +1,89 @@
+"""Few-shot adaptation to other labs (issue 14): on each wbc_external lab, repeated random k-shot
+draws (k cells per class, where the class has more than k), adapt the shipped WBC model with each
+method, score on the rest of that lab. Writes results/adapt.{json,md}.
+    .venv/bin/python benchmarks/adapt.py [--model src/leukodx/shipped/wbc_type.pt] [--draws 10]
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leukodx.data.class_map import map_classes
+from leukodx.data.recipes import lab_of, load_dataset
+from leukodx.data.torch_dataset import ImageDataset
+from leukodx.evaluate.evaluate_run import bundle_distances, bundle_probabilities
+from leukodx.evaluate.selective import selective_summary
+from leukodx.models.artifact import ModelBundle
+from leukodx.train.adapt import adapt_bundle
+from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--model", default="src/leukodx/shipped/wbc_type.pt")
+ap.add_argument("--draws", type=int, default=10)
+ap.add_argument("--shots", default="5,10,20")
+ap.add_argument("--out", default="results/adapt")
+a = ap.parse_args()
+torch.set_num_threads(2)
+bundle = ModelBundle.load(a.model)
+ext, cmap = map_classes(load_dataset("wbc_external"), bundle.classes)
+pre = Preprocess(PreprocessConfig(**bundle.preprocess))
+
+
+def score(b, images, y):
+    _, probs = bundle_probabilities(b, images)
+    sel = selective_summary(probs, y, bundle_distances(b, images), b.referral, images.permute(0, 2, 3, 1).numpy())
+    return {"accuracy": float((probs.argmax(1) == y).mean()), "referred": sel["referred"],
+            "accuracy_on_kept": sel["accuracy_on_kept"], "auroc_errors": sel["auroc_errors"]}
+
+
+rows, t0 = [], time.time()
+for lab in sorted({lab_of(ext, r) for r in ext.records}):
+    ds = ImageDataset(ext.subset([i for i, r in enumerate(ext.records) if lab_of(ext, r) == lab]), pre)
+    x, y = ds.images, ds.labels.numpy()
+    rows.append({"lab": lab, "method": "zero-shot", "k": 0, "n_test": len(y), **score(bundle, x, y), "draws": 1})
+    for k in [int(s) for s in a.shots.split(",")]:
+        for method in ("head", "bn+head"):
+            res = []
+            for draw in range(a.draws):
+                rng = np.random.default_rng(1000 * k + draw)
+                pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c in np.unique(y)
+                                       if (y == c).sum() > k])
+                rest = np.setdiff1d(np.arange(len(y)), pick)
+                new, _ = adapt_bundle(bundle, x[pick], y[pick], method, seed=draw)
+                res.append(score(new, x[rest], y[rest]))
+            agg = {m: [float(np.nanmean([r[m] for r in res])), float(np.nanstd([r[m] for r in res]))] for m in res[0]}
+            rows.append({"lab": lab, "method": method, "k": k, "n_test": int(len(y) - len(pick)), **agg,
+                         "draws": a.draws, "classes_adapted": int(len(pick) // k)})
+            print(lab, method, k, {m: round(v[0], 3) for m, v in agg.items()}, f"{time.time() - t0:.0f}s", flush=True)
+
+out = Path(a.out)
+meta = {"model": a.model, "model_sha256_16": __import__("hashlib").sha256(Path(a.model).read_bytes()).hexdigest()[:16],
+        "classes": cmap.describe(), "draws": a.draws, "hardware": "2 CPU cores, no GPU",
+        "protocol": "per lab: k cells per class drawn at random (classes with more than k cells), adapted, "
+                    "scored on all other cells of that lab; mean and sd over draws"}
+out.with_suffix(".json").write_text(json.dumps({**meta, "rows": rows}, indent=1))
+
+
+def cell(r, m):
+    v = r[m]
+    return f"{v:.3f}" if not isinstance(v, list) else f"{v[0]:.3f} ± {v[1]:.3f}"
+
+
+lines = ["# Few-shot adaptation to other labs (wbc_external)", "",
+         (f"- Command: `.venv/bin/python benchmarks/adapt.py --draws {a.draws}`; model `{a.model}` "
+         f"(sha256 {meta['model_sha256_16']}...)"), f"- {meta['protocol']}; {meta['classes']}.",
+         ("- Methods: `head` = linear head refit on frozen features with a prior towards the shipped head; "
+         "`bn+head` = batch-norm statistics re-estimated on the k-shot images first. Temperature from out-of-fold "
+         "predictions; the lab's cells join the unfamiliar-image reference."),
+         "- accuracy on kept / referred: after the adapted model's own referral (reasons as in `leukodx predict`).",
+         f"- {meta['hardware']}.", "",
+         "| lab | method | k per class | n test | accuracy | referred | accuracy on kept | error AUROC |",
+         "|---|---|---|---|---|---|---|---|"]
+for r in rows:
+    lines.append(f"| {r['lab']} | {r['method']} | {r['k']} | {r['n_test']} | {cell(r, 'accuracy')} | "
+                 f"{cell(r, 'referred')} | {cell(r, 'accuracy_on_kept')} | {cell(r, 'auroc_errors')} |")
+out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))

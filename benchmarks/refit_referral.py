@@ -1,0 +1,46 @@
+"""Fit the referral rule (reference features + thresholds, leukodx.train.referral) of a finished run
+without re-training it, then re-score its test side. Used to give the shipped models referral reasons:
+    .venv/bin/python benchmarks/refit_referral.py runs/wbc_type
+    STAGE=robustness benchmarks/shipped_model.sh wbc_type
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from leukodx.config import TrainConfig
+from leukodx.data.recipes import load_dataset
+from leukodx.data.splits import Split
+from leukodx.data.torch_dataset import ImageDataset
+from leukodx.evaluate.evaluate_run import evaluate_bundle
+from leukodx.models.artifact import ModelBundle
+from leukodx.train.referral import fit_bundle_referral
+from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+KEEP = ("model", "pretrained", "data", "split", "image_size", "epochs_run", "train_seconds", "hardware",
+        "colour_histogram_baseline_accuracy", "colour_histogram_baseline_ci95")
+
+ap = argparse.ArgumentParser()
+ap.add_argument("run")
+a = ap.parse_args()
+run = Path(a.run)
+torch.set_num_threads(2)
+cfg = TrainConfig.load(run / "config.yaml")
+bundle = ModelBundle.load(run / "model.pt")
+index = load_dataset(cfg.data)
+split = Split.load(run / "split.json")
+pre = Preprocess(PreprocessConfig(**bundle.preprocess))
+tr = ImageDataset(index.subset(split.indices(index, "train")), pre, None, cfg.threads, True)
+va = ImageDataset(index.subset(split.indices(index, "val")), pre, None, cfg.threads, True)
+bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy(), va.images, va.labels.numpy(),
+                                              cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate, seed=cfg.seed)
+print(json.dumps(bundle.info["referral"]))
+bundle.save(run / "model.pt")
+te = split.indices(index, "test")
+groups = [split.groups[index.key(index.records[i])] for i in te]
+prev = json.loads((run / "test" / "metrics.json").read_text())
+m = evaluate_bundle(bundle, index, te, groups, run / "test", f"{cfg.model} on {index.name}: test split",
+                    {k: prev[k] for k in KEEP if k in prev}, cfg.bootstrap, cfg.seed,
+                    run / "logs" / "metrics.csv", True)
+print(json.dumps(m["referral"], indent=1))

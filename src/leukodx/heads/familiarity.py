@@ -1,0 +1,61 @@
+"""How unfamiliar an image is to a model: cosine distance of its pooled features to the nearest
+training images' features (k-NN, Sun et al. 2022). Chosen by measurement over max-softmax, energy,
+Mahalanobis and PCA-residual scores (benchmarks/referral_scores.py): it separates other labs'
+cells, blank and noise images from the model's own test images best.
+
+`KNNDistance` is a scikit-learn style estimator on features; `FamiliarNet` wraps a network so one
+forward pass gives logits and the distance (the same graph goes into the ONNX file).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class KNNDistance(BaseEstimator):
+    """1 - mean cosine similarity to the k nearest of `n_reference` reference features, drawn
+    evenly over classes from the training side."""
+
+    def __init__(self, n_reference: int = 1000, k: int = 5, random_state: int = 0):
+        self.n_reference = n_reference
+        self.k = k
+        self.random_state = random_state
+
+    def fit(self, X: np.ndarray, y: np.ndarray | None = None) -> KNNDistance:
+        X = np.asarray(X, dtype=np.float32)
+        rng = np.random.default_rng(self.random_state)
+        y = np.zeros(len(X), int) if y is None else np.asarray(y)
+        per = max(1, self.n_reference // len(np.unique(y)))
+        pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per] for c in np.unique(y)])
+        self.reference_ = _unit(X[np.sort(pick)]).astype(np.float32)
+        return self
+
+    def distance(self, X: np.ndarray) -> np.ndarray:
+        sims = _unit(np.asarray(X, dtype=np.float32)) @ self.reference_.T
+        k = min(self.k, sims.shape[1])
+        return 1.0 - np.sort(sims, axis=1)[:, -k:].mean(1)
+
+
+class FamiliarNet(torch.nn.Module):
+    """network -> (logits, distance). Without a reference the distance is 0 (nothing is unfamiliar)."""
+
+    def __init__(self, model: torch.nn.Module, reference: torch.Tensor | None, k: int = 5):
+        super().__init__()
+        self.model = model
+        self.k = int(k)
+        self.register_buffer("reference", reference if reference is not None else torch.zeros(0, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.reference.shape[0] == 0:
+            logits = self.model(x)
+            return logits, torch.zeros(x.shape[0], dtype=logits.dtype, device=x.device)
+        fmap = self.model.forward_features(x)
+        logits = self.model.forward_head(fmap)
+        f = torch.nn.functional.normalize(self.model.forward_head(fmap, pre_logits=True).float(), dim=1)
+        sims = f @ self.reference.float().T
+        return logits, 1.0 - sims.topk(min(self.k, sims.shape[1]), dim=1).values.mean(1)

@@ -1,0 +1,30 @@
+"""Image checks behind two referral reasons, on the preprocessed image (numpy, no torch):
+`unreadable` - blank, or nearly all pixels burnt out or black;
+`not_a_cell` - no stained dark object at all, or a noise-like texture (fine detail far above any
+stained smear's). A grayscale cell passes: the nucleus is found by darkness.
+Text, photos of other things and other labs' cells are left to the feature-distance check
+(`unfamiliar_image`), which separates them far better than image statistics do
+(thresholds measured on PBC, Taleqani and wbc_external images: benchmarks/referral_scores.py)."""
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from leukodx.transforms.cell_finder import find_nucleus
+
+MAX_FINE_DETAIL = 0.6  # real smears (colour or grayscale): at most 0.45; uniform noise: 0.70
+
+
+def image_problem(arr: np.ndarray) -> str | None:
+    """uint8 (H, W, 3) -> 'unreadable', 'not_a_cell' or None."""
+    from scipy import ndimage
+
+    img = Image.fromarray(np.asarray(arr, dtype=np.uint8))
+    g = np.asarray(img.convert("L").resize((64, 64), Image.Resampling.BILINEAR), np.float32)
+    if g.std() < 4 or ((g < 8) | (g > 247)).mean() > 0.9:
+        return "unreadable"
+    if np.abs(g - ndimage.gaussian_filter(g, 1.5)).mean() / g.std() > MAX_FINE_DETAIL:
+        return "not_a_cell"
+    if not find_nucleus(img, work_size=64).found:
+        return "not_a_cell"
+    return None

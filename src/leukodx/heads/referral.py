@@ -1,0 +1,80 @@
+"""Referral with a reason: which answers a person must check, and why.
+
+Reasons, most serious first: `invalid_output` (NaN / infinite probabilities), `unreadable` (blank or
+burnt-out image), `not_a_cell` (no stained object), `unfamiliar_image` (pooled features far from
+every training image: another lab, another kind of picture), `low_confidence` (top probability
+under the threshold). Thresholds are fitted on validation data only and travel in the model file
+and the ONNX metadata, so both predictors answer alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+REASONS = ("invalid_output", "unreadable", "not_a_cell", "unfamiliar_image", "low_confidence")
+
+
+def choose_threshold(conf: np.ndarray, correct: np.ndarray, target_accuracy: float = 0.99) -> float:
+    """Lowest threshold at which the cases kept (confidence >= t) reach `target_accuracy`.
+    If no threshold reaches it, the one with the best accuracy on what it keeps."""
+    order = np.argsort(-conf)
+    c, ok = conf[order], correct[order].astype(float)
+    kept_acc = np.cumsum(ok) / np.arange(1, len(ok) + 1)
+    reach = np.nonzero(kept_acc >= target_accuracy)[0]
+    if len(reach):
+        return float(c[reach[-1]])
+    return float(c[int(np.argmax(kept_acc))]) if len(c) else 1.0
+
+
+@dataclass
+class Referral:
+    confidence: float = 0.0          # refer when the top probability is below this
+    unfamiliar: float = float("inf")  # refer when the feature distance is above this
+
+    def __post_init__(self):
+        if not (np.isfinite(self.confidence) and 0.0 <= self.confidence <= 1.0):
+            raise ValueError(f"referral confidence threshold must be in [0, 1], got {self.confidence}")
+        if np.isnan(self.unfamiliar) or self.unfamiliar <= 0:
+            raise ValueError(f"unfamiliar-image threshold must be positive, got {self.unfamiliar}")
+
+    def score(self, probs: np.ndarray, distance: np.ndarray) -> np.ndarray:
+        """One number per case, >= 1 exactly when a threshold refers it (NaN outputs: infinity).
+        Sorting by it gives the risk-coverage curve of the rule the model applies."""
+        probs, distance = np.asarray(probs, float), np.asarray(distance, float)
+        p = probs.max(1)
+        s = np.maximum((1 - p) / max(1 - self.confidence, 1e-9), distance / self.unfamiliar)
+        bad = ~np.isfinite(probs).all(1) | ~np.isfinite(distance)
+        return np.where(bad, np.inf, s)
+
+    def reasons(self, probs: np.ndarray, distance: np.ndarray, problems=None) -> list[str | None]:
+        """A reason per case, or None when the answer can stand. `problems` are per-image findings
+        ('unreadable' / 'not_a_cell' / None) from leukodx.heads.image_checks."""
+        probs, distance = np.asarray(probs, float), np.asarray(distance, float)
+        problems = problems if problems is not None else [None] * len(probs)
+        out = []
+        for p, d, prob in zip(probs, distance, problems):
+            if not (np.isfinite(p).all() and np.isfinite(d)):
+                out.append("invalid_output")
+            elif prob:
+                out.append(prob)
+            elif d > self.unfamiliar:
+                out.append("unfamiliar_image")
+            elif p.max() < self.confidence:
+                out.append("low_confidence")
+            else:
+                out.append(None)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"confidence": float(self.confidence), "unfamiliar": float(self.unfamiliar)}
+
+
+def fit_referral(val_probs: np.ndarray, val_y: np.ndarray, val_distance: np.ndarray,
+                 target_accuracy: float = 0.99, unfamiliar_rate: float = 0.02) -> Referral:
+    """Unfamiliar threshold: the (1 - unfamiliar_rate) quantile of validation distances; then the
+    confidence threshold at which the remaining validation cases reach `target_accuracy`."""
+    unfamiliar = float(np.quantile(val_distance, 1 - unfamiliar_rate)) if unfamiliar_rate > 0 else float("inf")
+    keep = val_distance <= unfamiliar
+    conf = choose_threshold(val_probs[keep].max(1), val_probs[keep].argmax(1) == val_y[keep], target_accuracy)
+    return Referral(conf, max(unfamiliar, 1e-6))

@@ -1,0 +1,75 @@
+"""Checks a model file must pass before it answers anything: a broken file is refused with one
+line, never turned into confident labels (NaN weights, a zero temperature, fewer class names than
+outputs, unexpected settings)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from leukodx.errors import LeukodxError
+
+_SCALARS = (bool, int, float, str, type(None))
+
+
+def _fail(path, what: str):
+    raise LeukodxError(f"{path}: refused: {what}")
+
+
+def check_payload(d: dict, path) -> None:
+    """Types and ranges of everything beside the weights."""
+    classes = d.get("classes")
+    if not (isinstance(classes, list) and len(classes) >= 2 and all(isinstance(c, str) and c for c in classes)):
+        _fail(path, "class names must be a list of at least two non-empty strings")
+    if len(set(classes)) != len(classes):
+        _fail(path, "class names repeat")
+    if not isinstance(d.get("arch"), str):
+        _fail(path, "no architecture name")
+    kw = d.get("model_kwargs")
+    if not isinstance(kw, dict) or not all(isinstance(k, str) and k.isidentifier() for k in kw):
+        _fail(path, "model_kwargs must be a mapping of names to values")
+    for k, v in kw.items():
+        if not (isinstance(v, _SCALARS) or (isinstance(v, (list, tuple)) and all(isinstance(x, _SCALARS) for x in v))):
+            _fail(path, f"model_kwargs '{k}' has a value of type {type(v).__name__}")
+    if not isinstance(d.get("preprocess"), dict):
+        _fail(path, "no preprocessing settings")
+    t = d.get("temperature")
+    if not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        _fail(path, f"temperature must be a positive finite number, got {t!r}")
+    r = d.get("refer_threshold")
+    if not (isinstance(r, (int, float)) and math.isfinite(r) and 0 <= r <= 1):
+        _fail(path, f"referral threshold must be in [0, 1], got {r!r}")
+    u = d.get("unfamiliar_threshold", math.inf)
+    if not (isinstance(u, (int, float)) and not math.isnan(u) and u > 0):
+        _fail(path, f"unfamiliar-image threshold must be positive, got {u!r}")
+    ref = d.get("reference")
+    if ref is not None and not (isinstance(ref, torch.Tensor) and ref.ndim == 2 and torch.isfinite(ref).all()):
+        _fail(path, "reference features must be a finite 2-D tensor")
+    if not isinstance(d.get("state_dict"), dict):
+        _fail(path, "no weights")
+    bad = [k for k, v in d["state_dict"].items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
+    if bad:
+        _fail(path, f"{len(bad)} weight tensors hold NaN or infinite values (first: {bad[0]})")
+
+
+def probe(bundle, path) -> None:
+    """One forward pass on a grey image: the outputs must match the class names and be finite."""
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+    try:
+        pre = Preprocess(PreprocessConfig(**bundle.preprocess))
+        size = pre.cfg.image_size
+        x = pre.normalize(torch.full((1, 3, size, size), 128, dtype=torch.uint8))
+        with torch.no_grad():
+            logits, dist = bundle.net()(x)
+            if bundle.reference is not None and bundle.reference.shape[1] != \
+                    bundle.model.forward_head(bundle.model.forward_features(x), pre_logits=True).shape[1]:
+                _fail(path, "reference features do not match the network's feature size")
+    except LeukodxError:
+        raise
+    except Exception as e:  # noqa: BLE001 - settings that make the network fail
+        _fail(path, f"the network does not run on its own preprocessing ({type(e).__name__}: {str(e)[:120]})")
+    if logits.shape[1] != len(bundle.classes):
+        _fail(path, f"the network gives {logits.shape[1]} outputs for {len(bundle.classes)} class names")
+    if not (torch.isfinite(logits).all() and torch.isfinite(dist).all()):
+        _fail(path, "the network's outputs are not finite")

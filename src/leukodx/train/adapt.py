@@ -1,0 +1,159 @@
+"""`leukodx adapt`: a model + a small labelled folder from a new lab -> a new model file.
+
+Steps (chosen by measurement, benchmarks/adapt.py): optionally re-estimate batch-norm statistics on
+the lab's images; refit the linear head on frozen features with a prior towards the original head;
+fit the temperature on out-of-fold predictions; add the lab's cells to the reference features so its
+images stop counting as unfamiliar. The original file is never touched; the new file's info and card
+name the adaptation data.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from leukodx.data.class_map import map_classes
+from leukodx.data.dataset import DatasetIndex
+from leukodx.errors import ConfigError, LeukodxError
+from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm
+from leukodx.heads.temperature import TemperatureScaler
+from leukodx.models.artifact import ModelBundle
+from leukodx.models.inference import logits_for
+from leukodx.transforms.preprocess import PreprocessConfig
+
+MODES = ("head", "bn+head")
+
+
+def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, torch.nn.Linear):
+        raise LeukodxError("adapt needs a model whose classifier is one linear layer")
+    return head
+
+
+def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, mode: str = "head",
+                 prior: float = 1e-3, seed: int = 0) -> tuple[ModelBundle, dict]:
+    """uint8 images (N, 3, S, S) with labels in the bundle's class order -> adapted copy + what was done."""
+    if mode not in MODES:
+        raise ConfigError(f"adapt mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if bundle.tree_head is not None:
+        raise LeukodxError("adapt covers softmax heads; this model has an XGBoost head")
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        raise LeukodxError("adapt needs labelled cells of at least two classes")
+    new = copy.deepcopy(bundle)
+    new._net = None
+    pre = PreprocessConfig(**new.preprocess)
+    m = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
+    s = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
+    n_bn = 0
+    if mode == "bn+head":
+        n_bn = adapt_batchnorm(new.model, ((images[i:i + 32].float() - m) / s for i in range(0, len(images), 32)))
+    feats = logits_for(new.model, images, pre.mean, pre.std, pre_logits=True)
+    lin = _classifier(new.model)
+    w0, b0 = lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()
+    head = PriorLinearHead(w0, b0, prior).fit(feats, labels)
+    # temperature from out-of-fold logits: each cell scored by a head that did not see it
+    counts = np.bincount(labels)
+    folds = int(min(5, counts[counts > 0].min()))
+    temperature, oof_acc = 1.0, float("nan")
+    if folds >= 2:
+        from sklearn.model_selection import StratifiedKFold
+        oof = np.zeros((len(labels), len(w0)), np.float32)
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(feats, labels):
+            oof[te] = PriorLinearHead(w0, b0, prior).fit(feats[tr], labels[tr]).decision_function(feats[te])
+        temperature = TemperatureScaler().fit(oof, labels).temperature_
+        oof_acc = float((oof.argmax(1) == labels).mean())
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(head.coef_))
+        lin.bias.copy_(torch.from_numpy(head.intercept_))
+    new.temperature = temperature
+    if new.reference is not None:
+        unit = torch.nn.functional.normalize(torch.from_numpy(feats).float(), dim=1)
+        new.reference = torch.cat([new.reference, unit])
+        new._net = None
+    report = {"mode": mode, "prior": prior, "n_images": len(labels),
+              "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
+              "batchnorm_layers_updated": n_bn, "temperature": temperature,
+              "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds}
+    return new, report
+
+
+def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
+                add_classes: bool = False, seed: int = 0, progress: bool = False) -> dict:
+    """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it."""
+    from leukodx.data.torch_dataset import ImageDataset
+    from leukodx.transforms.preprocess import Preprocess
+
+    src = Path(model_path)
+    src_file = src / "model.pt" if src.is_dir() else src
+    out = Path(out)
+    if out.resolve() == src_file.resolve():
+        raise LeukodxError("adapt never overwrites the original model: give a new --out file")
+    if out.exists():
+        raise LeukodxError(f"{out}: already exists; pick a new --out")
+    bundle = ModelBundle.load(src_file)
+    unknown = [c for c in index.classes if c.lower() not in {k.lower() for k in bundle.classes}]
+    if unknown and not add_classes:
+        raise LeukodxError(f"classes the model does not know: {', '.join(unknown)}; remove those folders, "
+                           "or pass --add-classes to add them to the model")
+    if unknown:
+        bundle = _with_classes(bundle, unknown)
+    mapped, _ = map_classes(index, bundle.classes)
+    ds = ImageDataset(mapped, Preprocess(PreprocessConfig(**bundle.preprocess)), progress=progress)
+    if len(ds) == 0:
+        raise LeukodxError(f"{index.name}: no readable images to adapt on")
+    t0 = time.perf_counter()
+    new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed)
+    files = sorted(mapped.key(r) for r in ds.records)
+    report.update({"source_model": str(src_file), "source_sha256": hashlib.sha256(src_file.read_bytes()).hexdigest(),
+                   "data": str(index.root or index.name), "added_classes": unknown, "unreadable_files": ds.bad,
+                   "data_files_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
+                   "seconds": round(time.perf_counter() - t0, 1)})
+    new.info = {**new.info, "adapted": report}
+    new.save(out)
+    card = out.with_suffix(".md")
+    card.write_text(adapt_card(new, report))
+    return {**report, "model": str(out), "card": str(card)}
+
+
+def _with_classes(bundle: ModelBundle, names: list[str]) -> ModelBundle:
+    """A copy whose classifier has extra rows for new classes (zero weights, low bias: the refit
+    learns them); the known classes keep their rows."""
+    new = copy.deepcopy(bundle)
+    old = _classifier(new.model)
+    n = len(new.classes) + len(names)
+    if hasattr(new.model, "reset_classifier"):  # timm models
+        new.model.reset_classifier(n)
+    else:  # leukodx.models.base.TimmStyle
+        new.model.head = torch.nn.Linear(old.in_features, n)
+    lin = _classifier(new.model)
+    with torch.no_grad():
+        lin.weight.zero_()
+        lin.bias.fill_(float(old.bias.min()) - 2.0)
+        lin.weight[:old.out_features] = old.weight
+        lin.bias[:old.out_features] = old.bias
+    new.classes = list(new.classes) + list(names)
+    new._net = None
+    return new
+
+
+def adapt_card(bundle: ModelBundle, report: dict) -> str:
+    cls = ", ".join(f"{k} {v}" for k, v in report["per_class"].items())
+    return "\n".join([
+        f"# Adapted model: {bundle.arch} ({', '.join(bundle.classes)})", "",
+        f"- Source model: `{report['source_model']}` (sha256 {report['source_sha256'][:16]}...), unchanged.",
+        (f"- Adaptation data: `{report['data']}`: {report['n_images']} cells ({cls}); file list sha256 "
+        f"{report['data_files_sha256'][:16]}..."),
+        (f"- What was refit: {'batch-norm statistics and ' if report['mode'] == 'bn+head' else ''}the linear head on "
+        f"frozen features (prior {report['prior']} towards the source head); temperature {report['temperature']:.3f} "
+        f"from {report['out_of_fold_folds']}-fold out-of-fold predictions; the lab's cells added to the "
+        "unfamiliar-image reference."),
+        (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
+        f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
+        *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
+        "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"

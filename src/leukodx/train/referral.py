@@ -1,0 +1,30 @@
+"""Fit a model's referral on its own data: reference features from the train side (for the
+unfamiliar-image distance), then both thresholds on the validation side (leukodx.heads.referral)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from leukodx.evaluate.evaluate_run import bundle_distances, bundle_probabilities
+from leukodx.heads.familiarity import KNNDistance
+from leukodx.heads.referral import fit_referral
+from leukodx.models.artifact import ModelBundle
+from leukodx.models.inference import logits_for
+from leukodx.transforms.preprocess import PreprocessConfig
+
+
+def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_labels: np.ndarray,
+                        val_images: torch.Tensor, val_labels: np.ndarray, target_accuracy: float = 0.99,
+                        unfamiliar_rate: float = 0.02, n_reference: int = 1000, seed: int = 0) -> dict:
+    """Sets bundle.reference / unfamiliar_threshold / refer_threshold in place; returns what it fitted."""
+    pre = PreprocessConfig(**bundle.preprocess)
+    feats = logits_for(bundle.model, train_images, pre.mean, pre.std, pre_logits=True)
+    knn = KNNDistance(n_reference, bundle.knn_k, seed).fit(feats, np.asarray(train_labels))
+    bundle.reference = torch.from_numpy(knn.reference_)
+    bundle._net = None
+    _, probs = bundle_probabilities(bundle, val_images)
+    dist = bundle_distances(bundle, val_images)
+    rule = fit_referral(probs, np.asarray(val_labels), dist, target_accuracy, unfamiliar_rate)
+    bundle.refer_threshold, bundle.unfamiliar_threshold = rule.confidence, rule.unfamiliar
+    return {**rule.to_dict(), "n_reference": len(knn.reference_), "k": bundle.knn_k,
+            "unfamiliar_rate": unfamiliar_rate, "target_accuracy": target_accuracy}

@@ -1,0 +1,136 @@
+"""Referral reasons fire on made-up inputs, survive save / load / ONNX export, and adapt behaves."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from leukodx.cli import main
+from leukodx.data.synthetic import generate
+from leukodx.data.torch_dataset import ImageDataset
+from leukodx.errors import LeukodxError
+from leukodx.heads.referral import Referral, fit_referral
+from leukodx.models import create_model
+from leukodx.models.artifact import ModelBundle
+from leukodx.predict import Predictor
+from leukodx.predict.lean import OnnxPredictor
+from leukodx.predict.onnx_export import export_onnx
+from leukodx.train.adapt import adapt_bundle
+from leukodx.train.referral import fit_bundle_referral
+from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+S = 64
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """Offline ImageNet Lite0 + a head adapted on generated cells, with its referral fitted."""
+    root = tmp_path_factory.mktemp("cells")
+    index = generate(root, n_per_class=16, size=S, classes=["round", "large", "cleft"])
+    m = create_model("efficientnet_lite0", 3, pretrained=True).eval()
+    b = ModelBundle(m, "efficientnet_lite0", index.classes, {"image_size": S, "mean": [0.5] * 3, "std": [0.5] * 3})
+    ds = ImageDataset(index, Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3)))
+    x, y = ds.images, ds.labels.numpy()
+    tr, va = np.arange(len(y)) % 2 == 0, np.arange(len(y)) % 2 == 1
+    b, _ = adapt_bundle(b, x[tr], y[tr])
+    fit_bundle_referral(b, x[tr], y[tr], x[va], y[va], target_accuracy=0.9, unfamiliar_rate=0.05)
+    return b, index, root
+
+
+def made_up(tmp_path):
+    blank = Image.new("RGB", (S, S), (236, 232, 240))
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (S, S, 3), dtype=np.uint8))
+    text = Image.new("RGB", (S, S), (250, 250, 250))
+    d = ImageDraw.Draw(text)
+    for i in range(4):
+        d.text((2, 2 + 15 * i), "lab report 12", fill=(20, 20, 20))
+    photo = Image.fromarray((np.mgrid[0:S, 0:S][1] * 4 % 256).astype(np.uint8)).convert("RGB")  # stripes
+    out = {}
+    for name, im in {"blank": blank, "noise": noise, "text": text, "stripes": photo}.items():
+        im.save(tmp_path / f"{name}.png")
+        out[name] = tmp_path / f"{name}.png"
+    return out
+
+
+def test_reasons_fire_on_made_up_inputs_and_not_on_known_cells(fitted, tmp_path):
+    b, index, _ = fitted
+    files = made_up(tmp_path)
+    preds, errors = Predictor(b).predict_paths(list(files.values()))
+    got = {p.path.rsplit("/", 1)[1][:-4]: p for p in preds}
+    assert not errors and all(p.refer for p in preds)
+    assert got["blank"].refer_reason == "unreadable"
+    assert got["noise"].refer_reason == "not_a_cell"
+    assert got["text"].refer_reason in ("unreadable", "not_a_cell", "unfamiliar_image")
+    assert got["stripes"].refer_reason in ("not_a_cell", "unfamiliar_image")
+    cells, _ = Predictor(b).predict_paths([r.path for r in index.records[1::8]])  # validation-side cells
+    assert sum(p.refer_reason in ("unreadable", "not_a_cell", "unfamiliar_image") for p in cells) <= 1
+    assert np.mean([p.label == index.classes[r.label] for p, r in zip(cells, index.records[1::8])]) >= 0.8
+
+
+def test_invalid_output_is_always_referred():
+    rule = Referral(0.8, 0.3)
+    probs = np.array([[np.nan, np.nan], [0.95, 0.05], [0.6, 0.4], [0.99, 0.01]])
+    dist = np.array([0.1, 0.1, 0.1, 0.5])
+    assert rule.reasons(probs, dist) == ["invalid_output", None, "low_confidence", "unfamiliar_image"]
+    s = rule.score(probs, dist)
+    assert np.isinf(s[0]) and s[1] < 1 <= min(s[2], s[3])
+    fitted = fit_referral(np.array([[0.9, 0.1]] * 50 + [[0.6, 0.4]] * 50), np.array([0] * 60 + [1] * 40),
+                          np.linspace(0, 1, 100), target_accuracy=0.99, unfamiliar_rate=0.1)
+    assert 0.85 < fitted.unfamiliar < 0.95 and fitted.confidence >= 0.6
+
+
+def test_thresholds_survive_save_load_and_onnx(fitted, tmp_path):
+    b, index, _ = fitted
+    b.save(tmp_path / "m.pt")
+    loaded = ModelBundle.load(tmp_path / "m.pt")
+    assert loaded.refer_threshold == pytest.approx(b.refer_threshold)
+    assert loaded.unfamiliar_threshold == pytest.approx(b.unfamiliar_threshold)
+    assert loaded.reference.shape == b.reference.shape
+    onnx = export_onnx(loaded, tmp_path / "m.onnx")
+    files = list(made_up(tmp_path).values()) + [r.path for r in index.records[::9]]
+    t, _ = Predictor(loaded).predict_paths(files)
+    o, _ = OnnxPredictor(onnx).predict_paths(files)
+    assert OnnxPredictor(onnx).referral == loaded.referral
+    for a, c in zip(t, o):
+        assert (a.label, a.refer, a.refer_reason) == (c.label, c.refer, c.refer_reason)
+        assert a.unfamiliarity == pytest.approx(c.unfamiliarity, abs=1e-3)
+
+
+def test_broken_model_files_are_refused(fitted, tmp_path):
+    b, _, _ = fitted
+    b.save(tmp_path / "ok.pt")
+    d = torch.load(tmp_path / "ok.pt", weights_only=True)
+    cases = {"temperature": ("temperature", 0.0), "nan_t": ("temperature", float("nan")),
+             "threshold": ("refer_threshold", float("nan")), "classes": ("classes", ["a", "b"]),
+             "kwargs": ("model_kwargs", {"drop_rate": {"x": 1}})}
+    for name, (k, v) in cases.items():
+        torch.save({**d, k: v}, tmp_path / f"{name}.pt")
+        with pytest.raises(LeukodxError, match="refused|do not fit"):
+            ModelBundle.load(tmp_path / f"{name}.pt")
+    sd = dict(d["state_dict"])
+    key = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[key] = torch.full_like(sd[key], float("nan"))
+    torch.save({**d, "state_dict": sd}, tmp_path / "nan.pt")
+    with pytest.raises(LeukodxError, match="NaN"):
+        ModelBundle.load(tmp_path / "nan.pt")
+
+
+def test_adapt_writes_a_new_file_and_refuses_unknown_classes(fitted, tmp_path):
+    b, _, _ = fitted
+    b.save(tmp_path / "src.pt")
+    before = (tmp_path / "src.pt").read_bytes()
+    lab = generate(tmp_path / "lab", n_per_class=6, size=S, seed=5, classes=["round", "large", "lobed"])
+    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "x.pt"), "--quiet"]) == 2
+    assert not (tmp_path / "x.pt").exists()
+    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "src.pt")]) == 2
+    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "new.pt"), "--add-classes",
+                 "--quiet"]) == 0
+    assert (tmp_path / "src.pt").read_bytes() == before
+    new = ModelBundle.load(tmp_path / "new.pt")
+    assert new.classes == list(b.classes) + ["lobed"]
+    assert new.info["adapted"]["per_class"] == {"round": 6, "large": 6, "lobed": 6}
+    assert "Adaptation data" in (tmp_path / "new.md").read_text()
+    preds, _ = Predictor(new).predict_paths([r.path for r in lab.records])
+    assert np.mean([p.label == lab.classes[r.label] for p, r in zip(preds, lab.records)]) >= 0.8
+    assert json.dumps(new.info["adapted"])  # plain data
