@@ -140,14 +140,28 @@ def cmd_predict(a) -> int:
         if str(a.model).endswith(".onnx"):
             raise LeukodxError("an .onnx model runs with --backend onnx")
         predictor = Predictor.load(resolve_model(a.model), backend=a.backend)
-    paths = collect_images(a.target)
-    preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet)
+    paths, skipped = collect_images(a.target)
+    journal = None
+    if a.out:  # finished rows survive a kill; a re-run skips them
+        import hashlib
+
+        from leukodx.predict.results import Journal
+        model_file = resolve_model(a.model, ".onnx" if hasattr(predictor, "session") else ".pt")
+        model_file = model_file / "model.pt" if model_file.is_dir() else model_file
+        journal = Journal(a.out, hashlib.sha256(model_file.read_bytes()).hexdigest())
+        paths = [p for p in paths if str(p) not in journal.done]
+    preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet,
+                                            on_row=journal.add if journal else None)
+    if journal:
+        preds, errors = journal.preds + preds, journal.errors + errors
+    errors += skipped
     if a.explain:
+        from leukodx.data.walk import derived_name
         from leukodx.explain import Explainer
         from leukodx.explain.render import save_explanations
         ex = Explainer(predictor.bundle)
         for i, p in enumerate(preds):
-            save_explanations(ex.explain(p.path, a.methods.split(",")), a.explain, f"{i:05d}_{Path(p.path).stem}")
+            save_explanations(ex.explain(p.path, a.methods.split(",")), a.explain, derived_name(i, p.path))
         print(f"explanations ({a.methods}) -> {a.explain}", file=sys.stderr)
     if a.outline:
         from leukodx.predict.outline import write_outlines
@@ -156,7 +170,8 @@ def cmd_predict(a) -> int:
         print(f"masks and outlined images -> {a.outline}", file=sys.stderr)
     if a.out:
         write_predictions(preds, errors, a.out, a.format)
-        print(f"{len(preds)} predictions, {len(errors)} unusable files -> {a.out}")
+        journal.finish()
+        print(f"{len(preds)} predictions, {len(errors)} unusable or skipped files -> {a.out}")
     elif a.format == "csv":
         import tempfile
         with tempfile.TemporaryDirectory() as d:
@@ -169,26 +184,30 @@ def cmd_predict(a) -> int:
 
 
 def cmd_explain(a) -> int:
+    from leukodx.data.walk import derived_name
     from leukodx.errors import BadImageError
     from leukodx.explain import Explainer
     from leukodx.explain.render import save_explanations
     from leukodx.models.artifact import ModelBundle
-    from leukodx.predict.predictor import collect_images
+    from leukodx.predict.results import collect_images
 
     ex = Explainer(ModelBundle.load(resolve_model(a.model)), layer=a.layer)
     methods = [m.strip() for m in a.methods.split(",") if m.strip()]
     rows, failed = [], 0
-    for i, path in enumerate(collect_images(a.target)):
+    paths, skipped = collect_images(a.target)
+    for e in skipped:
+        print(f"{e['path']}: {e['error']}", file=sys.stderr)
+    for i, path in enumerate(paths):
         try:
             es = ex.explain(path, methods, a.target_class)
         except BadImageError as e:
             print(f"skipped {path}: {e.problem}", file=sys.stderr)
             failed += 1
             continue
-        files = save_explanations(es, a.out, f"{i:05d}_{Path(path).stem}")
+        files = save_explanations(es, a.out, derived_name(i, path))
         if a.feature_maps:
             from leukodx.explain.feature_maps import feature_maps, feature_sheet
-            sheet = Path(a.out) / f"{i:05d}_{Path(path).stem}_feature_maps.png"
+            sheet = Path(a.out) / f"{derived_name(i, path)}_feature_maps.png"
             feature_sheet(feature_maps(ex.model, ex.prepare(path)[1])).save(sheet)
             files["feature_maps"] = str(sheet)
         rows.append({"path": str(path), "label": es[0].label, "probability": round(es[0].probability, 6),

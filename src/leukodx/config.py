@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -68,7 +69,12 @@ class TrainConfig:
             if f.type in ("int", int) and (not isinstance(v, int) or isinstance(v, bool)):
                 raise ConfigError(f"config '{f.name}' must be an integer, got {v!r}")
             if f.type in ("float", float):
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                if isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string
+                    try:
+                        v = float(v)
+                    except ValueError:
+                        pass
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                     raise ConfigError(f"config '{f.name}' must be a number, got {v!r}")
                 setattr(self, f.name, float(v))
             if f.type in ("bool", bool) and not isinstance(v, bool):
@@ -89,6 +95,29 @@ class TrainConfig:
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")
+        self._check_hardware()
+
+    def _check_hardware(self) -> None:
+        """accelerator / devices against this machine, so a wrong value fails now, not as a hang."""
+        import os
+
+        import torch
+
+        acc = str(self.accelerator)
+        if acc not in ("auto", "cpu", "gpu", "cuda", "mps"):
+            raise ConfigError(f"config 'accelerator' must be auto, cpu, gpu, cuda or mps; got {acc!r}")
+        gpus = torch.cuda.device_count()
+        if acc in ("gpu", "cuda") and gpus == 0:
+            raise ConfigError(f"config 'accelerator: {acc}' but this machine has no CUDA GPU; use auto or cpu")
+        d = self.devices
+        if d == "auto":
+            return
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ConfigError(f"config 'devices' must be 'auto' or a positive integer, got {d!r}")
+        have = gpus if (acc in ("gpu", "cuda") or (acc == "auto" and gpus)) else (os.cpu_count() or 1)
+        if d > have:
+            raise ConfigError(f"config 'devices: {d}' but this machine has {have} "
+                              f"{'GPUs' if have == gpus and gpus else 'CPU cores'}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -109,7 +138,9 @@ class TrainConfig:
     @classmethod
     def load(cls, path: str | Path, **overrides) -> TrainConfig:
         try:
-            d = yaml.safe_load(Path(path).read_text()) or {}
+            d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: config is not UTF-8 text") from None
         except OSError as e:
             raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
         except yaml.YAMLError as e:

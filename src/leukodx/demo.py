@@ -27,7 +27,7 @@ def run_demo(out: str | Path = "demo_out", data: str | None = None, epochs: int 
     # predict on the test images, as a user would on a folder
     test_files = [Path(index.root) / k for k, s in json.loads((run_dir / "split.json").read_text())["sides"].items()
                   if s == "test"][:64]
-    preds, errors = Predictor.load(run_dir / "model.pt").predict_paths(test_files or collect_images(index.root))
+    preds, errors = Predictor.load(run_dir / "model.pt").predict_paths(test_files or collect_images(index.root)[0])
     write_predictions(preds, errors, run_dir / "predictions_demo.json")
     summary["demo_predictions"] = str(run_dir / "predictions_demo.json")
     summary["report"] = str(run_dir / "test" / "report.html")

@@ -7,10 +7,12 @@ named recipe (see `recipes.py`).
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from leukodx.data.images import is_image_file
+from leukodx.data.walk import walk_files
 from leukodx.errors import LeukodxError
 
 
@@ -31,6 +33,7 @@ class DatasetIndex:
     records: list[ImageRecord]
     block_size: int = 0       # >0: consecutive file numbers form groups of this size
     notes: list[str] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)  # entries left out while listing, with the reason
 
     def __len__(self) -> int:
         return len(self.records)
@@ -70,13 +73,17 @@ def from_folder(root: str | Path, name: str | None = None, classes: list[str] | 
     missing = [c for c in classes if c not in found]
     if missing:
         raise LeukodxError(f"{root}: class folder(s) missing: {', '.join(missing)}")
-    recs = []
+    recs, skipped = [], []
+    seen = {os.path.realpath(root)} | {os.path.realpath(root / c) for c in found}  # links back into the tree
     for label, cls in enumerate(classes):
-        files = sorted(p for p in (root / cls).rglob("*") if p.is_file() and is_image_file(p))
-        recs += [ImageRecord(str(p), label) for p in files]
+        seen.discard(os.path.realpath(root / cls))
+        files, skip = walk_files(root / cls, seen)
+        skipped += skip + [{"path": str(p), "error": f"skipped: not an image file type ({p.suffix or 'no extension'})"}
+                           for p in files if not is_image_file(p)]
+        recs += [ImageRecord(str(p), label) for p in files if is_image_file(p)]
     if not recs:
         raise LeukodxError(f"{root}: no images found (expected <class>/<image> folders)")
-    return DatasetIndex(name or root.name, str(root), classes, recs)
+    return DatasetIndex(name or root.name, str(root), classes, recs, skipped=skipped)
 
 
 def from_manifest(csv_path: str | Path, name: str | None = None) -> DatasetIndex:

@@ -56,6 +56,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
         raise BadImageError(p, "file not found")
     if p.is_dir():
         raise BadImageError(p, "is a folder, not an image")
+    if not p.is_file():
+        raise BadImageError(p, "not a regular file (FIFO, socket or device)")
     if p.stat().st_size == 0:
         raise BadImageError(p, "empty file (0 bytes)")
     try:

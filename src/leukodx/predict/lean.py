@@ -51,8 +51,8 @@ class OnnxPredictor:
     def probabilities(self, batch_uint8: np.ndarray) -> np.ndarray:
         return self.scores(batch_uint8)[0]
 
-    def predict_paths(self, paths, progress: bool = False) -> tuple[list[Prediction], list[dict]]:
-        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress)
+    def predict_paths(self, paths, progress: bool = False, on_row=None) -> tuple[list[Prediction], list[dict]]:
+        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress, on_row)
 
     def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
         return to_prediction(path, p, d, arr, self.classes, self.referral)

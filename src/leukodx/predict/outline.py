@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from leukodx.data.images import load_image
+from leukodx.data.walk import derived_name
 from leukodx.transforms.preprocess import cell_mask
 
 NORMAL_CLASSES = {"benign", "healthy", "hem", "normal"}
@@ -37,7 +38,7 @@ def write_outlines(preds, out_dir: str | Path, normal_classes=NORMAL_CLASSES) ->
     for i, p in enumerate(preds):
         img = load_image(p.path)
         mask = cell_mask(img)
-        stem = f"{i:05d}_{Path(p.path).stem}"
+        stem = derived_name(i, p.path)
         abnormal = p.label.lower() not in normal_classes
         Image.fromarray((mask * 255).astype(np.uint8)).save(out_dir / f"{stem}_mask.png")
         outline_image(img, mask, abnormal, f"{p.label} {p.probability:.2f}").save(out_dir / f"{stem}_outline.png")

@@ -63,9 +63,9 @@ class Predictor:
         probs, dists = self.scores(arrs)
         return [self._to_pred("", p, d, a) for p, d, a in zip(probs, dists, arrs)]
 
-    def predict_paths(self, paths, progress: bool = False) -> tuple[list[Prediction], list[dict]]:
+    def predict_paths(self, paths, progress: bool = False, on_row=None) -> tuple[list[Prediction], list[dict]]:
         """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file."""
-        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress)
+        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress, on_row)
 
     def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
         return to_prediction(path, p, d, arr, self.bundle.classes, self.bundle.referral)

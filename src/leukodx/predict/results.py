@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from leukodx.data.images import is_image_file, load_image
+from leukodx.data.walk import walk_files
 from leukodx.errors import BadImageError, LeukodxError
 from leukodx.heads.image_checks import image_problem
 from leukodx.heads.referral import Referral
@@ -30,25 +31,70 @@ class Prediction:
                 "refer_reason": self.refer_reason, "unfamiliarity": _num(self.unfamiliarity)}
 
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Prediction:
+        nan = float("nan")
+        return cls(d["path"], d["label"], nan if d["probability"] is None else d["probability"],
+                   {k: nan if v is None else v for k, v in d["probabilities"].items()}, d["refer"],
+                   d.get("refer_reason"), nan if d.get("unfamiliarity") is None else d["unfamiliarity"])
+
+
+class Journal:
+    """The finished rows of `predict --out OUT`, appended and flushed one by one to OUT.partial.jsonl,
+    so a killed run loses nothing and a re-run with the same model skips them. Removed once OUT is
+    written; a journal from another model file is started afresh."""
+
+    def __init__(self, out: str | Path, model_id: str):
+        self.path = Path(str(out) + ".partial.jsonl")
+        self.preds, self.errors = [], []
+        lines = self.path.read_text(encoding="utf-8", errors="replace").splitlines() if self.path.is_file() else []
+        if lines and _json_or_none(lines[0]) == {"model": model_id}:
+            for line in lines[1:]:
+                row = _json_or_none(line)  # a line cut by the kill is simply redone
+                if row and "error" in row:
+                    self.errors.append(row)
+                elif row:
+                    self.preds.append(Prediction.from_dict(row))
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps({"model": model_id}) + "\n")
+        self.done = {r.path for r in self.preds} | {e["path"] for e in self.errors}
+
+    def add(self, row) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row.to_dict() if isinstance(row, Prediction) else row) + "\n")
+
+    def finish(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _json_or_none(line: str):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
+
+
 def _num(v: float) -> float | None:
     """Rounded, and None for NaN / infinity (JSON has no NaN)."""
     return round(float(v), 6) if np.isfinite(v) else None
 
 
-def collect_images(target: str | Path) -> list[Path]:
-    """A file, or every file under a folder (non-images are kept so they are reported, hidden files skipped)."""
+def collect_images(target: str | Path) -> tuple[list[Path], list[dict]]:
+    """A file, or every file under a folder, following linked folders (non-images are kept so they
+    are reported). Returns (files, skipped entries with the reason: hidden, broken link, FIFO ...)."""
     p = Path(target).expanduser()
-    if p.is_file():
-        return [p]
     if p.is_dir():
-        return sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        return walk_files(p)
+    if p.exists():
+        return [p], []
     raise LeukodxError(f"{p}: no such file or folder")
 
 
-def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progress: bool = False):
+def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progress: bool = False, on_row=None):
     """Decode and preprocess each file (`to_input`), run `scores` (-> probabilities, distances) on full
     batches, build results with `make(path, probs, distance, image_array)`. Returns (predictions, errors);
-    a bad file is listed in errors, never fatal."""
+    a bad file is listed in errors, never fatal. `on_row` sees each result as it is made."""
     preds, errors, batch, batch_paths = [], [], [], []
     bar = None
     if progress:
@@ -60,6 +106,8 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
             probs, dists = scores(np.stack(batch))
             for bp, p, d, arr in zip(batch_paths, probs, dists, batch):
                 preds.append(make(str(bp), p, d, arr))
+                if on_row:
+                    on_row(preds[-1])
             batch.clear()
             batch_paths.clear()
 
@@ -71,6 +119,8 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
             batch_paths.append(path)
         except BadImageError as e:
             errors.append({"path": str(path), "error": e.problem})
+            if on_row:
+                on_row(errors[-1])
         if len(batch) >= batch_size:
             flush()
         if bar:
@@ -98,7 +148,8 @@ def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Pa
     tmp = out.with_suffix(out.suffix + ".tmp")
     if fmt == "csv":
         classes = list(preds[0].probabilities) if preds else []
-        with open(tmp, "w", newline="") as f:
+        # UTF-8; bytes of file names that are not UTF-8 are written as \\xNN escapes
+        with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
             w = csv.writer(f)
             w.writerow(["path", "label", "probability", "refer", "refer_reason", "unfamiliarity", "error"]
                        + [f"p_{c}" for c in classes])

@@ -1,0 +1,105 @@
+"""Nothing vanishes without a word, odd file names never kill a finished run, a killed `predict --out`
+loses nothing, and wrong config values fail at once with a clear message."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from leukodx.cli import main
+from leukodx.config import TrainConfig
+from leukodx.data.dataset import from_folder
+from leukodx.errors import ConfigError
+from leukodx.predict.results import collect_images
+from tests.conftest import rgb
+
+
+def odd_tree(tmp_path):
+    real = tmp_path / "real" / "cellA"
+    real.mkdir(parents=True)
+    for i in range(3):
+        rgb(i, 40).save(real / f"{i}.png")
+    d = tmp_path / "data"
+    (d / "cellB").mkdir(parents=True)
+    rgb(9, 40).save(d / "cellB" / "b.png")
+    os.symlink(real, d / "cellA")                      # a linked class folder
+    os.symlink(tmp_path / "gone.png", d / "cellB" / "dangling.png")
+    os.symlink(d, d / "cellB" / "loop")                 # a loop
+    os.mkfifo(d / "cellB" / "pipe.png")
+    (d / "cellB" / ".hidden.png").write_bytes(b"x")
+    return d
+
+
+def test_linked_folders_are_followed_and_every_skip_is_named(tmp_path):
+    d = odd_tree(tmp_path)
+    files, skipped = collect_images(d)
+    assert sorted(f.name for f in files) == ["0.png", "1.png", "2.png", "b.png"]
+    why = {os.path.basename(s["path"]): s["error"] for s in skipped}
+    assert "broken symbolic link" in why["dangling.png"]
+    assert "FIFO" in why["pipe.png"] and "hidden" in why[".hidden.png"] and "loop" in why["loop"]
+    index = from_folder(d)
+    assert len(index) == 4 and index.classes == ["cellA", "cellB"]
+    assert {os.path.basename(s["path"]) for s in index.skipped} >= {"dangling.png", "pipe.png"}
+
+
+def test_odd_file_names_never_crash_a_finished_run(tmp_path, capsys):
+    d = tmp_path / "in"
+    d.mkdir()
+    rgb(1, 48).save(d / "plain.png")
+    rgb(2, 48).save(os.path.join(os.fsencode(d), b"caf\xe9-\xff.png"))  # not UTF-8
+    rgb(3, 48).save(d / ("x" * 240 + ".png"))                             # legal, long
+    assert main(["predict", str(d), "--out", str(tmp_path / "p.csv"), "--quiet"]) == 0
+    assert len((tmp_path / "p.csv").read_text(encoding="utf-8").splitlines()) == 4
+    assert main(["predict", str(d), "--format", "csv", "--quiet"]) == 0
+    assert main(["predict", str(d), "--outline", str(tmp_path / "o"), "--out", str(tmp_path / "p.json"),
+                 "--quiet"]) == 0
+    assert len(list((tmp_path / "o").glob("*_outline.png"))) == 3
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("*.partial.jsonl"))
+
+
+def test_killed_predict_out_keeps_finished_rows_and_resumes(tmp_path):
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(600):
+        rgb(i, 40).save(d / f"{i:04d}.png")
+    out = tmp_path / "p.json"
+    journal = tmp_path / "p.json.partial.jsonl"
+    cmd = [sys.executable, "-m", "leukodx.cli", "predict", str(d), "--model", "wbc", "--backend", "onnx", "--out", str(out),
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while time.time() - t0 < 120 and proc.poll() is None:
+        if journal.is_file() and len(journal.read_text().splitlines()) > 70:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL:
+        pytest.skip("the run finished before it could be killed")
+    kept = len(journal.read_text().splitlines()) - 1
+    assert kept >= 64 and not out.exists()
+    # mark one finished row so the re-run shows it was reused, not redone
+    lines = journal.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["label"] = "from-the-first-run"
+    lines[1] = json.dumps(row)
+    journal.write_text("\n".join(lines) + "\n")
+    assert subprocess.run(cmd, capture_output=True, check=False).returncode == 0
+    res = json.loads(out.read_text())
+    paths = [p["path"] for p in res["predictions"]]
+    assert len(paths) == len(set(paths)) == 600 and not res["errors"]
+    assert sum(p["label"] == "from-the-first-run" for p in res["predictions"]) == 1
+    assert not journal.exists()
+
+
+def test_config_values_are_checked_against_the_machine(tmp_path):
+    assert TrainConfig(data="x", lr="1e-3").lr == 1e-3
+    for bad in ({"devices": 999}, {"accelerator": "tpu"}, {"lr": "fast"}, {"lr": float("nan")}):
+        with pytest.raises(ConfigError):
+            TrainConfig(data="x", **bad)
+    (tmp_path / "c.yaml").write_bytes(b"data: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        TrainConfig.load(tmp_path / "c.yaml")
