@@ -68,6 +68,14 @@ def _limit_per_class(index, idx: list[int], n: int, seed: int) -> list[int]:
     return sorted(out)
 
 
+def _ckpt_epoch(run_dir: Path) -> int | None:
+    """The last finished epoch in checkpoints/last.ckpt."""
+    try:
+        return int(torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported by Lightning itself
+        return None
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress: bool = True, index=None) -> dict:
     """Train and evaluate; returns the test metrics. `index` overrides cfg.data (e.g. generated data)."""
     import lightning.pytorch as pl
@@ -129,14 +137,16 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
                               pre.cfg.std, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler, cfg.epochs,
                               cfg.freeze_epochs, weights, cfg.label_smoothing, cfg.plateau_factor, cfg.monitor)
     mode = "min" if cfg.monitor == "val_loss" else "max"
-    ckpt = ModelCheckpoint(run_dir / "checkpoints", "best", monitor=cfg.monitor, mode=mode, save_last=True)
-    callbacks = [ckpt, TQDMProgressBar(refresh_rate=5)] if progress else [ckpt]
+    ckpt = ModelCheckpoint(run_dir / "checkpoints", "best", monitor=cfg.monitor, mode=mode)
+    # last.ckpt after every epoch (Lightning's save_last only follows improvements): a resume never repeats one
+    last = ModelCheckpoint(run_dir / "checkpoints", "last", save_top_k=1, enable_version_counter=False)
+    callbacks = [ckpt, last] + ([TQDMProgressBar(refresh_rate=5)] if progress else [])
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=mode))
     gpu = torch.cuda.is_available()
     precision = cfg.precision if cfg.precision != "auto" else ("16-mixed" if gpu else "32")
     trainer = pl.Trainer(max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices,
-                         precision=precision, callbacks=callbacks, logger=csv_logger(run_dir, resume),
+                         precision=precision, callbacks=callbacks, logger=csv_logger(run_dir, resume, _ckpt_epoch(run_dir) if resume else None),
                          enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
                          num_sanity_val_steps=0, deterministic=False)
     t0 = time.perf_counter()
