@@ -1,5 +1,5 @@
 # Two entry points: `make demo` (set up + run the whole path on built-in synthetic data)
-# and `make test` (set up + run the test suite). Both create .venv if it is missing.
+# `make test` (set up + run the test suite) and `make serve` (the web app on http://127.0.0.1:8000). Both create .venv if it is missing.
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -18,7 +18,10 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest tests
 
+serve: setup
+	$(BIN)/leukodx serve
+
 lint: setup
 	$(BIN)/ruff check src tests
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test lint serve

@@ -258,6 +258,23 @@ def cmd_adapt(a) -> int:
     return 0
 
 
+def cmd_serve(a) -> int:
+    import os
+
+    token = a.token or os.environ.get("LEUKODX_TOKEN")
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        raise LeukodxError(f"refusing to serve on {a.host} without an access token: give --token or LEUKODX_TOKEN "
+                           "(the default 127.0.0.1 needs none)")
+    import uvicorn
+
+    from leukodx.serve.app import create_app
+    data_dir = Path(a.data_dir or os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / \
+        ("" if a.data_dir else "leukodx")
+    print(f"leukodx: serving http://{a.host}:{a.port}/ (API docs /docs); data in {data_dir}", file=sys.stderr)
+    uvicorn.run(create_app(data_dir, a.db_url, token), host=a.host, port=a.port, log_level="warning")
+    return 0
+
+
 def cmd_demo(a) -> int:
     from leukodx.demo import run_demo
 
@@ -410,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--quiet", action="store_true")
     ad.set_defaults(func=cmd_adapt)
+
+    sv = sub.add_parser("serve", help="web app and REST API for lab staff (upload, review, reports)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (beyond localhost needs --token)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--data-dir", help="uploads and database (default ~/.local/share/leukodx)")
+    sv.add_argument("--db-url", help="SQLAlchemy database URL (default: SQLite in --data-dir), e.g. postgresql://...")
+    sv.add_argument("--token", help="access token required by the API and pages (or LEUKODX_TOKEN)")
+    sv.set_defaults(func=cmd_serve)
 
     m = sub.add_parser("models", help="list model names")
     m.set_defaults(func=cmd_models)

@@ -1,0 +1,269 @@
+"""`leukodx serve`: the clinician's workspace. Thin routes over the package: every answer comes from
+leukodx.predict / leukodx.explain, as the CLI's does; storage is leukodx.serve.storage.
+
+REST API under /api/v1 (OpenAPI at /docs); pages at / (upload, cases) and /cases/{id} (review)."""
+from __future__ import annotations
+
+import csv
+import io
+import threading
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from leukodx.data.images import load_image
+from leukodx.errors import BadImageError, LeukodxError
+from leukodx.serve.storage import Case, Image, Review, Store
+
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MODELS = ("all", "wbc")
+
+
+class CaseIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(default="wbc", pattern="^(all|wbc)$")
+
+
+class ReviewIn(BaseModel):
+    label: str = Field(min_length=1, max_length=100)
+    reviewer: str = Field(min_length=1, max_length=100)
+
+
+class Models:
+    """One Predictor per model name, loaded on first use; calls are serialised (one CPU pool)."""
+
+    def __init__(self, paths: dict[str, Path] | None = None):
+        from leukodx.predict.shipped import resolve_model
+        self.paths = {k: Path(v) for k, v in (paths or {k: resolve_model(k) for k in MODELS}).items()}
+        self._cache, self.lock = {}, threading.Lock()
+
+    def get(self, name: str):
+        if name not in self.paths:
+            raise HTTPException(422, f"unknown model '{name}' (one of {', '.join(self.paths)})")
+        if name not in self._cache:
+            import hashlib
+
+            from leukodx.predict.predictor import Predictor
+            p = self.paths[name]
+            self._cache[name] = (Predictor.load(p), hashlib.sha256(p.read_bytes()).hexdigest())
+        return self._cache[name]
+
+
+def create_app(data_dir: str | Path, db_url: str | None = None, token: str | None = None,
+               models: dict[str, Path] | None = None) -> FastAPI:
+    store = Store(data_dir, db_url)
+    registry = Models(models)
+    app = FastAPI(title="leukodx", version="1", description="Explainable leukemia diagnosis: predict, review, report")
+    pages = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+    def user(request: Request) -> str:
+        if not token:
+            return "local"
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
+            request.cookies.get("leukodx_token", "")
+        if given != token:
+            if request.url.path.startswith("/api/"):
+                raise HTTPException(401, "give the API token: Authorization: Bearer TOKEN")
+            raise HTTPException(303, headers={"Location": "/login"})
+        return "token"
+
+    def predict_upload(upload: UploadFile, model: str, case_id: int | None, who: str) -> dict:
+        data = upload.file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"upload larger than {MAX_UPLOAD_BYTES // 2**20} MB")
+        if not data:
+            raise HTTPException(422, "empty upload")
+        name = Path(upload.filename or "upload").name[:300]  # display only: never used as a path
+        path, digest = store.save_upload(data, Path(name).suffix)
+        try:
+            load_image(path)
+        except BadImageError as e:
+            raise HTTPException(422, f"{name}: {e.problem}") from None
+        predictor, model_sha = registry.get(model)
+        with registry.lock:
+            preds, errors = predictor.predict_paths([path])
+        if errors:
+            raise HTTPException(422, f"{name}: {errors[0]['error']}")
+        pred = {**preds[0].to_dict(), "path": name}
+        with store.session() as s:
+            img = Image(case_id=case_id, filename=name, sha256=digest, stored=str(path.relative_to(store.root)),
+                        model=model, model_sha256=model_sha, prediction=pred)
+            s.add(img)
+            s.flush()
+            store.audit(s, who, "predict", image=img.id, case=case_id, input_sha256=digest, model=model,
+                        model_sha256=model_sha, label=pred["label"], refer=pred["refer"])
+            s.commit()  # acknowledged only after this: a killed server keeps every answered upload
+            return image_json(img)
+
+    def image_json(img: Image) -> dict:
+        r = img.review()
+        return {"id": img.id, "case_id": img.case_id, "filename": img.filename, "sha256": img.sha256,
+                "model": img.model, "model_sha256": img.model_sha256, **img.prediction, "path": img.filename,
+                "review": None if r is None else {"label": r.label, "reviewer": r.reviewer,
+                                                  "at": r.created.isoformat()},
+                "overlay": f"/api/v1/images/{img.id}/overlay.png", "file": f"/api/v1/images/{img.id}/file"}
+
+    def get_image(s, image_id: int) -> Image:
+        img = s.get(Image, image_id)
+        if img is None:
+            raise HTTPException(404, f"no image {image_id}")
+        return img
+
+    def get_case(s, case_id: int) -> Case:
+        case = s.get(Case, case_id)
+        if case is None:
+            raise HTTPException(404, f"no case {case_id}")
+        return case
+
+    # ---- REST API ----
+    @app.get("/api/v1/health")
+    def health():
+        return {"ok": True, "models": list(registry.paths)}
+
+    @app.post("/api/v1/predict")
+    def predict(file: Annotated[UploadFile, File()], model: str = Form("all"), who: str = Depends(user)):
+        """One image -> the prediction JSON `leukodx predict` writes, plus an id and overlay link."""
+        return predict_upload(file, model, None, who)
+
+    @app.post("/api/v1/cases", status_code=201)
+    def create_case(body: CaseIn, who: str = Depends(user)):
+        with store.session() as s:
+            case = Case(name=body.name, model=body.model)
+            s.add(case)
+            s.flush()
+            store.audit(s, who, "create_case", case=case.id, name=body.name, model=body.model)
+            s.commit()
+            return {"id": case.id, "name": case.name, "model": case.model, "images": []}
+
+    @app.get("/api/v1/cases")
+    def list_cases(who: str = Depends(user)):
+        with store.session() as s:
+            return [{"id": c.id, "name": c.name, "model": c.model, "created": c.created.isoformat(),
+                     "n_images": len(c.images)} for c in s.scalars(select(Case).order_by(Case.id.desc()))]
+
+    @app.get("/api/v1/cases/{case_id}")
+    def case_detail(case_id: int, who: str = Depends(user)):
+        with store.session() as s:
+            c = get_case(s, case_id)
+            return {"id": c.id, "name": c.name, "model": c.model, "created": c.created.isoformat(),
+                    "images": [image_json(i) for i in c.images], "summary": summary(c)}
+
+    @app.post("/api/v1/cases/{case_id}/images", status_code=201)
+    def add_image(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(user)):
+        with store.session() as s:
+            model = get_case(s, case_id).model
+        return predict_upload(file, model, case_id, who)
+
+    @app.get("/api/v1/images/{image_id}")
+    def image_detail(image_id: int, who: str = Depends(user)):
+        with store.session() as s:
+            return image_json(get_image(s, image_id))
+
+    @app.get("/api/v1/images/{image_id}/file")
+    def image_file(image_id: int, who: str = Depends(user)):
+        with store.session() as s:
+            return FileResponse(store.root / get_image(s, image_id).stored)
+
+    @app.get("/api/v1/images/{image_id}/overlay.png")
+    def overlay(image_id: int, who: str = Depends(user)):
+        """Grad-CAM of the predicted class over the image (made on first request, then kept)."""
+        with store.session() as s:
+            img = get_image(s, image_id)
+        out = store.root / "overlays" / f"{img.sha256}_{img.model}.png"
+        if not out.exists():
+            from leukodx.explain import Explainer
+            from leukodx.explain.render import overlay as draw
+            predictor, _ = registry.get(img.model)
+            with registry.lock:
+                e = Explainer(predictor.bundle).explain(store.root / img.stored, ["gradcam"])[0]
+            tmp = out.with_name(out.name + ".tmp")
+            draw(e.image, e.map, f"Grad-CAM: {e.label} {e.probability:.2f}").save(tmp, "PNG")
+            tmp.replace(out)
+        return FileResponse(out, media_type="image/png")
+
+    @app.post("/api/v1/images/{image_id}/review", status_code=201)
+    def review(image_id: int, body: ReviewIn, who: str = Depends(user)):
+        """Accept (the model's label) or correct it; the model's label is kept beside the reviewer's."""
+        with store.session() as s:
+            img = get_image(s, image_id)
+            predictor, _ = registry.get(img.model)
+            if body.label not in predictor.bundle.classes:
+                raise HTTPException(422, f"'{body.label}' is not a class of this model "
+                                         f"({', '.join(predictor.bundle.classes)})")
+            s.add(Review(image_id=img.id, label=body.label, reviewer=body.reviewer))
+            store.audit(s, who, "review", image=img.id, reviewer=body.reviewer, label=body.label,
+                        model_label=img.prediction["label"], input_sha256=img.sha256, model_sha256=img.model_sha256)
+            s.commit()
+            s.refresh(img)
+            return image_json(img)
+
+    @app.get("/api/v1/cases/{case_id}/corrections.csv", response_class=PlainTextResponse)
+    def corrections(case_id: int, who: str = Depends(user)):
+        """Reviewed images as a manifest (path,label,group) that `leukodx train` and `adapt` read."""
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["path", "label", "group", "model_label", "reviewer"])
+        with store.session() as s:
+            for img in get_case(s, case_id).images:
+                r = img.review()
+                if r is not None:
+                    w.writerow([str((store.root / img.stored).resolve()), r.label, f"case{case_id}",
+                                img.prediction["label"], r.reviewer])
+        return PlainTextResponse(buf.getvalue(), media_type="text/csv")
+
+    # ---- pages ----
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request):
+        return pages.TemplateResponse(request, "login.html", {"title": "Sign in"})
+
+    @app.post("/login")
+    def login(given: str = Form(..., alias="token")):
+        if not token or given != token:
+            raise HTTPException(401, "wrong token")
+        resp = RedirectResponse("/", status_code=303)
+        resp.set_cookie("leukodx_token", given, httponly=True, samesite="strict")
+        return resp
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request, who: str = Depends(user)):
+        return pages.TemplateResponse(request, "index.html", {"title": "leukodx", "cases": list_cases(who)})
+
+    @app.get("/cases/{case_id}", response_class=HTMLResponse)
+    def case_page(request: Request, case_id: int, who: str = Depends(user)):
+        c = case_detail(case_id, who)
+        predictor, _ = registry.get(c["model"])
+        return pages.TemplateResponse(request, "case.html", {"title": c["name"], "case": c,
+                                                             "classes": predictor.bundle.classes})
+
+    @app.get("/cases/{case_id}/report", response_class=HTMLResponse)
+    def report_page(request: Request, case_id: int, who: str = Depends(user)):
+        c = case_detail(case_id, who)
+        return pages.TemplateResponse(request, "report.html", {"title": f"Report: {c['name']}", "case": c})
+
+    @app.exception_handler(LeukodxError)
+    def leukodx_error(_, e: LeukodxError):
+        return Response(str(e), status_code=422)
+
+    app.state.store = store
+    return app
+
+
+def summary(case: Case) -> dict:
+    """Counts per final label: the reviewer's if reviewed, else the model's; a referred image nobody
+    reviewed is not counted (it must be checked first)."""
+    counts, referred, reviewed = {}, 0, 0
+    for img in case.images:
+        r = img.review()
+        if r is None and img.prediction["refer"]:
+            referred += 1
+            continue
+        label = r.label if r else img.prediction["label"]
+        counts[label] = counts.get(label, 0) + 1
+        reviewed += r is not None
+    return {"n": len(case.images), "counted": sum(counts.values()), "counts": counts,
+            "referred_unreviewed": referred, "reviewed": reviewed}

@@ -1,0 +1,94 @@
+"""The REST API through FastAPI's TestClient, on the shipped models and a temporary data folder."""
+import csv
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+
+from leukodx.data.dataset import from_manifest
+from leukodx.serve.app import MAX_UPLOAD_BYTES, create_app
+from tests.conftest import rgb, shared
+
+
+def png(seed=0, size=64) -> bytes:
+    buf = io.BytesIO()
+    rgb(seed, size).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def client(tmp_path):
+    return TestClient(create_app(tmp_path / "data"))
+
+
+def test_predict_returns_what_the_cli_writes_plus_id_and_overlay(client):
+    cell = next((shared("pbc192") / "neutrophil").iterdir()).read_bytes()
+    r = client.post("/api/v1/predict", files={"file": ("cell.jpg", cell)}, data={"model": "wbc"})
+    assert r.status_code == 200, r.text
+    j = r.json()
+    for k in ("id", "label", "probability", "probabilities", "refer", "refer_reason", "overlay", "model_sha256"):
+        assert k in j
+    assert j["label"] == "neutrophil" and j["path"] == "cell.jpg"
+    o = client.get(j["overlay"])
+    assert o.status_code == 200 and o.headers["content-type"] == "image/png" and o.content[:4] == b"\x89PNG"
+    assert client.get(j["file"]).content == cell
+
+
+def test_bad_uploads_get_clear_errors(client, tmp_path):
+    assert client.post("/api/v1/predict", files={"file": ("x.png", b"not an image")}).status_code == 422
+    assert client.post("/api/v1/predict", files={"file": ("x.png", b"")}).status_code == 422
+    big = b"\0" * (MAX_UPLOAD_BYTES + 1)
+    assert client.post("/api/v1/predict", files={"file": ("big.png", big)}).status_code == 413
+    r = client.post("/api/v1/predict", files={"file": ("../../etc/passwd.png", png())}, data={"model": "all"})
+    assert r.status_code == 200 and r.json()["filename"] == "passwd.png"  # the name never becomes a path
+    assert not (tmp_path / "etc").exists()
+    assert client.post("/api/v1/predict", files={"file": ("a.png", png())}, data={"model": "x"}).status_code == 422
+
+
+def test_case_review_keeps_model_label_and_exports_a_manifest(client, tmp_path):
+    case = client.post("/api/v1/cases", json={"name": "patient 1", "model": "wbc"}).json()
+    ids = [client.post(f"/api/v1/cases/{case['id']}/images", files={"file": (f"{i}.png", png(i))}).json()["id"]
+           for i in range(3)]
+    first = client.get(f"/api/v1/images/{ids[0]}").json()
+    assert client.post(f"/api/v1/images/{ids[0]}/review", json={"label": "nonsense", "reviewer": "ana"}).status_code == 422
+    r = client.post(f"/api/v1/images/{ids[0]}/review", json={"label": "lymphocyte", "reviewer": "ana"}).json()
+    assert r["review"]["label"] == "lymphocyte" and r["label"] == first["label"]  # model's label kept
+    d = client.get(f"/api/v1/cases/{case['id']}").json()
+    assert len(d["images"]) == 3 and d["summary"]["reviewed"] == 1
+    text = client.get(f"/api/v1/cases/{case['id']}/corrections.csv").text
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert [r["label"] for r in rows] == ["lymphocyte"]
+    (tmp_path / "m.csv").write_text(text)
+    assert len(from_manifest(tmp_path / "m.csv")) == 1  # what train / adapt read
+    for page in ("/", f"/cases/{case['id']}", f"/cases/{case['id']}/report"):
+        assert client.get(page).status_code == 200
+    assert "NOT REVIEWED" in client.get(f"/cases/{case['id']}/report").text or not any(
+        i["refer"] for i in d["images"][1:])
+
+
+def test_records_survive_a_restart_and_the_audit_log_is_append_only(tmp_path):
+    c1 = TestClient(create_app(tmp_path / "data"))
+    j = c1.post("/api/v1/predict", files={"file": ("a.png", png())}, data={"model": "all"}).json()
+    app2 = create_app(tmp_path / "data")
+    assert TestClient(app2).get(f"/api/v1/images/{j['id']}").json()["sha256"] == j["sha256"]
+    rows = app2.state.store.audit_rows()
+    assert rows[-1].action == "predict" and rows[-1].detail["input_sha256"] == j["sha256"]
+    from leukodx.serve.storage import Audit
+    with app2.state.store.session() as s, pytest.raises(PermissionError):
+        s.get(Audit, rows[-1].id).who = "someone else"
+        s.commit()
+
+
+def test_token_is_required_when_set(tmp_path):
+    c = TestClient(create_app(tmp_path / "data", token="s3cret"))
+    assert c.get("/api/v1/cases").status_code == 401
+    assert c.get("/api/v1/cases", headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    assert c.get("/", follow_redirects=False).status_code == 303
+    assert c.post("/login", data={"token": "s3cret"}, follow_redirects=False).status_code == 303
+    assert c.get("/").status_code == 200  # cookie set by the login
+
+
+def test_serve_refuses_to_bind_beyond_localhost_without_a_token(monkeypatch):
+    from leukodx.cli import main
+    monkeypatch.delenv("LEUKODX_TOKEN", raising=False)
+    assert main(["serve", "--host", "0.0.0.0"]) == 2

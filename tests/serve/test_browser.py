@@ -1,0 +1,84 @@
+"""End to end in a real headless Chromium (Debian's package; Playwright never downloads a browser):
+upload a case by the page, review with the keyboard alone, open the report. Screenshots go to
+$LEUKODX_SCREENSHOTS (default: the test's temporary folder)."""
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from leukodx.serve.app import create_app
+from tests.conftest import rgb, shared
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_or_skip():
+    if CHROMIUM is None:
+        if os.environ.get("LEUKODX_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is required (apt-get install chromium)")
+        pytest.skip("no chromium on this machine")
+    return pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture
+def server(tmp_path):
+    import uvicorn
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(create_app(tmp_path / "data"), host="127.0.0.1", port=port, log_level="warning"))
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    t.join(10)
+
+
+def test_upload_review_and_report_in_chromium(server, tmp_path):
+    pw = browser_or_skip()
+    shots = Path(os.environ.get("LEUKODX_SCREENSHOTS", tmp_path / "shots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    files = [next((shared("pbc192") / c).iterdir()) for c in ("neutrophil", "lymphocyte")]
+    rgb(3, 80).save(tmp_path / "noise.png")
+    files.append(tmp_path / "noise.png")
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(server + "/")
+        page.screenshot(path=str(shots / "1_home.png"), full_page=True)
+        page.fill("#name", "case A")
+        page.select_option("#model", "wbc")
+        page.set_input_files("#files", [str(f) for f in files])
+        page.click("#go")
+        page.wait_for_url("**/cases/*", timeout=60_000)
+        page.wait_for_selector("tbody tr")
+        assert page.locator("tbody tr").count() == 3
+        assert "refer" in page.locator("tbody tr").nth(2).inner_text()  # the noise image is referred
+        # keyboard only: first row has focus; accept it, move on, open Grad-CAM, correct the second
+        page.keyboard.press("a")
+        page.wait_for_function("document.querySelector('#status').textContent.startsWith('Saved')")
+        page.keyboard.press("j")
+        page.keyboard.press("o")
+        page.wait_for_selector("tbody tr:nth-child(2) img.overlay:not([hidden])")
+        page.wait_for_function("document.querySelector('tbody tr:nth-child(2) img.overlay').naturalWidth > 0")
+        page.keyboard.press("c")
+        page.keyboard.press("End")   # last class in the list
+        page.keyboard.press("Tab")   # to Save
+        page.keyboard.press("Enter")
+        page.wait_for_function("document.querySelectorAll('td.rev').length == 3 && "
+                               "document.querySelectorAll('td.rev')[1].textContent.includes('(reviewer)')")
+        page.screenshot(path=str(shots / "2_case.png"), full_page=True)
+        page.click("text=Case report")
+        page.wait_for_selector("h1")
+        text = page.inner_text("main")
+        assert "Case report: case A" in text and "3 images, 2 reviewed" in text
+        page.screenshot(path=str(shots / "3_report.png"), full_page=True)
+        browser.close()
