@@ -103,3 +103,30 @@ def test_config_values_are_checked_against_the_machine(tmp_path):
     (tmp_path / "c.yaml").write_bytes(b"data: \xff\xfe\n")
     with pytest.raises(ConfigError, match="UTF-8"):
         TrainConfig.load(tmp_path / "c.yaml")
+
+
+def test_huge_or_non_finite_images_are_refused_or_cheap(tmp_path, monkeypatch):
+    import resource
+
+    import numpy as np
+    from PIL import Image
+
+    from leukodx.data.images import load_image
+    from leukodx.errors import BadImageError
+    Image.fromarray(np.zeros((7000, 7000), np.uint16)).save(tmp_path / "zeros16.png")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.time()
+    img = load_image(tmp_path / "zeros16.png")
+    assert img.size == (7000, 7000) and time.time() - t0 < 10
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grew_mb < 700, grew_mb  # was 1.5-2.3 GB
+    a = np.ones((64, 64), np.float32)
+    a[3, 3] = np.nan
+    Image.fromarray(a, mode="F").save(tmp_path / "nan.tif")
+    with pytest.raises(BadImageError, match="NaN"):
+        load_image(tmp_path / "nan.tif")
+    import leukodx.data.images as images
+    monkeypatch.setattr(images, "MAX_DECODED_BYTES", 10 * 2**20)
+    Image.new("RGB", (2000, 2000)).save(tmp_path / "big.png")  # 11.4 MB decoded
+    with pytest.raises(BadImageError, match="too large to decode"):
+        load_image(tmp_path / "big.png")

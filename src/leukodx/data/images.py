@@ -17,6 +17,9 @@ from leukodx.errors import BadImageError
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 # Larger than any microscope field we expect; PIL's own bomb limit is 89 Mpx.
 MAX_PIXELS = 50_000_000
+MAX_DECODED_BYTES = 256 * 2**20  # decoded size, checked from the header before decoding
+BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3, "RGBA": 4, "CMYK": 4,
+                   "I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4, "LA": 2, "PA": 2}
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
@@ -28,14 +31,19 @@ def is_image_file(path: str | Path) -> bool:
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB (16-bit data is scaled, alpha is put on white)."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        hi = arr.max() if arr.size else 0
-        scale = 255.0 / hi if hi > 255 else 1.0
-        img = Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8), mode="L")
+        arr = np.asarray(img)  # integer ops only: a 7000 x 7000 16-bit image stays ~100 MB
+        lo = int(arr.min()) if arr.size else 0
+        if lo < 0:
+            arr = arr - lo
+        hi = int(arr.max()) if arr.size else 0
+        shift = max(0, hi.bit_length() - 8)  # scale by a power of two into 8 bits
+        img = Image.fromarray((arr >> shift).astype(np.uint8), mode="L")
     elif img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
+        if not np.isfinite(arr).all():
+            raise ValueError("image has NaN or infinite pixel values")
         lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
+        arr = (arr - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(arr)
         img = Image.fromarray(arr.astype(np.uint8), mode="L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
@@ -67,6 +75,10 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
                 w, h = img.size
                 if w * h > max_pixels:
                     raise BadImageError(p, f"image too large ({w}x{h} = {w * h:,} pixels; limit {max_pixels:,})")
+                need = w * h * BYTES_PER_PIXEL.get(img.mode, 4)
+                if need > MAX_DECODED_BYTES:
+                    raise BadImageError(p, f"image too large to decode ({img.mode}, {w}x{h}: {need / 2**20:.0f} MB; "
+                                           f"limit {MAX_DECODED_BYTES / 2**20:.0f} MB)")
                 if w < 8 or h < 8:
                     raise BadImageError(p, f"image too small ({w}x{h} pixels)")
                 img.load()
