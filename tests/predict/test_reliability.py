@@ -125,7 +125,7 @@ def test_huge_or_non_finite_images_are_refused_or_cheap(tmp_path, monkeypatch):
     Image.fromarray(a, mode="F").save(tmp_path / "nan.tif")
     with pytest.raises(BadImageError, match="NaN"):
         load_image(tmp_path / "nan.tif")
-    import leukodx.data.images as images
+    from leukodx.data import images
     monkeypatch.setattr(images, "MAX_DECODED_BYTES", 10 * 2**20)
     Image.new("RGB", (2000, 2000)).save(tmp_path / "big.png")  # 11.4 MB decoded
     with pytest.raises(BadImageError, match="too large to decode"):
