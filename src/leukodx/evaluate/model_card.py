@@ -153,7 +153,8 @@ def robustness_section(res: dict, source: str, influenced: str = "") -> list[str
             for r in rows if r["shift"] == "none" and not r["set"].endswith("test") and r["accuracy"] < 0.85]
     if weak:
         warning = (f"**Not ready for other labs' images** ({'; '.join(weak)}). Check it on a labelled sample "
-                   "of your own microscope's images first.")
+                   "of your own microscope's images first, and adapt it with a few labelled cells per class "
+                   "(`leukodx adapt MODEL FOLDER --out NEW.pt`; results/adapt.md).")
         lines[3:3] = [warning, ""]
     base = next((r for r in rows if r["shift"] == "none" and r["set"].endswith("test")), None)
     if base is not None:
