@@ -112,11 +112,14 @@ def from_manifest(csv_path: str | Path, name: str | None = None) -> DatasetIndex
 
 
 def write_manifest(index: DatasetIndex, csv_path: str | Path) -> Path:
+    """Written to a temporary file, then renamed: a reader sees the old manifest or the new one."""
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(csv_path, "w", newline="") as f:
+    tmp = csv_path.with_name(csv_path.name + ".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "group", "synthetic"])
         for r in index.records:
             w.writerow([r.path, index.classes[r.label], r.group or "", int(r.synthetic)])
+    tmp.replace(csv_path)
     return csv_path

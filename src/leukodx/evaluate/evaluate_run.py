@@ -1,6 +1,7 @@
 """Evaluate a model bundle on one side of a split: metrics with CIs, calibration, referral, report."""
 from __future__ import annotations
 
+import csv
 import json
 import time
 from pathlib import Path
@@ -89,9 +90,13 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
     m["inference_seconds"] = infer_s
     m["unreadable_files"] = ds.bad
     (out_dir / "metrics.json").write_text(json.dumps({**(extra or {}), **m}, indent=1))
-    with open(out_dir / "predictions.csv", "w") as f:
-        f.write("path,label,predicted,probability\n")
-        f.writelines(f"{index.key(r)},{bundle.classes[yy]},{bundle.classes[int(p.argmax())]},{p.max():.6f}\n" for r, yy, p in zip(ds.records, y, probs))
+    tmp = out_dir / "predictions.csv.tmp"  # UTF-8; undecodable bytes of file names as \\xNN
+    with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "predicted", "probability"])
+        w.writerows([index.key(r), bundle.classes[yy], bundle.classes[int(p.argmax())], f"{p.max():.6f}"]
+                    for r, yy, p in zip(ds.records, y, probs))
+    tmp.replace(out_dir / "predictions.csv")
     tables = {"uncalibrated": reliability(raw, y), f"temperature {bundle.temperature:.2f}": reliability(probs, y)}
     info = {**(extra or {}), "ECE before / after temperature scaling":
             f"{m['calibration']['ece_uncalibrated']:.4f} / {m['calibration']['ece_calibrated']:.4f}",

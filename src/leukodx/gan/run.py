@@ -142,8 +142,11 @@ def generate_images(gan_dir, n_per_class: int, seed: int = 0, loaded: tuple | No
 
 
 def synthesize(gan_dir, out_dir: str | Path, n_per_class: int, seed: int = 0) -> Path:
-    """Class-balanced synthetic set: out_dir/<class>/*.png and manifest.csv with synthetic = 1."""
+    """Class-balanced synthetic set: out_dir/<class>/*.png and manifest.csv with synthetic = 1.
+    Killed at any point, it leaves no half-written PNG and no manifest listing another run's files:
+    the old manifest goes first, each PNG is written then renamed, the new manifest comes last."""
     out_dir = Path(out_dir)
+    (out_dir / "manifest.csv").unlink(missing_ok=True)
     recs = []
     loaded = load_generators(gan_dir)
     d, classes = loaded[0], loaded[0]["classes"]
@@ -151,7 +154,9 @@ def synthesize(gan_dir, out_dir: str | Path, n_per_class: int, seed: int = 0) ->
         (out_dir / c).mkdir(parents=True, exist_ok=True)
         for i, im in enumerate(imgs):
             p = out_dir / c / f"{d['kind']}_{c}_{i:05d}.png"
-            Image.fromarray(im).save(p)
+            tmp = p.with_name(p.name + ".tmp")
+            Image.fromarray(im).save(tmp, "PNG")
+            tmp.replace(p)
             recs.append(ImageRecord(str(p.resolve()), classes.index(c), group=f"synthetic/{d['kind']}", synthetic=True))
     return write_manifest(DatasetIndex(f"synthetic_{d['kind']}", str(out_dir.resolve()), classes, recs),
                           out_dir / "manifest.csv")
