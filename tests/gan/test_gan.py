@@ -74,6 +74,31 @@ def test_diffaugment_shifts_and_cuts_out_only():
     assert z.grad.abs().sum() > 0  # differentiable, so the generator learns through it
 
 
+def _killed_synthesize_leaves_nothing_half_written(gan, out):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from PIL import Image
+    cmd = [sys.executable, "-m", "leukodx.cli", "synthesize", str(gan), "--out", str(out), "--n-per-class", "4000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while time.time() - t0 < 120 and proc.poll() is None:
+        if len(list(out.rglob("*_0002*.png"))) > 0:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "manifest.csv").exists()  # no manifest mixing two runs' files
+    for p in out.rglob("*.png"):
+        with Image.open(p) as im:
+            im.load()  # every PNG there is whole
+    man = synthesize(gan, out, n_per_class=5)
+    assert set(from_manifest(man).counts().values()) == {5}
+
+
 def test_train_resume_synthesize_and_mix(tmp_path):
     idx = generate(tmp_path / "d", n_per_class=16, size=32, seed=3, per_slide=4)
     data = str(tmp_path / "d" / "manifest.csv")
@@ -89,6 +114,7 @@ def test_train_resume_synthesize_and_mix(tmp_path):
     man = synthesize(tmp_path / "gan", tmp_path / "syn", n_per_class=6)
     syn = from_manifest(man)
     assert all(r.synthetic for r in syn.records) and set(syn.counts().values()) == {6}
+    _killed_synthesize_leaves_nothing_half_written(tmp_path / "gan", tmp_path / "syn")
 
     cfg = TrainConfig(data=data, model="thesis_cnn", pretrained=False, image_size=32, epochs=1, freeze_epochs=0,
                       synthetic=str(man), synthetic_ratio=0.5, use_hashes=False, bootstrap=20, early_stopping_patience=0)
