@@ -109,3 +109,27 @@ def test_real_wbc_external_recipe():
     assert idx.classes == ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"] and len(idx) == 400
     labs = [lab_of(idx, r) for r in idx.records]
     assert labs.count("tecom") == 300 and labs.count("cellavision_blog") == 100
+
+
+def test_zip_bombs_and_escaping_paths_are_refused(tmp_path):
+    import zipfile
+
+    from leukodx.data.download import safe_extract
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("a/zeros.bin", b"\0" * (64 * 2**20))
+    assert bomb.stat().st_size < 2**20
+    with pytest.raises(LeukodxError, match="zip bomb"):
+        safe_extract(bomb, tmp_path / "out")
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../../escaped.png", b"x")
+    with pytest.raises(LeukodxError, match="unsafe path"):
+        safe_extract(evil, tmp_path / "out2")
+    assert not (tmp_path / "escaped.png").exists()
+    many = tmp_path / "big.zip"
+    with zipfile.ZipFile(many, "w") as z:
+        z.writestr("a.bin", b"\1" * 4096)
+        z.writestr("b.bin", b"\2" * 4096)
+    with pytest.raises(LeukodxError, match="more than"):
+        safe_extract(many, tmp_path / "out3", max_bytes=6000)
