@@ -92,7 +92,7 @@ def main():
         return
     tables, missing, pending = {"4class": [], "binary": [], "tstr": []}, [], 0
     for table, label, name, cfg in study_jobs(args, manifests):  # stage 3
-        done = common.metrics_path("gan_study", name).is_file()
+        done = common.is_done("gan_study", name, cfg)
         if args.collect and not done:
             missing.append(label if table != "binary" else f"{label} (binary)")
         elif done or args.shard is None:
