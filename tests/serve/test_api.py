@@ -92,3 +92,31 @@ def test_serve_refuses_to_bind_beyond_localhost_without_a_token(monkeypatch):
     from leukodx.cli import main
     monkeypatch.delenv("LEUKODX_TOKEN", raising=False)
     assert main(["serve", "--host", "0.0.0.0"]) == 2
+
+
+def test_zip_upload_and_fhir_export(client):
+    import json
+    import zipfile
+    case = client.post("/api/v1/cases", json={"name": "zip case", "model": "all"}).json()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("cells/a.png", png(1))
+        z.writestr("cells/b.png", png(2))
+        z.writestr("notes.txt", b"hello")
+    r = client.post(f"/api/v1/cases/{case['id']}/archive", files={"file": ("case.zip", buf.getvalue())})
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert len(body["images"]) == 2 and [e["file"] for e in body["errors"]] == ["notes.txt"]
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros.png", b"\0" * (64 * 2**20))
+    assert client.post(f"/api/v1/cases/{case['id']}/archive", files={"file": ("b.zip", bomb.getvalue())}).status_code == 422
+    evil = io.BytesIO()
+    with zipfile.ZipFile(evil, "w") as z:
+        z.writestr("../../x.png", png(3))
+    assert client.post(f"/api/v1/cases/{case['id']}/archive", files={"file": ("e.zip", evil.getvalue())}).status_code == 422
+    fhir = client.get(f"/api/v1/cases/{case['id']}/fhir").json()
+    assert fhir["resourceType"] == "DiagnosticReport" and len(fhir["contained"]) == 2
+    assert fhir["status"] in ("preliminary", "final") and all(o["resourceType"] == "Observation" for o in fhir["contained"])
+    from fhir.resources.R4B.diagnosticreport import DiagnosticReport
+    DiagnosticReport.model_validate(json.loads(json.dumps(fhir)))  # round-trips through the FHIR models

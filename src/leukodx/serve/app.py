@@ -21,6 +21,7 @@ from leukodx.errors import BadImageError, LeukodxError
 from leukodx.serve.storage import Case, Image, Review, Store
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 500 * 1024 * 1024  # unpacked size of one case archive
 MODELS = ("all", "wbc")
 
 
@@ -215,6 +216,43 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                     w.writerow([str((store.root / img.stored).resolve()), r.label, f"case{case_id}",
                                 img.prediction["label"], r.reviewer])
         return PlainTextResponse(buf.getvalue(), media_type="text/csv")
+
+    @app.get("/api/v1/cases/{case_id}/fhir")
+    def fhir(case_id: int, who: str = Depends(user)):
+        """The case as a FHIR R4 DiagnosticReport with one Observation per image."""
+        from leukodx.serve.fhir import case_report
+        return case_report(case_detail(case_id, who))
+
+    @app.post("/api/v1/cases/{case_id}/archive", status_code=201)
+    def add_archive(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(user)):
+        """A zip of images: unpacked with size, ratio and path limits; each image predicted and stored.
+        Files that are not usable images are listed with the reason."""
+        import tempfile
+        import zipfile
+
+        from leukodx.data.download import safe_extract
+        from leukodx.data.walk import walk_files
+        with store.session() as s:
+            model = get_case(s, case_id).model
+        with tempfile.TemporaryDirectory(dir=store.root) as tmp:
+            z = Path(tmp) / "upload.zip"
+            z.write_bytes(file.file.read(MAX_UPLOAD_BYTES + 1))
+            if z.stat().st_size > MAX_UPLOAD_BYTES or not zipfile.is_zipfile(z):
+                raise HTTPException(413 if z.stat().st_size > MAX_UPLOAD_BYTES else 422,
+                                    "not a zip archive within the upload limit")
+            try:
+                safe_extract(z, Path(tmp) / "x", max_bytes=MAX_ARCHIVE_BYTES)
+            except LeukodxError as e:
+                raise HTTPException(422, str(e).replace(str(tmp), "")) from None
+            files, skipped = walk_files(Path(tmp) / "x")
+            done, errors = [], [{"file": Path(e["path"]).name, "error": e["error"]} for e in skipped]
+            for f in files:
+                try:
+                    with open(f, "rb") as fh:
+                        done.append(predict_upload(UploadFile(fh, filename=f.name), model, case_id, who))
+                except HTTPException as e:
+                    errors.append({"file": f.name, "error": e.detail})
+        return {"images": done, "errors": errors}
 
     # ---- pages ----
     @app.get("/login", response_class=HTMLResponse)
