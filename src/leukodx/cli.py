@@ -258,20 +258,42 @@ def cmd_adapt(a) -> int:
     return 0
 
 
+def _data_dir(a) -> Path:
+    import os
+    if a.data_dir:
+        return Path(a.data_dir)
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "leukodx"
+
+
 def cmd_serve(a) -> int:
     import os
 
+    from leukodx.serve.storage import Store
+
     token = a.token or os.environ.get("LEUKODX_TOKEN")
-    if a.host not in ("127.0.0.1", "localhost", "::1") and not token:
-        raise LeukodxError(f"refusing to serve on {a.host} without an access token: give --token or LEUKODX_TOKEN "
-                           "(the default 127.0.0.1 needs none)")
+    data_dir = _data_dir(a)
+    if a.host not in ("127.0.0.1", "localhost", "::1") and not token and not Store(data_dir, a.db_url).has_users():
+        raise LeukodxError(f"refusing to serve on {a.host} without accounts: add users with `leukodx users add` "
+                           "or give --token / LEUKODX_TOKEN (the default 127.0.0.1 needs neither)")
     import uvicorn
 
     from leukodx.serve.app import create_app
-    data_dir = Path(a.data_dir or os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / \
-        ("" if a.data_dir else "leukodx")
     print(f"leukodx: serving http://{a.host}:{a.port}/ (API docs /docs); data in {data_dir}", file=sys.stderr)
     uvicorn.run(create_app(data_dir, a.db_url, token), host=a.host, port=a.port, log_level="warning")
+    return 0
+
+
+def cmd_users(a) -> int:
+    import getpass
+
+    from leukodx.serve.storage import Store
+
+    password = sys.stdin.readline().rstrip("\n") if a.password_stdin else getpass.getpass(f"password for {a.name}: ")
+    try:
+        token = Store(_data_dir(a), a.db_url).add_user(a.name, a.role, password)
+    except ValueError as e:
+        raise LeukodxError(str(e)) from None
+    print(f"user {a.name} ({a.role}) added; API token (shown once): {token}")
     return 0
 
 
@@ -435,6 +457,15 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--db-url", help="SQLAlchemy database URL (default: SQLite in --data-dir), e.g. postgresql://...")
     sv.add_argument("--token", help="access token required by the API and pages (or LEUKODX_TOKEN)")
     sv.set_defaults(func=cmd_serve)
+
+    us = sub.add_parser("users", help="web app accounts: add a reviewer or a viewer")
+    us.add_argument("action", choices=["add"])
+    us.add_argument("name")
+    us.add_argument("--role", default="reviewer", choices=["reviewer", "viewer"])
+    us.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    us.add_argument("--data-dir", help="the web app's data folder (default ~/.local/share/leukodx)")
+    us.add_argument("--db-url", help="SQLAlchemy database URL, as for serve")
+    us.set_defaults(func=cmd_users)
 
     m = sub.add_parser("models", help="list model names")
     m.set_defaults(func=cmd_models)

@@ -84,14 +84,42 @@ def test_token_is_required_when_set(tmp_path):
     assert c.get("/api/v1/cases").status_code == 401
     assert c.get("/api/v1/cases", headers={"Authorization": "Bearer s3cret"}).status_code == 200
     assert c.get("/", follow_redirects=False).status_code == 303
-    assert c.post("/login", data={"token": "s3cret"}, follow_redirects=False).status_code == 303
-    assert c.get("/").status_code == 200  # cookie set by the login
 
 
-def test_serve_refuses_to_bind_beyond_localhost_without_a_token(monkeypatch):
+def test_accounts_roles_and_csrf(tmp_path):
+    import re
+    app = create_app(tmp_path / "data")
+    store = app.state.store
+    rev_token = store.add_user("ana", "reviewer", "correct horse")
+    view_token = store.add_user("ben", "viewer", "battery staple")
+    with pytest.raises(ValueError):
+        store.add_user("cy", "admin", "whatever123")
+    c = TestClient(app)
+    assert c.get("/api/v1/cases").status_code == 401  # users exist: no anonymous access
+    view = {"Authorization": f"Bearer {view_token}"}
+    assert c.get("/api/v1/cases", headers=view).status_code == 200
+    assert c.post("/api/v1/cases", json={"name": "x"}, headers=view).status_code == 403  # viewers only look
+    rev = {"Authorization": f"Bearer {rev_token}"}
+    assert c.post("/api/v1/cases", json={"name": "x"}, headers=rev).status_code == 201
+    assert c.post("/login", data={"name": "ana", "password": "wrong"}).status_code == 401
+    assert c.post("/login", data={"name": "ana", "password": "correct horse"}, follow_redirects=False).status_code == 303
+    page = c.get("/").text
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+    assert c.post("/api/v1/cases", json={"name": "no csrf"}).status_code == 403
+    assert c.post("/api/v1/cases", json={"name": "y"}, headers={"X-CSRF-Token": csrf}).status_code == 201
+    assert c.post("/api/v1/cases", json={"name": "z"}, headers={"X-CSRF-Token": csrf,
+                                                              "Origin": "https://evil.example"}).status_code == 403
+    assert [r.who for r in store.audit_rows() if r.action == "create_case"] == ["ana", "ana"]
+    with store.session() as s:
+        from leukodx.serve.storage import User
+        stored = [u.password + u.token for u in s.query(User)]
+    assert not any("correct horse" in x or rev_token in x for x in stored)  # only hashes are kept
+
+
+def test_serve_refuses_to_bind_beyond_localhost_without_accounts(monkeypatch, tmp_path):
     from leukodx.cli import main
     monkeypatch.delenv("LEUKODX_TOKEN", raising=False)
-    assert main(["serve", "--host", "0.0.0.0"]) == 2
+    assert main(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path / "d")]) == 2
 
 
 def test_zip_upload_and_fhir_export(client):
@@ -120,3 +148,14 @@ def test_zip_upload_and_fhir_export(client):
     assert fhir["status"] in ("preliminary", "final") and all(o["resourceType"] == "Observation" for o in fhir["contained"])
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
     DiagnosticReport.model_validate(json.loads(json.dumps(fhir)))  # round-trips through the FHIR models
+
+
+def test_users_command_adds_an_account(tmp_path, monkeypatch, capsys):
+    from leukodx.cli import main
+    from leukodx.serve.storage import Store
+    monkeypatch.setattr("sys.stdin", io.StringIO("long enough password\n"))
+    assert main(["users", "add", "dana", "--role", "viewer", "--password-stdin", "--data-dir", str(tmp_path)]) == 0
+    token = capsys.readouterr().out.rsplit(" ", 1)[1].strip()
+    assert Store(tmp_path).user_by_token(token).role == "viewer"
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["users", "add", "eve", "--password-stdin", "--data-dir", str(tmp_path)]) == 2

@@ -5,6 +5,7 @@ REST API under /api/v1 (OpenAPI at /docs); pages at / (upload, cases) and /cases
 from __future__ import annotations
 
 import csv
+import hmac
 import io
 import threading
 from pathlib import Path
@@ -63,15 +64,44 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
     pages = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
     def user(request: Request) -> str:
-        if not token:
+        """Who asks. API: `Authorization: Bearer` (the server token or a user's token). Pages: the session
+        cookie, with the CSRF token in `X-CSRF-Token` on every change. With no server token and no users,
+        everyone is the local reviewer. A change whose Origin is another site is always refused."""
+        request.state.csrf = ""
+        if request.method not in ("GET", "HEAD") and request.headers.get("origin") not in \
+                (None, f"{request.url.scheme}://{request.headers.get('host', '')}"):
+            raise HTTPException(403, "cross-site request refused")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+            if token and hmac.compare_digest(given, token):
+                request.state.role = "reviewer"
+                return "token"
+            u = store.user_by_token(given)
+            if u is None:
+                raise HTTPException(401, "unknown API token")
+            request.state.role = u.role
+            return u.name
+        found = store.session_user(request.cookies.get("leukodx_session", "")) \
+            if request.cookies.get("leukodx_session") else None
+        if found:
+            u, csrf = found
+            if request.method not in ("GET", "HEAD") and \
+                    not hmac.compare_digest(request.headers.get("x-csrf-token", ""), csrf):
+                raise HTTPException(403, "missing or wrong CSRF token")
+            request.state.role, request.state.csrf = u.role, csrf
+            return u.name
+        if not token and not store.has_users():
+            request.state.role = "reviewer"
             return "local"
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip() or \
-            request.cookies.get("leukodx_token", "")
-        if given != token:
-            if request.url.path.startswith("/api/"):
-                raise HTTPException(401, "give the API token: Authorization: Bearer TOKEN")
-            raise HTTPException(303, headers={"Location": "/login"})
-        return "token"
+        if request.url.path.startswith("/api/"):
+            raise HTTPException(401, "sign in, or give an API token: Authorization: Bearer TOKEN")
+        raise HTTPException(303, headers={"Location": "/login"})
+
+    def reviewer(request: Request, who: str = Depends(user)) -> str:
+        if request.state.role != "reviewer":
+            raise HTTPException(403, f"{who} is a viewer: uploading and reviewing need the reviewer role")
+        return who
 
     def predict_upload(upload: UploadFile, model: str, case_id: int | None, who: str) -> dict:
         data = upload.file.read(MAX_UPLOAD_BYTES + 1)
@@ -127,12 +157,12 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return {"ok": True, "models": list(registry.paths)}
 
     @app.post("/api/v1/predict")
-    def predict(file: Annotated[UploadFile, File()], model: str = Form("all"), who: str = Depends(user)):
+    def predict(file: Annotated[UploadFile, File()], model: str = Form("all"), who: str = Depends(reviewer)):
         """One image -> the prediction JSON `leukodx predict` writes, plus an id and overlay link."""
         return predict_upload(file, model, None, who)
 
     @app.post("/api/v1/cases", status_code=201)
-    def create_case(body: CaseIn, who: str = Depends(user)):
+    def create_case(body: CaseIn, who: str = Depends(reviewer)):
         with store.session() as s:
             case = Case(name=body.name, model=body.model)
             s.add(case)
@@ -155,7 +185,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                     "images": [image_json(i) for i in c.images], "summary": summary(c)}
 
     @app.post("/api/v1/cases/{case_id}/images", status_code=201)
-    def add_image(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(user)):
+    def add_image(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(reviewer)):
         with store.session() as s:
             model = get_case(s, case_id).model
         return predict_upload(file, model, case_id, who)
@@ -188,7 +218,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return FileResponse(out, media_type="image/png")
 
     @app.post("/api/v1/images/{image_id}/review", status_code=201)
-    def review(image_id: int, body: ReviewIn, who: str = Depends(user)):
+    def review(image_id: int, body: ReviewIn, who: str = Depends(reviewer)):
         """Accept (the model's label) or correct it; the model's label is kept beside the reviewer's."""
         with store.session() as s:
             img = get_image(s, image_id)
@@ -224,7 +254,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return case_report(case_detail(case_id, who))
 
     @app.post("/api/v1/cases/{case_id}/archive", status_code=201)
-    def add_archive(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(user)):
+    def add_archive(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(reviewer)):
         """A zip of images: unpacked with size, ratio and path limits; each image predicted and stored.
         Files that are not usable images are listed with the reason."""
         import tempfile
@@ -260,11 +290,12 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return pages.TemplateResponse(request, "login.html", {"title": "Sign in"})
 
     @app.post("/login")
-    def login(given: str = Form(..., alias="token")):
-        if not token or given != token:
-            raise HTTPException(401, "wrong token")
+    def login(name: str = Form(...), password: str = Form(...)):
+        found = store.login(name, password)
+        if found is None:
+            raise HTTPException(401, "wrong name or password")
         resp = RedirectResponse("/", status_code=303)
-        resp.set_cookie("leukodx_token", given, httponly=True, samesite="strict")
+        resp.set_cookie("leukodx_session", found[0], httponly=True, samesite="strict")
         return resp
 
     @app.get("/", response_class=HTMLResponse)

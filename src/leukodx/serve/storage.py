@@ -4,8 +4,10 @@ e.g. PostgreSQL, for a multi-user deployment). The audit log is append-only."""
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,6 +60,47 @@ class Review(Base):
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
 
 
+class User(Base):
+    """A person: 'reviewer' may upload and review, 'viewer' may only look. Secrets are stored hashed."""
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password: Mapped[str] = mapped_column(String(200))
+    token: Mapped[str] = mapped_column(String(64), unique=True)   # sha256 of the API token
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+class Login(Base):
+    """A browser session: the cookie holds a random secret, the database its sha256 and a CSRF token."""
+    __tablename__ = "logins"
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    csrf: Mapped[str] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=now)
+
+
+ROLES = ("reviewer", "viewer")
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    salt = salt or secrets.token_bytes(16)
+    h = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${salt.hex()}${h.hex()}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    try:
+        _, salt, _h = stored.split("$")
+    except ValueError:
+        return False
+    return hmac.compare_digest(hash_password(password, bytes.fromhex(salt)), stored)
+
+
+def sha(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 class Audit(Base):
     __tablename__ = "audit"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -101,6 +144,46 @@ class Store:
                 os.fsync(f.fileno())
             tmp.replace(path)
         return path, digest
+
+    def add_user(self, name: str, role: str, password: str) -> str:
+        """Create a user; returns their API token (shown once, stored hashed)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        if len(password) < 8:
+            raise ValueError("password needs at least 8 characters")
+        token = secrets.token_urlsafe(32)
+        with self.session() as s:
+            if s.scalar(select(User).where(User.name == name)) is not None:
+                raise ValueError(f"user '{name}' exists")
+            s.add(User(name=name, role=role, password=hash_password(password), token=sha(token)))
+            self.audit(s, "admin", "add_user", user=name, role=role)
+            s.commit()
+        return token
+
+    def has_users(self) -> bool:
+        with self.session() as s:
+            return s.scalar(select(User.id).limit(1)) is not None
+
+    def user_by_token(self, token: str) -> User | None:
+        with self.session() as s:
+            return s.scalar(select(User).where(User.token == sha(token)))
+
+    def login(self, name: str, password: str) -> tuple[str, str] | None:
+        """(session secret, csrf token) for a right password, else None."""
+        with self.session() as s:
+            user = s.scalar(select(User).where(User.name == name))
+            if user is None or not check_password(password, user.password):
+                return None
+            secret, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(16)
+            s.add(Login(id=sha(secret), user_id=user.id, csrf=csrf))
+            self.audit(s, name, "login")
+            s.commit()
+            return secret, csrf
+
+    def session_user(self, secret: str) -> tuple[User, str] | None:
+        with self.session() as s:
+            row = s.get(Login, sha(secret))
+            return (s.get(User, row.user_id), row.csrf) if row else None
 
     def audit(self, s: Session, who: str, action: str, **detail) -> None:
         s.add(Audit(who=who, action=action, detail=json.loads(json.dumps(detail, default=str))))
