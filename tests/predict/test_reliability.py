@@ -130,3 +130,14 @@ def test_huge_or_non_finite_images_are_refused_or_cheap(tmp_path, monkeypatch):
     Image.new("RGB", (2000, 2000)).save(tmp_path / "big.png")  # 11.4 MB decoded
     with pytest.raises(BadImageError, match="too large to decode"):
         load_image(tmp_path / "big.png")
+
+
+def test_manifest_rows_pointing_at_a_fifo_or_nothing_are_reported_not_hung(tmp_path, capsys):
+    for i in range(6):
+        rgb(i, 40).save(tmp_path / f"{i}.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    rows = "".join(f"{i}.png,{'ab'[i % 2]}\n" for i in range(6)) + "pipe.png,a\nmissing.png,b\n"
+    (tmp_path / "m.csv").write_text("path,label\n" + rows)
+    assert main(["data", "audit", str(tmp_path / "m.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "pipe.png: not a regular file" in out and "missing.png: file not found" in out

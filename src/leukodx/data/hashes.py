@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,14 @@ def fingerprints(index: DatasetIndex, progress: bool = False) -> list[dict]:
         from tqdm import tqdm
         it = tqdm(it, desc="hashing", unit="img")
     for rec in it:
-        st = os.stat(rec.path)
+        try:
+            st = os.stat(rec.path)
+        except OSError:
+            out.append({"md5": f"unreadable:{rec.path}", "error": "file not found"})
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            out.append({"md5": f"unreadable:{rec.path}", "error": "not a regular file (FIFO, socket or device)"})
+            continue
         key = f"{rec.path}|{st.st_size}|{int(st.st_mtime)}|{rec.box}"
         if key not in cache:
             cache[key] = _fingerprint(rec)

@@ -99,6 +99,8 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 def image_info(path: str | Path) -> dict:
     """Size, mode and format read from the header only (cheap; used by the audit)."""
+    if not Path(path).is_file():  # a FIFO would block the read forever
+        return {"error": "file not found" if not Path(path).exists() else "not a regular file (FIFO, socket or device)"}
     try:
         with Image.open(path) as img:
             return {"width": img.size[0], "height": img.size[1], "mode": img.mode, "format": img.format}
