@@ -134,3 +134,23 @@ def test_adapt_writes_a_new_file_and_refuses_unknown_classes(fitted, tmp_path):
     preds, _ = Predictor(new).predict_paths([r.path for r in lab.records])
     assert np.mean([p.label == lab.classes[r.label] for p, r in zip(preds, lab.records)]) >= 0.8
     assert json.dumps(new.info["adapted"])  # plain data
+
+
+def test_conformal_sets_reach_their_coverage_and_travel_with_the_model(fitted, tmp_path):
+    from leukodx.heads.conformal import ConformalSets
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1, (4000, 5))
+    y = rng.integers(0, 5, 4000)
+    logits[np.arange(4000), y] += 1.5
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    c = ConformalSets(0.1).fit(p[:2000], y[:2000])
+    member = c.predict_set(p[2000:])
+    assert 0.88 <= member[np.arange(2000), y[2000:]].mean() <= 0.93 and member.any(1).all()
+    b, index, _ = fitted
+    assert b.conformal_qhat is not None
+    b.save(tmp_path / "m.pt")
+    onnx = export_onnx(ModelBundle.load(tmp_path / "m.pt"), tmp_path / "m.onnx")
+    files = [r.path for r in index.records[::7]]
+    t, _ = Predictor.load(tmp_path / "m.pt").predict_paths(files)
+    o, _ = OnnxPredictor(onnx).predict_paths(files)
+    assert all(a.prediction_set == z.prediction_set and a.label in a.prediction_set for a, z in zip(t, o))

@@ -86,7 +86,8 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
                         "ece_calibrated": expected_calibration_error(probs, y), "temperature": bundle.temperature,
                         "bins": 15}
     m["referral"] = {**bundle.referral.to_dict(), **selective_summary(
-        probs, y, bundle_distances(bundle, ds.images), bundle.referral, ds.images.permute(0, 2, 3, 1).numpy())}
+        probs, y, bundle_distances(bundle, ds.images), bundle.referral, ds.images.permute(0, 2, 3, 1).numpy(),
+        bundle.conformal())}
     m["inference_seconds"] = infer_s
     m["unreadable_files"] = ds.bad
     (out_dir / "metrics.json").write_text(json.dumps({**(extra or {}), **m}, indent=1))

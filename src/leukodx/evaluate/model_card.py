@@ -40,7 +40,9 @@ def referral_lines(ref: dict, cfg: dict) -> list[str]:
              "an image check (unreadable / not a cell)"),
             (f"- Test side: {ref['referred']:.1%} referred ({reasons}); accuracy on the {ref['n_kept']} kept "
              f"{ref['accuracy_on_kept']:.4f}; AURC {ref['aurc']:.4f}; AUROC of the referral score for errors "
-             f"{ref['auroc_errors']:.3f}")]
+             f"{ref['auroc_errors']:.3f}")] + ([
+            (f"- Conformal class sets (target coverage {ref['set_target']:.0%}, fitted on validation): test coverage "
+             f"{ref['set_coverage']:.3f}, mean set size {ref['mean_set_size']:.2f} classes")] if "set_coverage" in ref else [])
 
 
 def write_model_card(run_dir: str | Path, out: str | Path, title: str, influenced: str = "") -> Path:

@@ -54,7 +54,7 @@ def _row(bundle, pre, imgs, y, groups, shift, name, set_name, baseline, n_boot, 
     pred, conf = probs.argmax(1), probs.max(1)
     correct = pred == y
     sel = selective_summary(probs, y, bundle_distances(bundle, torch.from_numpy(x)), bundle.referral,
-                            x.transpose(0, 2, 3, 1))
+                            x.transpose(0, 2, 3, 1), bundle.conformal())
     row = {"set": set_name, "shift": name, "n": len(y), "accuracy": float(correct.mean()),
            "ci95": accuracy_ci(correct, groups, n_boot, seed), **sel,
            "median_probability": float(np.median(conf)),

@@ -30,9 +30,9 @@ def risk_coverage(score: np.ndarray, correct: np.ndarray) -> dict:
 
 
 def selective_summary(probs: np.ndarray, y: np.ndarray, distance: np.ndarray, referral: Referral,
-                      images: np.ndarray | None = None) -> dict:
+                      images: np.ndarray | None = None, conformal=None) -> dict:
     """Referral as the model applies it (reasons, with image checks when `images` (N, S, S, 3) are
-    given), plus the risk-coverage view of its score."""
+    given), the risk-coverage view of its score, and with `conformal` the sets' coverage and size."""
     probs, y = np.asarray(probs), np.asarray(y)
     problems = [image_problem(a) for a in images] if images is not None else None
     reasons = referral.reasons(probs, distance, problems)
@@ -41,7 +41,12 @@ def selective_summary(probs: np.ndarray, y: np.ndarray, distance: np.ndarray, re
     score = referral.score(probs, distance)
     if problems is not None:
         score = np.where([p is not None for p in problems], np.inf, score)
-    return {"referred": float(refer.mean()) if len(refer) else 0.0,
+    sets = {}
+    if conformal is not None and len(y):
+        member = conformal.predict_set(probs)
+        sets = {"set_coverage": float(member[np.arange(len(y)), y].mean()), "mean_set_size": float(member.sum(1).mean()),
+                "set_target": 1 - conformal.alpha}
+    return {**sets, "referred": float(refer.mean()) if len(refer) else 0.0,
             "accuracy_on_kept": float(correct[~refer].mean()) if (~refer).any() else float("nan"),
             "n_kept": int((~refer).sum()), "reasons": dict(Counter(r for r in reasons if r)),
             **risk_coverage(score, correct)}

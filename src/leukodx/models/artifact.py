@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.familiarity import FamiliarNet
 from leukodx.heads.referral import Referral
 from leukodx.models.registry import create_model
@@ -35,10 +36,19 @@ class ModelBundle:
     unfamiliar_threshold: float = math.inf  # refer when the k-NN feature distance is above this
     reference: torch.Tensor | None = None  # unit-norm training features for that distance (None: no check)
     knn_k: int = 5
+    conformal_qhat: float | None = None   # split-conformal threshold (heads.conformal), fitted on validation
+    conformal_alpha: float = 0.1
 
     @property
     def referral(self) -> Referral:
         return Referral(self.refer_threshold, self.unfamiliar_threshold)
+
+    def conformal(self) -> ConformalSets | None:
+        if self.conformal_qhat is None:
+            return None
+        c = ConformalSets(self.conformal_alpha)
+        c.qhat_ = self.conformal_qhat
+        return c
 
     def net(self) -> FamiliarNet:
         """The network as one module answering (logits, unfamiliar-image distance)."""
@@ -79,7 +89,8 @@ class ModelBundle:
                    "model_kwargs": self.model_kwargs, "temperature": float(self.temperature),
                    "refer_threshold": float(self.refer_threshold), "info": self.info, "state_dict": state,
                    "tree_head": self.tree_head, "unfamiliar_threshold": float(self.unfamiliar_threshold),
-                   "knn_k": int(self.knn_k),
+                   "knn_k": int(self.knn_k), "conformal_qhat": self.conformal_qhat,
+                   "conformal_alpha": float(self.conformal_alpha),
                    "reference": None if self.reference is None else self.reference.detach().cpu().half().contiguous()}
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
@@ -113,6 +124,6 @@ class ModelBundle:
         bundle = cls(model, d["arch"], d["classes"], d["preprocess"], d["model_kwargs"], float(d["temperature"]),
                      float(d["refer_threshold"]), d.get("info", {}), d.get("tree_head"),
                      float(d.get("unfamiliar_threshold", math.inf)), None if ref is None else ref.float(),
-                     int(d.get("knn_k", 5)))
+                     int(d.get("knn_k", 5)), d.get("conformal_qhat"), float(d.get("conformal_alpha", 0.1)))
         probe(bundle, path)
         return bundle

@@ -42,6 +42,9 @@ def check_payload(d: dict, path) -> None:
     u = d.get("unfamiliar_threshold", math.inf)
     if not (isinstance(u, (int, float)) and not math.isnan(u) and u > 0):
         _fail(path, f"unfamiliar-image threshold must be positive, got {u!r}")
+    q = d.get("conformal_qhat")
+    if q is not None and not (isinstance(q, (int, float)) and 0 <= q <= 1):
+        _fail(path, f"conformal threshold must be in [0, 1], got {q!r}")
     ref = d.get("reference")
     if ref is not None and not (isinstance(ref, torch.Tensor) and ref.ndim == 2 and torch.isfinite(ref).all()):
         _fail(path, "reference features must be a finite 2-D tensor")

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.referral import Referral
 from leukodx.predict.results import Prediction, predict_batches, to_prediction
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
@@ -38,6 +39,10 @@ class OnnxPredictor:
         self.referral = Referral(self.meta["refer_threshold"], self.meta.get("unfamiliar_threshold", float("inf")))
         self.pre = Preprocess(PreprocessConfig(**self.meta["preprocess"]))
         self.batch_size = batch_size
+        self.conformal = None
+        if self.meta.get("conformal_qhat") is not None:
+            self.conformal = ConformalSets(self.meta.get("conformal_alpha", 0.1))
+            self.conformal.qhat_ = float(self.meta["conformal_qhat"])
 
     def scores(self, batch_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """uint8 (N, S, S, 3) -> (calibrated probabilities (softmax of logits / T), distances)."""
@@ -55,7 +60,7 @@ class OnnxPredictor:
         return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress, on_row)
 
     def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
-        return to_prediction(path, p, d, arr, self.classes, self.referral)
+        return to_prediction(path, p, d, arr, self.classes, self.referral, self.conformal)
 
 
 def check_meta(meta: dict, path, session) -> dict:

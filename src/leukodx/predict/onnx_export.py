@@ -31,7 +31,8 @@ def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
     meta = {"format": "leukodx-onnx/1", "arch": bundle.arch, "classes": list(bundle.classes),
             "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in bundle.preprocess.items()},
             "temperature": float(bundle.temperature), "refer_threshold": float(bundle.refer_threshold),
-            "unfamiliar_threshold": float(bundle.unfamiliar_threshold)}
+            "unfamiliar_threshold": float(bundle.unfamiliar_threshold),
+            "conformal_qhat": bundle.conformal_qhat, "conformal_alpha": float(bundle.conformal_alpha)}
     onnx.helper.set_model_props(m, {"leukodx": json.dumps(meta)})
     onnx.save(m, str(tmp))
     tmp.replace(out)

@@ -68,4 +68,4 @@ class Predictor:
         return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress, on_row)
 
     def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
-        return to_prediction(path, p, d, arr, self.bundle.classes, self.bundle.referral)
+        return to_prediction(path, p, d, arr, self.bundle.classes, self.bundle.referral, self.bundle.conformal())

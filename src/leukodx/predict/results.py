@@ -24,11 +24,13 @@ class Prediction:
     refer: bool
     refer_reason: str | None = None   # one of leukodx.heads.referral.REASONS when refer is true
     unfamiliarity: float = 0.0        # k-NN feature distance to the training images
+    prediction_set: list[str] | None = None  # conformal set of classes (None: the model has no conformal fit)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "probability": _num(self.probability),
                 "probabilities": {k: _num(v) for k, v in self.probabilities.items()}, "refer": self.refer,
-                "refer_reason": self.refer_reason, "unfamiliarity": _num(self.unfamiliarity)}
+                "refer_reason": self.refer_reason, "unfamiliarity": _num(self.unfamiliarity),
+                "prediction_set": self.prediction_set}
 
 
     @classmethod
@@ -36,7 +38,8 @@ class Prediction:
         nan = float("nan")
         return cls(d["path"], d["label"], nan if d["probability"] is None else d["probability"],
                    {k: nan if v is None else v for k, v in d["probabilities"].items()}, d["refer"],
-                   d.get("refer_reason"), nan if d.get("unfamiliarity") is None else d["unfamiliarity"])
+                   d.get("refer_reason"), nan if d.get("unfamiliarity") is None else d["unfamiliarity"],
+                   d.get("prediction_set"))
 
 
 class Journal:
@@ -132,13 +135,15 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
 
 
 def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray | None, classes: list[str],
-                  referral: Referral) -> Prediction:
-    """Label, probability and the referral decision with its reason (image checks need `image`)."""
+                  referral: Referral, conformal=None) -> Prediction:
+    """Label, probability, the referral decision with its reason (image checks need `image`) and,
+    with a conformal fit, the set of classes that holds the true one at the fitted coverage."""
     k = int(np.nan_to_num(p, nan=-1.0).argmax())
     problem = image_problem(image) if image is not None else None
     reason = referral.reasons(p[None], np.array([distance]), [problem])[0]
+    pset = None if conformal is None else [c for c, m in zip(classes, conformal.predict_set(p[None])[0]) if m]
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
-                      reason is not None, reason, float(distance))
+                      reason is not None, reason, float(distance), pset)
 
 
 def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None) -> Path:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from leukodx.evaluate.evaluate_run import bundle_distances, bundle_probabilities
+from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.familiarity import KNNDistance
 from leukodx.heads.referral import fit_referral
 from leukodx.models.artifact import ModelBundle
@@ -26,5 +27,7 @@ def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_l
     dist = bundle_distances(bundle, val_images)
     rule = fit_referral(probs, np.asarray(val_labels), dist, target_accuracy, unfamiliar_rate)
     bundle.refer_threshold, bundle.unfamiliar_threshold = rule.confidence, rule.unfamiliar
+    bundle.conformal_qhat = ConformalSets(bundle.conformal_alpha).fit(probs, np.asarray(val_labels)).qhat_
     return {**rule.to_dict(), "n_reference": len(knn.reference_), "k": bundle.knn_k,
-            "unfamiliar_rate": unfamiliar_rate, "target_accuracy": target_accuracy}
+            "unfamiliar_rate": unfamiliar_rate, "target_accuracy": target_accuracy,
+            "conformal_alpha": bundle.conformal_alpha, "conformal_qhat": bundle.conformal_qhat}
