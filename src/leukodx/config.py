@@ -13,6 +13,17 @@ from leukodx.errors import ConfigError
 from leukodx.transforms.augment import PRESETS, build_augment
 
 
+def model_kwargs_problem(kw) -> str | None:
+    """model_kwargs must map names to plain values (numbers, text, true/false, or lists of them)."""
+    scalars = (bool, int, float, str, type(None))
+    if not isinstance(kw, dict) or not all(isinstance(k, str) and k.isidentifier() for k in kw):
+        return "must be a mapping of names to values"
+    for k, v in kw.items():
+        if not (isinstance(v, scalars) or (isinstance(v, (list, tuple)) and all(isinstance(x, scalars) for x in v))):
+            return f"'{k}' has a value of type {type(v).__name__}"
+    return None
+
+
 @dataclass
 class TrainConfig:
     data: str = "demo"                   # recipe name, recipe:PATH, folder tree or CSV manifest
@@ -89,6 +100,9 @@ class TrainConfig:
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0)]
+        problem = model_kwargs_problem(self.model_kwargs)
+        if problem:
+            raise ConfigError(f"config 'model_kwargs': {problem}")
         if not isinstance(self.augment_drop, list):
             raise ConfigError(f"config 'augment_drop' must be a list of names, got {self.augment_drop!r}")
         build_augment(self.augment, self.augment_drop)  # unknown ingredient names fail here, before training

@@ -141,3 +141,13 @@ def test_manifest_rows_pointing_at_a_fifo_or_nothing_are_reported_not_hung(tmp_p
     assert main(["data", "audit", str(tmp_path / "m.csv")]) == 0
     out = capsys.readouterr().out
     assert "pipe.png: not a regular file" in out and "missing.png: file not found" in out
+
+
+def test_model_kwargs_are_checked():
+    from leukodx.errors import LeukodxError
+    from leukodx.models import create_model
+    with pytest.raises(ConfigError, match="model_kwargs"):
+        TrainConfig(data="x", model_kwargs={"drop_rate": {"nested": 1}})
+    for name in ("efficientnet_lite0", "ddrnet"):
+        with pytest.raises(LeukodxError, match="does not take"):
+            create_model(name, 3, bogus_argument=1)

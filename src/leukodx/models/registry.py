@@ -56,7 +56,10 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
     if not isinstance(num_classes, int) or num_classes < 2:
         raise LeukodxError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if name in _REGISTRY:
-        return _init_head(_REGISTRY[name](num_classes=num_classes, pretrained=pretrained, **kwargs))
+        try:
+            return _init_head(_REGISTRY[name](num_classes=num_classes, pretrained=pretrained, **kwargs))
+        except TypeError as e:
+            raise LeukodxError(f"model '{name}' does not take these model_kwargs ({e})") from None
     import timm
 
     timm_name = ALIASES.get(name, name)
@@ -65,6 +68,8 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
                            "or any timm model name (timm.list_models())")
     try:
         return _init_head(timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs))
+    except TypeError as e:
+        raise LeukodxError(f"model '{name}' does not take these model_kwargs ({e})") from None
     except (OSError, RuntimeError) as e:
         if pretrained:
             raise LeukodxError(f"could not fetch ImageNet weights for '{name}' ({type(e).__name__}); this needs "

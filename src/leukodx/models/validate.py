@@ -7,9 +7,8 @@ import math
 
 import torch
 
+from leukodx.config import model_kwargs_problem
 from leukodx.errors import LeukodxError
-
-_SCALARS = (bool, int, float, str, type(None))
 
 
 def _fail(path, what: str):
@@ -25,12 +24,9 @@ def check_payload(d: dict, path) -> None:
         _fail(path, "class names repeat")
     if not isinstance(d.get("arch"), str):
         _fail(path, "no architecture name")
-    kw = d.get("model_kwargs")
-    if not isinstance(kw, dict) or not all(isinstance(k, str) and k.isidentifier() for k in kw):
-        _fail(path, "model_kwargs must be a mapping of names to values")
-    for k, v in kw.items():
-        if not (isinstance(v, _SCALARS) or (isinstance(v, (list, tuple)) and all(isinstance(x, _SCALARS) for x in v))):
-            _fail(path, f"model_kwargs '{k}' has a value of type {type(v).__name__}")
+    problem = model_kwargs_problem(d.get("model_kwargs"))
+    if problem:
+        _fail(path, f"model_kwargs {problem}")
     if not isinstance(d.get("preprocess"), dict):
         _fail(path, "no preprocessing settings")
     t = d.get("temperature")
