@@ -23,11 +23,13 @@ KEEP = ("model", "pretrained", "data", "split", "image_size", "epochs_run", "tra
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run")
+ap.add_argument("--conformal-alpha", type=float, default=0.01, help="conformal sets miss the true class this often")
 a = ap.parse_args()
 run = Path(a.run)
 torch.set_num_threads(2)
 cfg = TrainConfig.load(run / "config.yaml")
 bundle = ModelBundle.load(run / "model.pt")
+bundle.conformal_alpha = a.conformal_alpha
 index = load_dataset(cfg.data)
 split = Split.load(run / "split.json")
 pre = Preprocess(PreprocessConfig(**bundle.preprocess))

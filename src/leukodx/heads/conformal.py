@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator
 
 
 class ConformalSets(BaseEstimator):
-    def __init__(self, alpha: float = 0.1):
+    def __init__(self, alpha: float = 0.01):
         self.alpha = alpha
 
     def fit(self, probs: np.ndarray, y: np.ndarray) -> ConformalSets:

@@ -37,7 +37,7 @@ class ModelBundle:
     reference: torch.Tensor | None = None  # unit-norm training features for that distance (None: no check)
     knn_k: int = 5
     conformal_qhat: float | None = None   # split-conformal threshold (heads.conformal), fitted on validation
-    conformal_alpha: float = 0.1
+    conformal_alpha: float = 0.01  # sets hold the true class for 99% of cells like the training lab's
 
     @property
     def referral(self) -> Referral:
@@ -124,6 +124,6 @@ class ModelBundle:
         bundle = cls(model, d["arch"], d["classes"], d["preprocess"], d["model_kwargs"], float(d["temperature"]),
                      float(d["refer_threshold"]), d.get("info", {}), d.get("tree_head"),
                      float(d.get("unfamiliar_threshold", math.inf)), None if ref is None else ref.float(),
-                     int(d.get("knn_k", 5)), d.get("conformal_qhat"), float(d.get("conformal_alpha", 0.1)))
+                     int(d.get("knn_k", 5)), d.get("conformal_qhat"), float(d.get("conformal_alpha", 0.01)))
         probe(bundle, path)
         return bundle

@@ -41,7 +41,7 @@ class OnnxPredictor:
         self.batch_size = batch_size
         self.conformal = None
         if self.meta.get("conformal_qhat") is not None:
-            self.conformal = ConformalSets(self.meta.get("conformal_alpha", 0.1))
+            self.conformal = ConformalSets(self.meta.get("conformal_alpha", 0.01))
             self.conformal.qhat_ = float(self.meta["conformal_qhat"])
 
     def scores(self, batch_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
