@@ -14,6 +14,14 @@ from leukodx.serve.app import create_app
 from tests.conftest import rgb, shared
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+AXE = Path(__file__).parent / "assets" / "axe-4.14.1.min.js"  # axe-core (MPL-2.0), vendored: no download
+
+
+def accessibility_problems(page) -> list[str]:
+    """axe-core's WCAG 2 A / AA rules on the page as it is now; one line per violation."""
+    page.add_script_tag(path=str(AXE))
+    res = page.evaluate("axe.run(document, {runOnly: ['wcag2a', 'wcag2aa', 'best-practice']})")
+    return [f"{v['id']} ({v['impact']}): {v['help']} x{len(v['nodes'])}" for v in res["violations"]]
 
 
 def browser_or_skip():
@@ -54,6 +62,7 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         page.goto(server + "/")
         page.screenshot(path=str(shots / "1_home.png"), full_page=True)
+        assert accessibility_problems(page) == []
         page.fill("#name", "case A")
         page.select_option("#model", "wbc")
         page.set_input_files("#files", [str(f) for f in files])
@@ -76,9 +85,13 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         page.wait_for_function("document.querySelectorAll('td.rev').length == 3 && "
                                "document.querySelectorAll('td.rev')[1].textContent.includes('(reviewer)')")
         page.screenshot(path=str(shots / "2_case.png"), full_page=True)
+        assert accessibility_problems(page) == []
         page.click("text=Case report")
         page.wait_for_selector("h1")
         text = page.inner_text("main")
         assert "Case report: case A" in text and "3 images, 2 reviewed" in text
         page.screenshot(path=str(shots / "3_report.png"), full_page=True)
+        assert accessibility_problems(page) == []
+        page.goto(server + "/login")
+        assert accessibility_problems(page) == []
         browser.close()
