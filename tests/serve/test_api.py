@@ -143,6 +143,8 @@ def test_zip_upload_and_fhir_export(client):
     with zipfile.ZipFile(evil, "w") as z:
         z.writestr("../../x.png", png(3))
     assert client.post(f"/api/v1/cases/{case['id']}/archive", files={"file": ("e.zip", evil.getvalue())}).status_code == 422
+    pdf = client.get(f"/api/v1/cases/{case['id']}/report.pdf")
+    assert pdf.status_code == 200 and pdf.content[:5] == b"%PDF-" and pdf.headers["content-type"] == "application/pdf"
     fhir = client.get(f"/api/v1/cases/{case['id']}/fhir").json()
     assert fhir["resourceType"] == "DiagnosticReport" and len(fhir["contained"]) == 2
     assert fhir["status"] in ("preliminary", "final") and all(o["resourceType"] == "Observation" for o in fhir["contained"])

@@ -247,6 +247,13 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                                 img.prediction["label"], r.reviewer])
         return PlainTextResponse(buf.getvalue(), media_type="text/csv")
 
+    @app.get("/api/v1/cases/{case_id}/report.pdf")
+    def report_pdf(case_id: int, who: str = Depends(user)):
+        """The case report as a PDF to file."""
+        from leukodx.serve.pdf import case_pdf
+        return Response(case_pdf(case_detail(case_id, who)), media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="case-{case_id}.pdf"'})
+
     @app.get("/api/v1/cases/{case_id}/fhir")
     def fhir(case_id: int, who: str = Depends(user)):
         """The case as a FHIR R4 DiagnosticReport with one Observation per image."""
