@@ -14,7 +14,7 @@ import torch
 from leukodx.data.class_map import map_classes
 from leukodx.data.recipes import lab_of, load_dataset
 from leukodx.data.torch_dataset import ImageDataset
-from leukodx.evaluate.evaluate_run import bundle_distances, bundle_probabilities
+from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.selective import selective_summary
 from leukodx.models.artifact import ModelBundle
 from leukodx.train.adapt import adapt_bundle
@@ -67,8 +67,8 @@ pre = Preprocess(PreprocessConfig(**bundle.preprocess))
 
 
 def score(b, images, y):
-    _, probs = bundle_probabilities(b, images)
-    sel = selective_summary(probs, y, bundle_distances(b, images), b.referral, images.permute(0, 2, 3, 1).numpy())
+    _, probs, dist = bundle_outputs(b, images)
+    sel = selective_summary(probs, y, dist, b.referral, images.permute(0, 2, 3, 1).numpy())
     return {"accuracy": float((probs.argmax(1) == y).mean()), "referred": sel["referred"],
             "accuracy_on_kept": sel["accuracy_on_kept"], "auroc_errors": sel["auroc_errors"]}
 

@@ -40,29 +40,29 @@ def _explanation_images(bundle: ModelBundle, records, y, probs, n: int = 8) -> d
     return {"Grad-CAM (test mistakes first; caption: true -> predicted)": base64.b64encode(buf.getvalue()).decode()}
 
 
-def bundle_probabilities(bundle: ModelBundle, images) -> tuple:
-    """uint8 images (N, 3, S, S) -> (uncalibrated, calibrated) probabilities. A tree head gives
-    probabilities directly (not temperature scaled); a softmax head is divided by the temperature."""
-    pre = PreprocessConfig(**bundle.preprocess)
-    if bundle.tree_head is not None:
-        probs = bundle.head().predict_proba(logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True))
-        return probs, probs
-    logits = logits_for(bundle.model, images, pre.mean, pre.std)
-    scaler = TemperatureScaler()
-    scaler.temperature_ = bundle.temperature
-    return TemperatureScaler().predict_proba(logits), scaler.predict_proba(logits)
-
-
-def bundle_distances(bundle: ModelBundle, images, batch_size: int = 64) -> np.ndarray:
-    """uint8 images (N, 3, S, S) -> unfamiliar-image distances (0 for a model without reference)."""
+def bundle_outputs(bundle: ModelBundle, images, batch_size: int = 64) -> tuple:
+    """uint8 images (N, 3, S, S) -> (uncalibrated probabilities, calibrated probabilities, unfamiliar-image
+    distances), one forward pass per batch. A tree head gives probabilities directly (not temperature
+    scaled; its features take one more pass); a softmax head is divided by the temperature."""
     pre = PreprocessConfig(**bundle.preprocess)
     m = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
     s = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
-    out = []
+    bundle.model.eval()
+    logits, dists = [], []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            out.append(bundle.net()((images[i:i + batch_size].float() - m) / s)[1].float())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+            x = ((images[i:i + batch_size].float() - m) / s).contiguous(memory_format=torch.channels_last)
+            z, d = bundle.net()(x)
+            logits.append(z.float())
+            dists.append(d.float())
+    z = torch.cat(logits).numpy() if logits else np.zeros((0, len(bundle.classes)), np.float32)
+    dist = torch.cat(dists).numpy() if dists else np.zeros(0, np.float32)
+    if bundle.tree_head is not None:
+        probs = bundle.head().predict_proba(logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True))
+        return probs, probs, dist
+    scaler = TemperatureScaler()
+    scaler.temperature_ = bundle.temperature
+    return TemperatureScaler().predict_proba(z), scaler.predict_proba(z), dist
 
 
 def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int], groups: list[str] | None,
@@ -74,7 +74,7 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
     sub = index.subset(indices)
     ds = ImageDataset(sub, pre, progress=progress)
     t0 = time.perf_counter()
-    raw, probs = bundle_probabilities(bundle, ds.images)
+    raw, probs, dist = bundle_outputs(bundle, ds.images)
     infer_s = time.perf_counter() - t0
     y = ds.labels.numpy()
     kept_groups = None
@@ -86,7 +86,7 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
                         "ece_calibrated": expected_calibration_error(probs, y), "temperature": bundle.temperature,
                         "bins": 15}
     m["referral"] = {**bundle.referral.to_dict(), **selective_summary(
-        probs, y, bundle_distances(bundle, ds.images), bundle.referral, ds.images.permute(0, 2, 3, 1).numpy(),
+        probs, y, dist, bundle.referral, ds.images.permute(0, 2, 3, 1).numpy(),
         bundle.conformal())}
     m["inference_seconds"] = infer_s
     m["unreadable_files"] = ds.bad

@@ -18,7 +18,7 @@ from leukodx.data.dataset import DatasetIndex
 from leukodx.data.recipes import lab_of
 from leukodx.data.torch_dataset import read_record
 from leukodx.errors import BadImageError
-from leukodx.evaluate.evaluate_run import bundle_distances, bundle_probabilities
+from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.selective import selective_summary
 from leukodx.models.artifact import ModelBundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
@@ -50,10 +50,10 @@ def _load(records) -> tuple[list[Image.Image], list[int], list[str]]:
 
 def _row(bundle, pre, imgs, y, groups, shift, name, set_name, baseline, n_boot, seed) -> dict:
     x = np.stack([pre.array(shift(im)) for im in imgs]).transpose(0, 3, 1, 2)
-    _, probs = bundle_probabilities(bundle, torch.from_numpy(x))
+    _, probs, dist = bundle_outputs(bundle, torch.from_numpy(x))
     pred, conf = probs.argmax(1), probs.max(1)
     correct = pred == y
-    sel = selective_summary(probs, y, bundle_distances(bundle, torch.from_numpy(x)), bundle.referral,
+    sel = selective_summary(probs, y, dist, bundle.referral,
                             x.transpose(0, 2, 3, 1), bundle.conformal())
     row = {"set": set_name, "shift": name, "n": len(y), "accuracy": float(correct.mean()),
            "ci95": accuracy_ci(correct, groups, n_boot, seed), **sel,

@@ -17,8 +17,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from leukodx.data.images import load_image
-from leukodx.errors import BadImageError, LeukodxError
+from leukodx.errors import LeukodxError
 from leukodx.serve.storage import Case, Image, Review, Store
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -111,10 +110,6 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
             raise HTTPException(422, "empty upload")
         name = Path(upload.filename or "upload").name[:300]  # display only: never used as a path
         path, digest = store.save_upload(data, Path(name).suffix)
-        try:
-            load_image(path)
-        except BadImageError as e:
-            raise HTTPException(422, f"{name}: {e.problem}") from None
         predictor, model_sha = registry.get(model)
         with registry.lock:
             preds, errors = predictor.predict_paths([path])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from leukodx.evaluate.evaluate_run import bundle_distances, bundle_probabilities
+from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.familiarity import KNNDistance
 from leukodx.heads.referral import fit_referral
@@ -23,8 +23,7 @@ def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_l
     knn = KNNDistance(n_reference, bundle.knn_k, seed).fit(feats, np.asarray(train_labels))
     bundle.reference = torch.from_numpy(knn.reference_)
     bundle._net = None
-    _, probs = bundle_probabilities(bundle, val_images)
-    dist = bundle_distances(bundle, val_images)
+    _, probs, dist = bundle_outputs(bundle, val_images)
     rule = fit_referral(probs, np.asarray(val_labels), dist, target_accuracy, unfamiliar_rate)
     bundle.refer_threshold, bundle.unfamiliar_threshold = rule.confidence, rule.unfamiliar
     bundle.conformal_qhat = ConformalSets(bundle.conformal_alpha).fit(probs, np.asarray(val_labels)).qhat_
