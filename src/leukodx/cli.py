@@ -71,13 +71,60 @@ def cmd_train(a) -> int:
     return 0
 
 
+def cmd_train_detector(a) -> int:
+    from leukodx.config import DetectorConfig
+    from leukodx.train.detector import train_detector
+
+    run_dir = Path(a.resume or a.out)
+    cfg = DetectorConfig.load(run_dir / "config.yaml" if a.resume else a.config,
+                              **({} if a.resume else {"data": a.data, "max_steps": a.max_steps, "seed": a.seed}))
+    m = train_detector(cfg, run_dir, resume=bool(a.resume))
+    for kind, r in m["per_kind"].items():
+        print(f"{kind:9s} AP@0.5 {r['ap50']:.3f}  AP@[.5:.95] {r['ap']:.3f}  recall {r['recall']:.3f}  "
+              f"precision {r['precision']:.3f} at score {m['score_threshold']}")
+    print(f"on {m['fields']} test fields (grouped split); detector: {run_dir / 'detector.pt'}")
+    return 0
+
+
+def cmd_smear(a) -> int:
+    from leukodx.detect.detector import Detector
+    from leukodx.detect.outputs import write_case
+    from leukodx.detect.smear import SmearAnalyzer
+    from leukodx.predict.predictor import Predictor, collect_images
+
+    files, skipped = collect_images(a.target)
+    det_path, model_path = resolve_model(a.detector), resolve_model(a.model)
+    analyzer = SmearAnalyzer(Detector.load(det_path), Predictor.load(model_path, backend=a.backend), a.pixels_per_um)
+    root = Path(a.target) if Path(a.target).is_dir() else Path(a.target).parent
+    names = [str(f.relative_to(root)) for f in files]
+    case = analyzer.analyse(files, names)
+    case.errors += skipped
+    d = write_case(case, a.out, analyzer.predictor.bundle.classes, dict(zip(names, files)),
+                   {"wbc_model": str(model_path), "detector": str(det_path)})
+    print(f"{d['fields']} field(s): {d['white_cells_detected']} white cells ({d['white_cells_referred']} referred), "
+          f"{sum(f['rbc'] for f in d['per_field'].values())} red cells, "
+          f"{sum(f['platelet'] for f in d['per_field'].values())} platelets; scale: {d['scale_note']}")
+    for c, t in d["per_type"].items():
+        if t["count"]:
+            print(f"  {c:13s} {t['count']:4d}  {t['percent']:5.1f}%  (95% CI {t['percent_ci95'][0]:.1f}-{t['percent_ci95'][1]:.1f})")
+    if d["low_count_flag"]:
+        print("warning: " + d["low_count_flag"])
+    for e in case.errors:
+        print(f"skipped: {e['path']}: {e['error']}")
+    print(f"wrote {Path(a.out) / 'report.html'}, differential.json, detections.csv, detections_coco.json, fields/")
+    return 0
+
+
 def cmd_evaluate(a) -> int:
     from leukodx.data.recipes import load_dataset
     from leukodx.data.splits import Split
+    from leukodx.detect.detector import is_detector_file
     from leukodx.evaluate.evaluate_run import evaluate_bundle
     from leukodx.models.artifact import ModelBundle
 
     src = resolve_model(a.model)
+    if is_detector_file(src):
+        return _evaluate_detector(a, src)
     bundle = ModelBundle.load(src)
     run_dir = src if src.is_dir() else src.parent
     data = a.data or bundle.info.get("data_spec") or _run_data(run_dir)
@@ -116,6 +163,22 @@ def cmd_evaluate(a) -> int:
     print(f"accuracy {m['accuracy']:.4f}" + (f" (95% CI {ci[0]:.4f}-{ci[1]:.4f})" if ci else "") +
           f", macro-F1 {m['macro_f1']:.4f}, MCC {m['mcc']:.4f} on {m['n']} images")
     print(f"report: {out / 'report.html'}")
+    return 0
+
+
+def _evaluate_detector(a, src: Path) -> int:
+    from leukodx.detect.detector import Detector
+    from leukodx.evaluate.detection import evaluate_detector_on
+
+    m = evaluate_detector_on(Detector.load(src), a.data, a.side, a.all_images, min(a.bootstrap, 200))
+    out = Path(a.out or src.parent / f"eval_{a.side}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(m, indent=1))
+    for kind, r in m["per_kind"].items():
+        ap50 = "-" if r["ap50"] is None else f"{r['ap50']:.3f}"
+        print(f"{kind:9s} AP@0.5 {ap50}  recall {r['recall']:.3f}  precision {r['precision']:.3f}  "
+              f"count error/field {r['count_abs_error_per_field']:.2f}")
+    print(f"{m['fields']} fields, {m['split']}, score threshold {m['score_threshold']}; written: {out / 'metrics.json'}")
     return 0
 
 
@@ -360,8 +423,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-pretrained", action="store_true", help="train from scratch (no ImageNet weights)")
     t.set_defaults(func=cmd_train)
 
+    td = sub.add_parser("train-detector", help="train the smear-field detector (WBC / RBC / platelet boxes)")
+    td.add_argument("--config", default="configs/bccd_detector.yaml", help="YAML with DetectorConfig keys")
+    td.add_argument("--data", help="VOC folder (Annotations/ + JPEGImages/), default from the config")
+    td.add_argument("--out", default="runs/detector", help="run folder")
+    td.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
+    td.add_argument("--max-steps", type=int, help="optimiser steps")
+    td.add_argument("--seed", type=int, help="random seed for split and training")
+    td.set_defaults(func=cmd_train_detector)
+
+    sm = sub.add_parser("smear", help="whole smear fields: find every white cell, type it, differential count")
+    sm.add_argument("target", help="a field image or a folder of fields (one case)")
+    sm.add_argument("--out", required=True, help="folder for report.html, differential.json, detections.csv/COCO, fields/")
+    sm.add_argument("--detector", default="smear", help="detector file ('smear' = shipped)")
+    sm.add_argument("--model", default="wbc", help="WBC-type model file or run folder ('wbc' = shipped)")
+    sm.add_argument("--pixels-per-um", type=float, help="the camera's scale, if known (else measured from red cells)")
+    sm.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="WBC model runtime")
+    sm.set_defaults(func=cmd_smear)
+
     e = sub.add_parser("evaluate", help="metrics with 95%% CIs, calibration and an HTML report for a model")
-    e.add_argument("model", help="run folder or model file ('all' / 'wbc' = shipped models)")
+    e.add_argument("model", help="run folder, model or detector file ('all' / 'wbc' / 'smear' = shipped)")
     e.add_argument("--data", help="data set to evaluate on (default: the run's own)")
     e.add_argument("--split", help="split file (default: the run's split.json)")
     e.add_argument("--side", default="test", choices=["train", "val", "test"], help="which side of the split")

@@ -24,8 +24,43 @@ def model_kwargs_problem(kw) -> str | None:
     return None
 
 
+class YamlConfig:
+    """Dataclass configs that save to / load from YAML and refuse unknown keys."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def load(cls, path: str | Path, **overrides):
+        try:
+            d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: config is not UTF-8 text") from None
+        except OSError as e:
+            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: config must be a mapping of key: value")
+        d.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(d)
+
+
 @dataclass
-class TrainConfig:
+class TrainConfig(YamlConfig):
     data: str = "demo"                   # recipe name, recipe:PATH, folder tree or CSV manifest
     model: str = "efficientnet_lite0"    # any name create_model knows
     pretrained: bool = True
@@ -133,33 +168,38 @@ class TrainConfig:
             raise ConfigError(f"config 'devices: {d}' but this machine has {have} "
                               f"{'GPUs' if have == gpus and gpus else 'CPU cores'}")
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        return path
+@dataclass
+class DetectorConfig(YamlConfig):
+    """`leukodx train-detector`: a smear-field detector on Pascal VOC fields (leukodx.train.detector)."""
+    data: str = "bccd_smears"     # VOC folder (Annotations/ + JPEGImages/), or its name under the shared data
+    pretrained: bool = True       # offline ImageNet EfficientNet-Lite0 backbone
+    max_steps: int = 700          # optimiser steps
+    warmup_steps: int = 50
+    batch_size: int = 4
+    lr: float = 0.01              # SGD, momentum 0.9, cosine after warm-up
+    weight_decay: float = 0.0001
+    scale_jitter: float = 0.2     # training fields resized by a random factor in [1 - s, 1 + s]
+    colour_jitter: bool = True    # brightness / contrast / saturation / hue + 10% grayscale
+    seed: int = 0
+    val_frac: float = 0.15
+    test_frac: float = 0.2
+    threads: int = 2
+    accelerator: str = "auto"
+    precision: str = "auto"       # auto: 16-mixed on a GPU, 32 on CPU
 
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s): {', '.join(unknown)}")
-        return cls(**d)
-
-    @classmethod
-    def load(cls, path: str | Path, **overrides) -> TrainConfig:
-        try:
-            d = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError:
-            raise ConfigError(f"{path}: config is not UTF-8 text") from None
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read config ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: config must be a mapping of key: value")
-        d.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(d)
+    def __post_init__(self):
+        checks = [("max_steps", isinstance(self.max_steps, int) and self.max_steps >= 1),
+                  ("warmup_steps", isinstance(self.warmup_steps, int) and 0 <= self.warmup_steps < self.max_steps),
+                  ("batch_size", isinstance(self.batch_size, int) and 1 <= self.batch_size <= 64),
+                  ("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 1),
+                  ("weight_decay", isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < 1),
+                  ("scale_jitter", isinstance(self.scale_jitter, (int, float)) and 0 <= self.scale_jitter < 0.9),
+                  ("val_frac", isinstance(self.val_frac, float) and 0 < self.val_frac < 0.5),
+                  ("test_frac", isinstance(self.test_frac, float) and 0 < self.test_frac < 0.5),
+                  ("threads", isinstance(self.threads, int) and self.threads >= 1),
+                  ("accelerator", self.accelerator in ("auto", "cpu", "gpu", "cuda")),
+                  ("precision", self.precision in ("auto", "32", "16-mixed", "bf16-mixed"))]
+        for name, ok in checks:
+            if not ok:
+                raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")

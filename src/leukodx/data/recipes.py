@@ -6,7 +6,6 @@ data set needs (patient ids where they exist; otherwise duplicate lists and numb
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,29 +43,12 @@ def _pbc4(root: Path) -> DatasetIndex:
 
 def _bccd(root: Path) -> DatasetIndex:
     """Crops cut from the VOC boxes of BCCD fields; every crop is grouped with its field."""
-    ann, imgs = root / "Annotations", root / "JPEGImages"
-    if not ann.is_dir() or not imgs.is_dir():
-        raise LeukodxError(f"{root}: BCCD layout needs Annotations/ and JPEGImages/")
-    recs = []
-    for xml in sorted(ann.glob("*.xml")):
-        try:
-            tree = ET.parse(xml).getroot()
-        except ET.ParseError as e:
-            raise LeukodxError(f"{xml}: unreadable VOC annotation ({e})") from None
-        img = imgs / (tree.findtext("filename") or xml.with_suffix(".jpg").name)
-        if not img.exists():
-            img = imgs / xml.with_suffix(".jpg").name
-        w = int(tree.findtext("size/width") or 640)
-        h = int(tree.findtext("size/height") or 480)
-        for obj in tree.iter("object"):
-            name = (obj.findtext("name") or "").strip()
-            if name not in BCCD_CLASSES:
-                continue
-            b = [int(float(obj.findtext(f"bndbox/{k}") or 0)) for k in ("xmin", "ymin", "xmax", "ymax")]
-            box = (max(0, b[0]), max(0, b[1]), min(w, b[2]), min(h, b[3]))  # clip boxes past the edge
-            if box[2] - box[0] < 8 or box[3] - box[1] < 8:
-                continue
-            recs.append(ImageRecord(str(img), BCCD_CLASSES.index(name), group=img.stem, box=box))
+    from leukodx.data.smears import load_smear_fields
+
+    names = {"platelet": "Platelets", "rbc": "RBC", "wbc": "WBC"}
+    recs = [ImageRecord(f.path, BCCD_CLASSES.index(names[k]), group=Path(f.path).stem, box=tuple(int(v) for v in b))
+            for f in load_smear_fields(root) for b, k in zip(f.boxes, f.kinds)
+            if b[2] - b[0] >= 8 and b[3] - b[1] >= 8]
     if not recs:
         raise LeukodxError(f"{root}: no usable boxes in Annotations/")
     idx = DatasetIndex("bccd", str(root), list(BCCD_CLASSES), recs)

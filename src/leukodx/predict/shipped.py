@@ -5,7 +5,7 @@ from pathlib import Path
 
 from leukodx.errors import LeukodxError
 
-SHIPPED = {"all": "all_severity.pt", "wbc": "wbc_type.pt"}
+SHIPPED = {"all": "all_severity.pt", "wbc": "wbc_type.pt", "smear": "smear_detector.pt"}  # smear: the field detector
 
 
 def shipped_model(name: str, suffix: str = ".pt") -> Path:

@@ -1,0 +1,1 @@
+"""Smear fields: detector, scale from red cells, tiling + merge, differential count."""
