@@ -303,10 +303,16 @@ def cmd_synthesize(a) -> int:
 
 
 def cmd_export(a) -> int:
+    from leukodx.detect.detector import Detector, is_detector_file
+    from leukodx.detect.onnx_runtime import export_detector_onnx
     from leukodx.models.artifact import ModelBundle
     from leukodx.predict.onnx_export import export_onnx
 
-    print(export_onnx(ModelBundle.load(resolve_model(a.model)), a.out))
+    src = resolve_model(a.model)
+    if is_detector_file(src):
+        print(export_detector_onnx(Detector.load(src), a.out))
+    else:
+        print(export_onnx(ModelBundle.load(src), a.out))
     return 0
 
 
