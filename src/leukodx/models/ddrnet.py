@@ -6,11 +6,12 @@ feature enhancement block (GLFEB) and a channel & spatial attention block (CSAB)
           -> GLFEB: conv-GN-ReLU (64), (128), (128), conv 3x3 back to c = g;  z = tanh([g, f0])
           -> CSAB(z): channel weights (avg + max pool -> FC -> ReLU -> FC -> sigmoid) and spatial
              weights (5x5 conv -> sigmoid), applied to z, projected to c and added to g
-          -> GroupNorm -> global average pool -> dropout 0.2 -> fully connected head
+          -> GroupNorm, ReLU -> global average pool -> dropout 0.2 -> fully connected head
 
 Choices where the paper is ambiguous:
 - Output: softmax over classes (trained with cross-entropy); the paper's "sigmoid" only fits binary.
-- GroupNorm: 32 groups, or the largest divisor of the channel count below 32.
+- GroupNorm: up to 32 groups with at least 8 channels each (the 32-channel stem gets 4 groups, not
+  instance norm); the last one is followed by a ReLU, so pooled features are not zero-sum per group.
 - The three residual convolution paths use kernels 1, 3 and 5 (three identical 3x3 paths would only
   differ by initialisation); the three dilated paths use 3x3 kernels with dilation 1, 2 and 4.
 - Spatial attention: a 5x5 conv over the channel-wise mean and max (normalised across channels),
@@ -42,8 +43,12 @@ VARIANTS = {  # name -> (DRDB, GLFEB, CSAB)
 }
 
 
-def group_norm(channels: int, groups: int = 32) -> nn.GroupNorm:
-    g = max(d for d in range(1, min(groups, channels) + 1) if channels % d == 0)
+def group_norm(channels: int, groups: int = 32, min_group_channels: int = 8) -> nn.GroupNorm:
+    """At most `groups` groups of at least `min_group_channels` channels (Wu & He: 8-16 channels per
+    group work as well as 32 groups). One channel per group would be instance norm: at the stem it
+    would erase each image's stain level and contrast."""
+    most = max(1, min(groups, channels // min_group_channels))
+    g = max(d for d in range(1, most + 1) if channels % d == 0)
     return nn.GroupNorm(g, channels)
 
 
@@ -137,10 +142,11 @@ class DDRNet(TimmStyle):
         self.csab = CSAB(width) if use_csab else None
         self.project = nn.Conv2d(width, c, 1) if use_csab else None
         self.num_features = c if use_csab else width
-        self.norm = group_norm(self.num_features)
+        self.norm = nn.Sequential(group_norm(self.num_features), nn.ReLU(inplace=True))
         self.drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes)
         self.set_input(img_size)
+        self.init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         f0 = self.stem(x)

@@ -46,6 +46,7 @@ class HybridCNNViT(TimmStyle):
                                  nn.Linear(512, 256), nn.GELU(), nn.Dropout(drop_rate))
         self.head = nn.Linear(256, num_classes)
         self.set_input(img_size)
+        self.init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -57,7 +57,8 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
         raise LeukodxError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     if name in _REGISTRY:
         try:
-            return _init_head(_REGISTRY[name](num_classes=num_classes, pretrained=pretrained, **kwargs))
+            model = _REGISTRY[name](num_classes=num_classes, pretrained=pretrained, **kwargs)
+            return _init_head(model) if pretrained else model
         except TypeError as e:
             raise LeukodxError(f"model '{name}' does not take these model_kwargs ({e})") from None
     import timm
@@ -67,7 +68,8 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
         raise LeukodxError(f"unknown model '{name}'; leukodx models: {', '.join(sorted(_REGISTRY))}; "
                            "or any timm model name (timm.list_models())")
     try:
-        return _init_head(timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs))
+        model = timm.create_model(timm_name, pretrained=pretrained, num_classes=num_classes, **kwargs)
+        return _init_head(model) if pretrained else model
     except TypeError as e:
         raise LeukodxError(f"model '{name}' does not take these model_kwargs ({e})") from None
     except (OSError, RuntimeError) as e:
@@ -79,8 +81,9 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
 
 
 def _init_head(model: nn.Module) -> nn.Module:
-    """Small-normal init of a fresh linear classifier (timm's fan-out init for EfficientNet gives
-    logits of +-10 on few classes, which wrecks the first fine-tuning steps)."""
+    """Pretrained backbones only: small-normal init of the fresh linear classifier (timm's fan-out
+    init for EfficientNet gives logits of +-10 on few classes, which wrecks the first fine-tuning
+    steps). From-scratch models keep their family's own (timm-style) initialisation."""
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     if isinstance(head, nn.Linear):
         nn.init.normal_(head.weight, std=0.01)

@@ -31,6 +31,7 @@ class ThesisCNN(TimmStyle):
         self.drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(hidden, num_classes)
         self.set_input(img_size)
+        self.init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -56,6 +56,7 @@ class ThesisViT(TimmStyle):
         self.drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(hidden, num_classes)
         self.set_input(img_size)
+        self.init_weights()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.tokens(x)
