@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from leukodx.transforms.preprocess import normalize
+
 
 class Lite0Features(nn.Module):
     """uint8 (N, 3, H, W) -> 1280 pooled ImageNet features. Features are kept per image (keyed by
@@ -33,7 +35,7 @@ class Lite0Features(nn.Module):
     @torch.no_grad()
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.nn.functional.interpolate(x.float(), size=(224, 224), mode="bilinear", antialias=True)
-        x = (x / 127.5) - 1  # Lite0 expects mean = std = 0.5
+        x = normalize(x, (0.5,) * 3, (0.5,) * 3)  # Lite0 expects mean = std = 0.5
         return self.net.forward_head(self.net.forward_features(x), pre_logits=True).double()
 
     @torch.no_grad()

@@ -4,18 +4,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from leukodx.transforms.preprocess import normalize
+
 
 @torch.inference_mode()
 def logits_for(model: torch.nn.Module, images: torch.Tensor, mean, std, batch_size: int = 64,
                pre_logits: bool = False) -> np.ndarray:
     """Logits, or with `pre_logits` the pooled features the classifier sees (for tree heads)."""
     model.eval()
-    m = torch.tensor(mean).view(1, 3, 1, 1) * 255
-    s = torch.tensor(std).view(1, 3, 1, 1) * 255
     out = []
     for i in range(0, len(images), batch_size):
-        x = (images[i:i + batch_size].float() - m) / s
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = normalize(images[i:i + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
         y = model.forward_head(model.forward_features(x), pre_logits=True) if pre_logits else model(x)
         out.append(y.float())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))

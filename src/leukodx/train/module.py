@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
+from leukodx.transforms.preprocess import normalize
+
 
 class ClassifierModule(pl.LightningModule):
     """Wraps any registry model. Takes uint8 batches, normalises, optionally trains the
@@ -18,8 +20,7 @@ class ClassifierModule(pl.LightningModule):
                  plateau_factor: float = 0.2, monitor: str = "val_loss"):
         super().__init__()
         self.model = model
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255)
+        self.mean, self.std = tuple(mean), tuple(std)
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(num_classes))
         self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler, "epochs": epochs,
                        "freeze_epochs": freeze_epochs, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
@@ -28,7 +29,7 @@ class ClassifierModule(pl.LightningModule):
         self.val_auc = MulticlassAUROC(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() - self.mean) / self.std
+        x = normalize(x, self.mean, self.std)
         return self.model(x.contiguous(memory_format=torch.channels_last))
 
     def _set_frozen(self, frozen: bool) -> None:

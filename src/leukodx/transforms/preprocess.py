@@ -17,6 +17,20 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def normalize(batch, mean, std):
+    """The one normalisation of leukodx: 0-255 images (N, 3, H, W) -> (x / 255 - mean) / std per
+    channel. torch in, torch out (on the batch's device); numpy likewise."""
+    if isinstance(batch, np.ndarray):
+        m = np.asarray(mean, np.float32).reshape(1, 3, 1, 1) * 255
+        s = np.asarray(std, np.float32).reshape(1, 3, 1, 1) * 255
+        return (batch.astype(np.float32) - m) / s
+    import torch
+
+    m = torch.as_tensor(mean, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1) * 255
+    s = torch.as_tensor(std, dtype=torch.float32, device=batch.device).view(1, 3, 1, 1) * 255
+    return (batch.float() - m) / s
+
+
 class Resize:
     def __init__(self, size: int):
         self.size = int(size)
@@ -135,8 +149,6 @@ class Preprocess:
         if cfg.grayscale:
             steps.append(Grayscale())
         self.steps = steps
-        self._mean = np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1) * 255
-        self._std = np.asarray(cfg.std, np.float32).reshape(1, 3, 1, 1) * 255
 
     def array(self, img: Image.Image) -> np.ndarray:
         """uint8 (S, S, 3): the preprocessed image, without torch (lean ONNX prediction uses this)."""
@@ -152,13 +164,7 @@ class Preprocess:
 
     def normalize(self, batch):
         """uint8 batch (N, 3, S, S) or one image -> float model input; torch in, torch out; numpy likewise."""
-        if batch.ndim == 3:
-            batch = batch[None]
-        if isinstance(batch, np.ndarray):
-            return (batch.astype(np.float32) - self._mean) / self._std
-        import torch
-
-        return (batch.float() - torch.from_numpy(self._mean)) / torch.from_numpy(self._std)
+        return normalize(batch[None] if batch.ndim == 3 else batch, self.cfg.mean, self.cfg.std)
 
     def to_dict(self) -> dict:
         return asdict(self.cfg)
