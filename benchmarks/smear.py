@@ -50,13 +50,13 @@ def row(m: dict) -> dict:
 
 def magnification(an: SmearAnalyzer, det, test: list[SmearField], k: float) -> dict:
     images = [load(f, k) for f in test]
-    scale, how = case_scale(an.detect, images, det.rbc_diameter, det.score_threshold)
+    scale, how = case_scale(an.detect, images, det.rbc_diameter, det.score_thresholds["rbc"])
     preds = []
     for im in images:
         d = an.detect(np.asarray(Image.fromarray(im).resize((round(im.shape[1] * scale), round(im.shape[0] * scale)),
                                                             Image.Resampling.BILINEAR)))
         preds.append(Detections(d.boxes / np.float32(scale), d.kinds, d.scores))
-    m = detection_metrics(preds, [shrunk(f, k) for f in test], det.score_threshold)
+    m = detection_metrics(preds, [shrunk(f, k) for f in test], det.score_thresholds)
     return {"downscale": k, "estimated_zoom": scale, "true_zoom": k, "scale_note": how, **row(m)}
 
 
@@ -67,12 +67,12 @@ def mosaic(an: SmearAnalyzer, det, test: list[SmearField], n: int = 8) -> dict:
         ims = [load(f) for f in four]
         big = np.concatenate([np.concatenate(ims[:2], 1), np.concatenate(ims[2:], 1)], 0)
         d = an.detect(big)
-        d = d.keep(d.scores >= det.score_threshold)
+        d = d.confident(det.score_thresholds)
         single = [an.detect(im) for im in ims]
         rows.append({"fields": [Path(f.path).name for f in four],
                      **{f"{k}_true": sum(f.count(k) for f in four) for k in KINDS},
                      **{f"{k}_mosaic": d.kinds.count(k) for k in KINDS},
-                     **{f"{k}_fields_one_by_one": sum(s.keep(s.scores >= det.score_threshold).kinds.count(k)
+                     **{f"{k}_fields_one_by_one": sum(s.confident(det.score_thresholds).kinds.count(k)
                                                      for s in single) for k in KINDS}})
     return {"mosaics": rows, "size": [1280, 960]}
 
@@ -103,10 +103,10 @@ def main():
     an = SmearAnalyzer(det, wbc)
     res = {"detector": a.detector, "detector_sha256": hashlib.sha256(Path(a.detector).read_bytes()).hexdigest(),
            "test_fields": len(test), "split": p, "machine": f"{platform.processor() or platform.machine()}, 2 torch threads",
-           "score_threshold": det.score_threshold, "command": "python benchmarks/smear.py"}
-    res["learned"] = row(detection_metrics([det.detect(load(f)) for f in test], test, det.score_threshold))
+           "score_thresholds": det.score_thresholds, "command": "python benchmarks/smear.py"}
+    res["learned"] = row(detection_metrics([det.detect(load(f)) for f in test], test, det.score_thresholds))
     classic = ClassicalDetector(det.rbc_diameter)
-    res["classical"] = row(detection_metrics([classic.detect(load(f)) for f in test], test, 0.5))
+    res["classical"] = row(detection_metrics([classic.detect(load(f)) for f in test], test, dict.fromkeys(KINDS, 0.5)))
     res["magnification"] = [magnification(an, det, test, k) for k in (2, 3, 4)]
     res["mosaic"] = mosaic(an, det, test)
     res["speed"] = {"torch": speed(an, test)}
@@ -116,7 +116,7 @@ def main():
                                                                    onnx_path=shipped_model("wbc", ".onnx")))
         res["speed"]["onnx"] = speed(onnx_an, test)
         res["onnx_learned"] = row(detection_metrics([onnx_an.detector.detect(load(f)) for f in test], test,
-                                                    det.score_threshold))
+                                                    det.score_thresholds))
     out = ROOT / "results" / "smear_detector.json"
     out.write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(markdown(res))
@@ -132,8 +132,8 @@ def markdown(r: dict) -> str:
          (f"Detector `{Path(r['detector']).name}` (sha256 {r['detector_sha256'][:12]}): Faster R-CNN, EfficientNet-Lite0 "
          "+ FPN backbone with the offline ImageNet weights, trained on BCCD train fields only. Test: "
          f"{r['test_fields']} BCCD fields of a grouped split by field (blocks of 10 consecutive field numbers + "
-         f"near-duplicates; seed {r['split']['seed']}). 95% CIs by bootstrap over fields. Score threshold "
-         f"{r['score_threshold']} (chosen on the val fields). Command: `{r['command']}`."), "",
+         f"near-duplicates; seed {r['split']['seed']}). 95% CIs by bootstrap over fields. Score thresholds "
+         f"{r['score_thresholds']} (per kind, chosen on the val fields). Command: `{r['command']}`."), "",
          "## Learned detector vs classical baseline (test fields at their own scale)", "",
          "| detector | kind | AP@0.5 | AP@[.5:.95] | recall | precision | count error per field |", "|---|---|---|---|---|---|---|"]
     for name in ("learned", "classical", "onnx_learned"):

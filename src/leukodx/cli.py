@@ -81,7 +81,7 @@ def cmd_train_detector(a) -> int:
     m = train_detector(cfg, run_dir, resume=bool(a.resume))
     for kind, r in m["per_kind"].items():
         print(f"{kind:9s} AP@0.5 {r['ap50']:.3f}  AP@[.5:.95] {r['ap']:.3f}  recall {r['recall']:.3f}  "
-              f"precision {r['precision']:.3f} at score {m['score_threshold']}")
+              f"precision {r['precision']:.3f} at score {m['score_thresholds'][kind]}")
     print(f"on {m['fields']} test fields (grouped split); detector: {run_dir / 'detector.pt'}")
     return 0
 
@@ -178,7 +178,7 @@ def _evaluate_detector(a, src: Path) -> int:
         ap50 = "-" if r["ap50"] is None else f"{r['ap50']:.3f}"
         print(f"{kind:9s} AP@0.5 {ap50}  recall {r['recall']:.3f}  precision {r['precision']:.3f}  "
               f"count error/field {r['count_abs_error_per_field']:.2f}")
-    print(f"{m['fields']} fields, {m['split']}, score threshold {m['score_threshold']}; written: {out / 'metrics.json'}")
+    print(f"{m['fields']} fields, {m['split']}, score thresholds {m['score_thresholds']}; written: {out / 'metrics.json'}")
     return 0
 
 

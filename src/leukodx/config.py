@@ -181,6 +181,7 @@ class DetectorConfig(YamlConfig):
     weight_decay: float = 0.0001
     scale_jitter: float = 0.2     # training fields resized by a random factor in [1 - s, 1 + s]
     colour_jitter: bool = True    # brightness / contrast / saturation / hue + 10% grayscale
+    low_resolution: float = 0.0   # share of training fields shrunk 1.5-4x and enlarged back (other cameras)
     seed: int = 0
     val_frac: float = 0.15
     test_frac: float = 0.2
@@ -195,6 +196,7 @@ class DetectorConfig(YamlConfig):
                   ("lr", isinstance(self.lr, (int, float)) and 0 < self.lr < 1),
                   ("weight_decay", isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < 1),
                   ("scale_jitter", isinstance(self.scale_jitter, (int, float)) and 0 <= self.scale_jitter < 0.9),
+                  ("low_resolution", isinstance(self.low_resolution, (int, float)) and 0 <= self.low_resolution <= 1),
                   ("val_frac", isinstance(self.val_frac, float) and 0 < self.val_frac < 0.5),
                   ("test_frac", isinstance(self.test_frac, float) and 0 < self.test_frac < 0.5),
                   ("threads", isinstance(self.threads, int) and self.threads >= 1),

@@ -38,7 +38,8 @@ def test_shipped_detector_finds_the_white_cell_in_test_fields(setup):
     hits = 0
     for f in one_wbc[:12]:
         d = det.detect(_img(f))
-        d = d.keep((d.scores >= det.score_threshold) & np.array([k == "wbc" for k in d.kinds], bool))
+        d = d.confident(det.score_thresholds)
+        d = d.keep([k == "wbc" for k in d.kinds])
         hits += len(d) == 1
     assert hits >= 11
 
@@ -46,10 +47,10 @@ def test_shipped_detector_finds_the_white_cell_in_test_fields(setup):
 def test_scale_is_measured_on_fields_at_another_magnification(setup):
     det, _, one_wbc = setup
     an = SmearAnalyzer(det, predictor=None)
-    native, _ = case_scale(an.detect, [_img(f) for f in one_wbc[:3]], det.rbc_diameter, det.score_threshold)
+    native, _ = case_scale(an.detect, [_img(f) for f in one_wbc[:3]], det.rbc_diameter, det.score_thresholds["rbc"])
     assert native == pytest.approx(1.0, rel=0.2)
     for k in (2, 3):
-        zoom, how = case_scale(an.detect, [_img(f, k) for f in one_wbc[:3]], det.rbc_diameter, det.score_threshold)
+        zoom, how = case_scale(an.detect, [_img(f, k) for f in one_wbc[:3]], det.rbc_diameter, det.score_thresholds["rbc"])
         assert zoom == pytest.approx(k, rel=0.25), how
 
 
@@ -60,7 +61,7 @@ def test_mosaic_of_known_fields_counts_each_white_cell_once(setup):
     big = np.concatenate([np.concatenate(ims[:2], 1), np.concatenate(ims[2:], 1)], 0)
     an = SmearAnalyzer(det, predictor=None)
     d = an.detect(big)
-    assert d.keep(d.scores >= det.score_threshold).kinds.count("wbc") == 4
+    assert d.confident(det.score_thresholds).kinds.count("wbc") == 4
 
 
 def test_smear_command_writes_a_case(setup, tmp_path):

@@ -156,10 +156,11 @@ def test_case_files_are_complete(tmp_path):
 
 
 def test_detector_file_round_trip_and_refusals(tmp_path):
-    det = Detector(create_detector(pretrained=False), 0.6, 90.0, (320, 240))
+    thr = {"wbc": 0.6, "rbc": 0.7, "platelet": 0.5}
+    det = Detector(create_detector(pretrained=False), thr, 90.0, (320, 240))
     p = det.save(tmp_path / "d.pt")
     back = Detector.load(p)
-    assert (back.score_threshold, back.rbc_diameter, back.tile) == (0.6, 90.0, (320, 240))
+    assert (back.score_thresholds, back.rbc_diameter, back.tile) == (thr, 90.0, (320, 240))
     img = np.full((240, 320, 3), 200, np.uint8)
     a, b = det.detect(img), back.detect(img)
     assert np.allclose(a.boxes, b.boxes) and a.kinds == b.kinds
@@ -169,6 +170,46 @@ def test_detector_file_round_trip_and_refusals(tmp_path):
     import torch
 
     torch.save({"format": "leukodx-detector/1", "arch": "fasterrcnn_lite0_fpn", "kinds": ["wbc", "rbc", "platelet"],
-                "score_threshold": 7.0, "rbc_diameter": 90.0, "state_dict": {}}, tmp_path / "odd.pt")
+                "score_thresholds": {"wbc": 7.0, "rbc": 0.5, "platelet": 0.5}, "rbc_diameter": 90.0, "state_dict": {}}, tmp_path / "odd.pt")
     with pytest.raises(LeukodxError, match="out of range"):
         Detector.load(tmp_path / "odd.pt")
+
+
+def test_average_precision_equals_pycocotools():
+    from torchmetrics.detection import MeanAveragePrecision
+
+    from leukodx.data.smears import KINDS, SmearField
+    from leukodx.evaluate.detection import average_precision
+
+    rng = np.random.default_rng(0)
+    fields, preds = [], []
+    for i in range(12):
+        n = int(rng.integers(1, 9))
+        xy = rng.uniform(0, 500, (n, 2))
+        wh = rng.uniform(20, 120, (n, 2))
+        truth = np.hstack([xy, xy + wh]).astype(np.float32)
+        kinds = [KINDS[j] for j in rng.integers(0, 3, n)]
+        fields.append(SmearField(f"f{i}.png", truth, kinds, (640, 480)))
+        keep = rng.random(n) < 0.8  # some misses, jittered boxes, some wrong kinds, some false boxes
+        boxes = truth[keep] + rng.normal(0, 8, (keep.sum(), 4)).astype(np.float32)
+        pk = [k if rng.random() < 0.85 else KINDS[int(rng.integers(0, 3))] for k, m in zip(kinds, keep) if m]
+        extra = int(rng.integers(0, 3))
+        xy = rng.uniform(0, 500, (extra, 2))
+        boxes = np.vstack([boxes, np.hstack([xy, xy + 50])]).astype(np.float32)
+        pk += [KINDS[int(j)] for j in rng.integers(0, 3, extra)]
+        preds.append(Detections(boxes, pk, rng.random(len(pk)).astype(np.float32)))
+    ours = average_precision(preds, fields)
+    import torch
+
+    p_t = [{"boxes": torch.from_numpy(p.boxes), "scores": torch.from_numpy(p.scores),
+            "labels": torch.tensor([KINDS.index(k) for k in p.kinds])} for p in preds]
+    t_t = [{"boxes": torch.from_numpy(f.boxes), "labels": torch.tensor([KINDS.index(k) for k in f.kinds])}
+           for f in fields]
+    for key, ious in (("ap", None), ("ap50", [0.5])):
+        m = MeanAveragePrecision(iou_type="bbox", iou_thresholds=ious, class_metrics=True, backend="pycocotools")
+        m.update(p_t, t_t)
+        res = m.compute()
+        classes = res["classes"].tolist()
+        for i, kind in enumerate(KINDS):
+            assert ours[kind][key] == pytest.approx(float(res["map_per_class"][classes.index(i)]), abs=1e-6)
+    assert 0 < ours["wbc"]["ap"] < ours["wbc"]["ap50"] < 1

@@ -109,6 +109,10 @@ class Detections:
     def __len__(self) -> int:
         return len(self.kinds)
 
+    def confident(self, thresholds: dict[str, float]) -> Detections:
+        """The boxes at or above their kind's score threshold."""
+        return self.keep([s >= thresholds[k] for k, s in zip(self.kinds, self.scores)])
+
     def keep(self, mask) -> Detections:
         mask = np.asarray(mask, bool)
         return Detections(self.boxes[mask], [k for k, m in zip(self.kinds, mask) if m], self.scores[mask])
@@ -121,7 +125,7 @@ class Detections:
 @dataclass
 class Detector:
     model: nn.Module
-    score_threshold: float = 0.5        # boxes below are dropped from reports and counts
+    score_thresholds: dict = field(default_factory=lambda: dict.fromkeys(KINDS, 0.5))  # per kind; below: dropped
     rbc_diameter: float = 105.0         # median red-cell box side in training fields (pixels): the training scale
     tile: tuple[int, int] = (640, 480)  # input size it was trained on; larger fields are tiled
     info: dict = field(default_factory=dict)
@@ -129,7 +133,7 @@ class Detector:
     @torch.no_grad()
     def detect(self, image: np.ndarray) -> Detections:
         """uint8 (H, W, 3) at training scale -> every box above 0.05 score (threshold applied later)."""
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+        x = torch.from_numpy(np.array(image, np.float32)).permute(2, 0, 1).div_(255)
         out = self.model.eval()([x])[0]
         return Detections(out["boxes"].numpy().astype(np.float32), [KINDS[int(i) - 1] for i in out["labels"]],
                           out["scores"].numpy().astype(np.float32))
@@ -137,7 +141,7 @@ class Detector:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"format": FORMAT, "arch": ARCH, "kinds": list(KINDS), "score_threshold": float(self.score_threshold),
+        payload = {"format": FORMAT, "arch": ARCH, "kinds": list(KINDS), "score_thresholds": {k: float(v) for k, v in self.score_thresholds.items()},
                    "rbc_diameter": float(self.rbc_diameter), "tile": list(self.tile), "info": self.info,
                    "state_dict": {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}}
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -158,8 +162,9 @@ class Detector:
             raise LeukodxError(f"{path}: not a leukodx detector file")
         if list(d.get("kinds", [])) != list(KINDS):
             raise LeukodxError(f"{path}: detector kinds {d.get('kinds')} differ from {list(KINDS)}")
-        thr, diam = d.get("score_threshold"), d.get("rbc_diameter")
-        if not (isinstance(thr, float) and 0 < thr < 1 and isinstance(diam, float) and 4 <= diam <= 1000):
+        thr, diam = d.get("score_thresholds"), d.get("rbc_diameter")
+        if not (isinstance(thr, dict) and set(thr) == set(KINDS) and all(isinstance(v, float) and 0 < v < 1 for v in thr.values())
+                and isinstance(diam, float) and 4 <= diam <= 1000):
             raise LeukodxError(f"{path}: detector settings out of range (threshold {thr}, rbc diameter {diam})")
         model = create_detector(pretrained=False)
         try:

@@ -26,7 +26,7 @@ def export_detector_onnx(det, out: str | Path) -> Path:
                       input_names=["image"], output_names=["boxes", "labels", "scores"],
                       dynamic_axes={"image": {1: "h", 2: "w"}, "boxes": {0: "n"}, "labels": {0: "n"}, "scores": {0: "n"}})
     m = onnx.load(str(tmp))
-    meta = {"format": ONNX_FORMAT, "kinds": list(KINDS), "score_threshold": det.score_threshold,
+    meta = {"format": ONNX_FORMAT, "kinds": list(KINDS), "score_thresholds": det.score_thresholds,
             "rbc_diameter": det.rbc_diameter, "tile": list(det.tile)}
     m.metadata_props.add(key="leukodx", value=json.dumps(meta))
     onnx.save(m, str(tmp))
@@ -49,7 +49,7 @@ class OnnxDetector:
             raise LeukodxError(f"{path}: not a readable ONNX detector ({type(e).__name__})") from None
         if meta.get("format") != ONNX_FORMAT or meta.get("kinds") != list(KINDS):
             raise LeukodxError(f"{path}: not a leukodx ONNX detector")
-        self.score_threshold, self.rbc_diameter = float(meta["score_threshold"]), float(meta["rbc_diameter"])
+        self.score_thresholds, self.rbc_diameter = meta["score_thresholds"], float(meta["rbc_diameter"])
         self.tile = tuple(meta["tile"])
 
     def detect(self, image: np.ndarray) -> Detections:

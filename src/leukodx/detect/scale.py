@@ -13,6 +13,7 @@ from PIL import Image
 RBC_MICROMETRES = 7.5
 ZOOMS = (1.0, 2.0, 0.5, 3.0, 4.0)  # tried in this order; stops at the first that fits
 GOOD_FIT = np.log(1.25)  # red cells within 25% of training size at this zoom: stop looking
+SNAP = np.log(1.15)  # a factor within 15% of 1 is taken as 1: the detector was trained with +-20% scale jitter
 MAX_SIDE = 2600  # a zoomed copy is never larger than this (pixels)
 
 
@@ -54,4 +55,6 @@ def case_scale(detect, images: list[np.ndarray], train_rbc: float, threshold: fl
     if not found:
         return 1.0, "no red cells found at any zoom: fields taken at their own scale"
     f = float(np.median(found))
+    if abs(np.log(f)) < SNAP:
+        return 1.0, f"from red cells in {len(found)} field(s): at the training scale (within 15%)"
     return f, f"from red cells in {len(found)} field(s): red cells {train_rbc / f / RBC_MICROMETRES:.1f} px per um"

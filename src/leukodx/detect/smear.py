@@ -58,7 +58,7 @@ class SmearAnalyzer:
     def field_boxes(self, image: np.ndarray, scale: float) -> Detections:
         """Boxes above the score threshold, in the field's own pixels."""
         d = self.detect(resized(image, scale))
-        d = d.keep(d.scores >= self.detector.score_threshold)
+        d = d.confident(self.detector.score_thresholds)
         return Detections(d.boxes / np.float32(scale), d.kinds, d.scores)
 
     def analyse(self, paths, names: list[str] | None = None) -> SmearCase:
@@ -70,7 +70,7 @@ class SmearAnalyzer:
             except Exception as e:  # noqa: BLE001 - any unusable file is reported, the rest go on
                 case.errors.append({"path": name, "error": str(e)})
         case.scale, case.scale_note = case_scale(self.detect, list(images.values()), self.detector.rbc_diameter,
-                                                 self.detector.score_threshold, self.pixels_per_um)
+                                                 self.detector.score_thresholds["rbc"], self.pixels_per_um)
         for name, img in images.items():
             case.sizes[name] = (img.shape[1], img.shape[0])
             d = self.field_boxes(img, case.scale)

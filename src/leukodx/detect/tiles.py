@@ -21,12 +21,15 @@ def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def detect_tiled(detect, image: np.ndarray, tile: tuple[int, int], overlap: int = 288,
-                 nms_iou: float = 0.5) -> Detections:
-    """`detect` on every tile of a uint8 (H, W, 3) field; boxes in field pixels."""
+                 nms_iou: float = 0.5, slack: float = 1.25) -> Detections:
+    """`detect` on every tile of a uint8 (H, W, 3) field; boxes in field pixels. A field at most
+    `slack` times the tile in each direction is detected whole (the network takes any size)."""
     import torch
     from torchvision.ops import batched_nms
 
     h, w = image.shape[:2]
+    if w <= tile[0] * slack and h <= tile[1] * slack:
+        return detect(image)
     tw, th = tile
     xs, ys = tile_origins(w, tw, overlap), tile_origins(h, th, overlap)
     if len(xs) == 1 and len(ys) == 1:

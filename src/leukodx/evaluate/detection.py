@@ -1,6 +1,7 @@
-"""Detector evaluation on annotated fields: AP@0.5 and AP@[.5:.95] per kind (torchmetrics, COCO rules),
-recall / precision at the shipped score threshold, white-cell count error per field, and 95% CIs by
-bootstrap over fields."""
+"""Detector evaluation on annotated fields: AP@0.5 and AP@[.5:.95] per kind (COCO rules), recall /
+precision at the shipped score threshold, count error per field, and 95% CIs by bootstrap over
+fields. Detections are matched once per field, so a bootstrap draw only re-sums them; the AP equals
+pycocotools' (via torchmetrics), which tests/detect checks."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,36 +10,59 @@ import torch
 from leukodx.data.smears import KINDS, SmearField
 from leukodx.detect.detector import Detections
 
-
-def _as_torch(d: Detections) -> dict:
-    return {"boxes": torch.from_numpy(d.boxes).float().reshape(-1, 4), "scores": torch.from_numpy(d.scores).float(),
-            "labels": torch.tensor([KINDS.index(k) for k in d.kinds], dtype=torch.int64)}
+IOUS = np.linspace(0.5, 0.95, 10)
+RECALLS = np.linspace(0, 1, 101)
 
 
-def _truth(f: SmearField) -> dict:
-    return {"boxes": torch.from_numpy(f.boxes).float().reshape(-1, 4),
-            "labels": torch.tensor([KINDS.index(k) for k in f.kinds], dtype=torch.int64)}
+def _field_matches(pred: Detections, f: SmearField, kind: str, max_dets: int = 100) -> tuple:
+    """COCO matching in one field for one kind: (scores, true-positive flags (10 IoU thresholds x
+    detections), number of true boxes)."""
+    from torchvision.ops import box_iou
+
+    keep = np.array([k == kind for k in pred.kinds], bool)
+    order = np.argsort(-pred.scores[keep], kind="mergesort")[:max_dets]
+    scores, boxes = pred.scores[keep][order], pred.boxes[keep][order]
+    truth = f.boxes[[k == kind for k in f.kinds]]
+    tp = np.zeros((len(IOUS), len(scores)), bool)
+    if len(scores) and len(truth):
+        ious = box_iou(torch.from_numpy(boxes), torch.from_numpy(truth)).numpy()
+        for t, thr in enumerate(IOUS):
+            free = np.ones(len(truth), bool)
+            for d in range(len(scores)):
+                cand = np.where(free, ious[d], -1)
+                j = int(np.argmax(cand))
+                if cand[j] >= min(thr, 1 - 1e-10):
+                    free[j], tp[t, d] = False, True
+    return scores, tp, len(truth)
+
+
+def _ap(parts: list[tuple]) -> np.ndarray | None:
+    """AP per IoU threshold over the given fields (COCO's 101-point interpolation), None without truth."""
+    npos = sum(p[2] for p in parts)
+    if npos == 0:
+        return None
+    scores = np.concatenate([p[0] for p in parts])
+    tp = np.concatenate([p[1] for p in parts], axis=1)
+    order = np.argsort(-scores, kind="mergesort")
+    tp = tp[:, order]
+    ctp, cfp = np.cumsum(tp, 1), np.cumsum(~tp, 1)
+    out = np.zeros(len(IOUS))
+    for t in range(len(IOUS)):
+        rec = ctp[t] / npos
+        prec = ctp[t] / np.maximum(ctp[t] + cfp[t], np.spacing(1))
+        prec = np.maximum.accumulate(prec[::-1])[::-1]  # precision envelope
+        idx = np.searchsorted(rec, RECALLS, side="left")
+        out[t] = np.where(idx < len(prec), prec[np.minimum(idx, len(prec) - 1)], 0).mean()
+    return out
 
 
 def average_precision(preds: list[Detections], fields: list[SmearField]) -> dict:
-    """{kind: {ap50, ap}} over the given fields (a kind absent from the truth gets None)."""
-    from torchmetrics.detection import MeanAveragePrecision
-
-    m = MeanAveragePrecision(iou_type="bbox", class_metrics=True, iou_thresholds=None)
-    m.update([_as_torch(p) for p in preds], [_truth(f) for f in fields])
-    res = m.compute()
-    m50 = MeanAveragePrecision(iou_type="bbox", class_metrics=True, iou_thresholds=[0.5])
-    m50.update([_as_torch(p) for p in preds], [_truth(f) for f in fields])
-    res50 = m50.compute()
+    """{kind: {ap50, ap}} over the given fields, COCO rules (checked against pycocotools by the tests);
+    a kind absent from the truth gets None."""
     out = {}
-    classes = [int(c) for c in res["classes"].reshape(-1)]
-    for kind_i, kind in enumerate(KINDS):
-        if kind_i in classes:
-            j = classes.index(kind_i)
-            ap, ap50 = float(res["map_per_class"].reshape(-1)[j]), float(res50["map_per_class"].reshape(-1)[j])
-            out[kind] = {"ap50": ap50 if ap50 >= 0 else None, "ap": ap if ap >= 0 else None}
-        else:
-            out[kind] = {"ap50": None, "ap": None}
+    for kind in KINDS:
+        ap = _ap([_field_matches(p, f, kind) for p, f in zip(preds, fields)])
+        out[kind] = {"ap50": None if ap is None else float(ap[0]), "ap": None if ap is None else float(ap.mean())}
     return out
 
 
@@ -66,19 +90,19 @@ def _rates(counts: np.ndarray) -> tuple[float, float]:
     return tp / max(1, ntrue), tp / max(1, npred)
 
 
-def choose_threshold(det, fields: list[SmearField], preds: list[Detections] | None = None) -> float:
-    """The score threshold with the best mean F1 over kinds on these (validation) fields."""
+def choose_thresholds(det, fields: list[SmearField], preds: list[Detections] | None = None) -> dict[str, float]:
+    """Per kind, the score threshold with the best F1 on these (validation) fields."""
     preds = preds if preds is not None else [det.detect(_load(f)) for f in fields]
-    best, best_f1 = 0.5, -1.0
-    for thr in np.arange(0.2, 0.96, 0.05):
-        f1s = []
-        for kind in KINDS:
-            c = np.array([match(p.keep(p.scores >= thr), f, kind) for p, f in zip(preds, fields)])
-            r, pr = _rates(c)
-            f1s.append(2 * r * pr / max(1e-9, r + pr))
-        if np.mean(f1s) > best_f1:
-            best, best_f1 = float(round(thr, 2)), float(np.mean(f1s))
-    return best
+    out = {}
+    for kind in KINDS:
+        best, best_f1 = 0.5, -1.0
+        for thr in np.arange(0.2, 0.96, 0.05):
+            r, pr = _rates(np.array([match(p.keep(p.scores >= thr), f, kind) for p, f in zip(preds, fields)]))
+            f1 = 2 * r * pr / max(1e-9, r + pr)
+            if f1 > best_f1:
+                best, best_f1 = float(round(thr, 2)), f1
+        out[kind] = best
+    return out
 
 
 def _load(f: SmearField) -> np.ndarray:
@@ -87,16 +111,18 @@ def _load(f: SmearField) -> np.ndarray:
     return np.asarray(load_image(f.path), np.uint8)
 
 
-def detection_metrics(preds: list[Detections], fields: list[SmearField], threshold: float,
+def detection_metrics(preds: list[Detections], fields: list[SmearField], thresholds: dict[str, float],
                       n_boot: int = 200, seed: int = 0) -> dict:
-    """Point estimates with 95% CIs by bootstrap over fields."""
+    """Point estimates with 95% CIs by bootstrap over fields; recall, precision and counts at the
+    per-kind score thresholds."""
     rng = np.random.default_rng(seed)
-    kept = [p.keep(p.scores >= threshold) for p in preds]
+    kept = [p.confident(thresholds) for p in preds]
     per_kind = {}
-    ap = average_precision(preds, fields)
     boot_idx = [rng.integers(0, len(fields), len(fields)) for _ in range(n_boot)]
-    boot_ap = [average_precision([preds[i] for i in b], [fields[i] for i in b]) for b in boot_idx]
     for kind in KINDS:
+        parts = [_field_matches(p, f, kind) for p, f in zip(preds, fields)]
+        ap = _ap(parts)
+        boot_ap = [a for a in (_ap([parts[i] for i in b]) for b in boot_idx) if a is not None]
         c = np.array([match(p, f, kind) for p, f in zip(kept, fields)])
         err = np.array([abs(p.kinds.count(kind) - f.count(kind)) for p, f in zip(kept, fields)], float)
         rec, prec = _rates(c)
@@ -105,12 +131,11 @@ def detection_metrics(preds: list[Detections], fields: list[SmearField], thresho
                "true_boxes": int(c[:, 2].sum()), "recall_ci": np.percentile(boots[:, 0], [2.5, 97.5]).tolist(),
                "precision_ci": np.percentile(boots[:, 1], [2.5, 97.5]).tolist(),
                "count_abs_error_ci": np.percentile(boots[:, 2], [2.5, 97.5]).tolist()}
-        for key in ("ap50", "ap"):
-            row[key] = ap[kind][key]
-            vals = [b[kind][key] for b in boot_ap if b[kind][key] is not None]
-            row[f"{key}_ci"] = np.percentile(vals, [2.5, 97.5]).tolist() if vals else None
+        for key, pick in (("ap50", lambda a: a[0]), ("ap", lambda a: a.mean())):
+            row[key] = None if ap is None else float(pick(ap))
+            row[f"{key}_ci"] = np.percentile([pick(a) for a in boot_ap], [2.5, 97.5]).tolist() if boot_ap else None
         per_kind[kind] = row
-    return {"fields": len(fields), "score_threshold": threshold, "per_kind": per_kind,
+    return {"fields": len(fields), "score_thresholds": thresholds, "per_kind": per_kind,
             "ci": f"95% bootstrap over fields ({n_boot} draws)"}
 
 
@@ -119,7 +144,7 @@ def evaluate_detector(det, fields: list[SmearField], n_boot: int = 200, detect=N
     scale), then `detection_metrics`."""
     detect = detect or det.detect
     preds = [detect(_load(f)) for f in fields]
-    return detection_metrics(preds, fields, det.score_threshold, n_boot)
+    return detection_metrics(preds, fields, det.score_thresholds, n_boot)
 
 
 def evaluate_detector_on(det, data: str | None, side: str = "test", all_fields: bool = False,

@@ -181,7 +181,7 @@ def write_detector_card(bench_json: str | Path, out: str | Path) -> Path:
          f"batch {cfg['batch_size']}, lr {cfg['lr']} (warm-up {cfg['warmup_steps']}, cosine), flips, scale jitter "
          f"+-{cfg['scale_jitter']}, colour jitter, seed {cfg['seed']}; {i['train_seconds'] / 60:.0f} min on "
          "2 CPU cores. One seed, no learning-rate sweep."),
-         (f"- Score threshold {det.score_threshold} (best mean F1 over kinds on the val fields). Training scale: red "
+         (f"- Score thresholds {det.score_thresholds} (best F1 per kind on the val fields). Training scale: red "
          f"cells {det.rbc_diameter:.0f} px across; other fields are resized to it (red cells measured, or "
          "`--pixels-per-um`)."), "",
          "## Data", (f"- BCCD (MIT licence), {sum(i['fields'].values())} fields of 640 x 480: train {i['fields']['train']}, "

@@ -20,13 +20,35 @@ from leukodx.data.smears import KINDS, SmearField, load_smear_fields, smear_root
 from leukodx.errors import LeukodxError
 
 
-def field_transform(scale_jitter: float, colour_jitter: bool, size: tuple[int, int]):
+class LowResolution:
+    """A field shrunk by a random factor (1.5-4x) and enlarged back: a lower-resolution camera, or a
+    field at lower magnification after the smear pipeline brought it to training scale."""
+
+    def __init__(self, p: float, factors=(1.5, 4.0)):
+        self.p, self.factors = p, factors
+
+    def __call__(self, img):
+        import torch.nn.functional as F
+
+        if self.p <= 0 or torch.rand(()) >= self.p:
+            return img
+        k = float(torch.empty(()).uniform_(*self.factors))
+        h, w = img.shape[-2:]
+        small = F.interpolate(img[None].float(), size=(max(8, round(h / k)), max(8, round(w / k))), mode="bilinear",
+                              antialias=True)
+        return F.interpolate(small, size=(h, w), mode="bilinear")[0].round().clamp(0, 255).to(img.dtype)
+
+
+def field_transform(scale_jitter: float, colour_jitter: bool, size: tuple[int, int], low_resolution: float = 0.0):
     """Train-side augmentation of a field and its boxes (torchvision v2 moves boxes with the pixels)."""
+    from torchvision import tv_tensors
     from torchvision.transforms import v2
 
     steps = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    if low_resolution > 0:
+        steps.append(v2.Lambda(lambda im: tv_tensors.wrap(LowResolution(low_resolution)(im), like=im), tv_tensors.Image))
     if scale_jitter > 0:
-        steps.append(v2.ScaleJitter((size[1], size[0]), (1 - scale_jitter, 1 + scale_jitter), antialias=True))
+        steps.append(v2.ScaleJitter(size, (1 - scale_jitter, 1 + scale_jitter), antialias=True))  # size = (W, H)
     if colour_jitter:
         steps += [v2.RandomApply([v2.ColorJitter(0.25, 0.25, 0.3, 0.05)], p=0.8), v2.RandomGrayscale(0.1)]
     return v2.Compose(steps + [v2.SanitizeBoundingBoxes(min_size=4)])
@@ -108,7 +130,7 @@ def train_detector(cfg: DetectorConfig, run_dir: str | Path, resume: bool = Fals
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
     from leukodx.detect.detector import Detector, create_detector
-    from leukodx.evaluate.detection import choose_threshold, evaluate_detector
+    from leukodx.evaluate.detection import choose_thresholds, evaluate_detector
     from leukodx.train.history import csv_logger
 
     run_dir = Path(run_dir)
@@ -126,7 +148,7 @@ def train_detector(cfg: DetectorConfig, run_dir: str | Path, resume: bool = Fals
     train_f, val_f, test_f = ([fields[i] for i in sides[s]] for s in ("train", "val", "test"))
 
     size = train_f[0].size  # (width, height) of the training fields
-    tf = field_transform(cfg.scale_jitter, cfg.colour_jitter, size)
+    tf = field_transform(cfg.scale_jitter, cfg.colour_jitter, size, cfg.low_resolution)
     g = torch.Generator().manual_seed(cfg.seed)
     train_dl = DataLoader(FieldDataset(train_f, tf), cfg.batch_size, shuffle=True, drop_last=True,
                           collate_fn=_collate, generator=g)
@@ -151,7 +173,7 @@ def train_detector(cfg: DetectorConfig, run_dir: str | Path, resume: bool = Fals
     det.rbc_diameter = float(np.median([max(b[2] - b[0], b[3] - b[1]) for f in train_f
                                         for b, k in zip(f.boxes, f.kinds) if k == "rbc"]))
     det.tile = size
-    det.score_threshold = choose_threshold(det, val_f)
+    det.score_thresholds = choose_thresholds(det, val_f)
     det.info = {"data": str(root.name), "split": protocol, "fields": {s: len(v) for s, v in sides.items()},
                 "config": cfg.to_dict(), "train_seconds": round(train_s, 1),
                 "backbone": "EfficientNet-Lite0, offline ImageNet weights" if cfg.pretrained else "EfficientNet-Lite0, from scratch"}
