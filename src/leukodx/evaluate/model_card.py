@@ -179,7 +179,8 @@ def write_detector_card(bench_json: str | Path, out: str | Path) -> Path:
          "## Model", f"- Faster R-CNN (torchvision, BSD) on an EfficientNet-Lite0 + FPN backbone; {i['backbone']}.",
          (f"- Trained by `leukodx train-detector --config configs/bccd_detector.yaml`: {cfg['max_steps']} SGD steps, "
          f"batch {cfg['batch_size']}, lr {cfg['lr']} (warm-up {cfg['warmup_steps']}, cosine), flips, scale jitter "
-         f"+-{cfg['scale_jitter']}, colour jitter, seed {cfg['seed']}; {i['train_seconds'] / 60:.0f} min on "
+         f"+-{cfg['scale_jitter']}, colour jitter, {cfg.get('low_resolution', 0):.0%} of fields at 1.5-4x lower "
+         f"resolution, seed {cfg['seed']}; {i['train_seconds'] / 60:.0f} min on "
          "2 CPU cores. One seed, no learning-rate sweep."),
          (f"- Score thresholds {det.score_thresholds} (best F1 per kind on the val fields). Training scale: red "
          f"cells {det.rbc_diameter:.0f} px across; other fields are resized to it (red cells measured, or "
