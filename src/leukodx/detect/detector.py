@@ -151,15 +151,12 @@ class Detector:
 
     @classmethod
     def load(cls, path: str | Path) -> Detector:
+        from leukodx.models.artifact import read_payload
+
         path = Path(path)
-        if not path.is_file():
-            raise LeukodxError(f"{path}: detector file not found")
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-            raise LeukodxError(f"{path}: not a readable leukodx detector file ({type(e).__name__})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("arch") != ARCH:
-            raise LeukodxError(f"{path}: not a leukodx detector file")
+        d = read_payload(path, FORMAT, "detector")
+        if d.get("arch") != ARCH:
+            raise LeukodxError(f"{path}: detector architecture {d.get('arch')!r} is not {ARCH}")
         if list(d.get("kinds", [])) != list(KINDS):
             raise LeukodxError(f"{path}: detector kinds {d.get('kinds')} differ from {list(KINDS)}")
         thr, diam = d.get("score_thresholds"), d.get("rbc_diameter")

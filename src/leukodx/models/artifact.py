@@ -22,6 +22,19 @@ from leukodx.models.registry import create_model
 FORMAT = "leukodx-model/1"
 
 
+def read_payload(path: Path, fmt: str, what: str) -> dict:
+    """A leukodx file's dict, read with weights_only=True; any other content is a clear error."""
+    if not path.is_file():
+        raise LeukodxError(f"{path}: {what} file not found")
+    try:
+        d = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise LeukodxError(f"{path}: not a readable leukodx {what} file ({type(e).__name__})") from None
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise LeukodxError(f"{path}: not a leukodx {what} file (format {d.get('format') if isinstance(d, dict) else '?'})")
+    return d
+
+
 @dataclass
 class ModelBundle:
     model: torch.nn.Module
@@ -102,14 +115,7 @@ class ModelBundle:
         path = Path(path)
         if path.is_dir():
             path = path / "model.pt"
-        if not path.is_file():
-            raise LeukodxError(f"{path}: model file not found")
-        try:
-            d = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
-            raise LeukodxError(f"{path}: not a readable leukodx model file ({type(e).__name__})") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise LeukodxError(f"{path}: not a leukodx model file (format {d.get('format') if isinstance(d, dict) else '?'})")
+        d = read_payload(path, FORMAT, "model")
         from leukodx.models.validate import check_payload, probe
 
         check_payload(d, path)
