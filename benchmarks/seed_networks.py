@@ -1,88 +1,197 @@
-"""Reproduce the seed papers' comparison tables (issue 4) on ../shared/data, writing
-results/ddrnet_pbc4.*, results/ddrnet_ablation_pbc4.*, results/ddrnet_taleqani.* and
-results/thesis_binary.* (JSON + Markdown).
+"""The seed papers' tables (issue 17) under one CPU protocol, every run trained to convergence.
 
-Default = the CPU protocol (2 cores): 64 px, at most --per-class training images per class, a few
-epochs, every model from scratch (no pretrained weights). The papers' protocol is one flag away:
-  python benchmarks/seed_networks.py --size 224 --epochs 30 --per-class 0     (GPU advised)
-Validation and test sides are always the full grouped split (seed 0).
+Protocol (2 CPU cores, every model from scratch, no pretrained weights):
+- data: the full train side of the grouped split (seed 0, the same split file for every run of a table);
+  val side for the learning-rate sweep and the best checkpoint; test side for the table.
+- --size px (64), batch 32, AdamW (weight decay 0.05), linear warm-up over 100 steps, then cosine to 0
+  over --steps optimiser steps (2000); validation 10 times a run; best checkpoint by val accuracy.
+- learning-rate sweep per model: --sweep-steps (400) steps at each of --lrs, seed 0; the highest best
+  val accuracy picks the rate. Then one run per --seeds (0 1 2) at that rate.
+- each row: test accuracy mean +- sd over seeds with each seed's 95% CI (bootstrap over groups), macro F1,
+  the smallest per-class recall (collapse check: >= 0.5 wanted), accuracy of the same models on the
+  test side in grayscale, and the colour-histogram baseline on the same split.
+Augmentation is each paper's own preset (corners filled with the image's border colour).
+
+  python benchmarks/seed_networks.py --tables thesis_pbc4 ddrnet_pbc4 --models resnet18 ddrnet
+  python benchmarks/seed_networks.py --table-only          # tables from the runs already made
+
+Runs are cached under runs/seed_networks/ keyed by config and code (common.run); --table-only reads
+finished runs whatever code made them and lists each run's code key. A row without runs says "not run".
+The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU.
 """
 import argparse
+import csv
+import json
+import statistics
 
 import common
 
-from leukodx.evaluate.tables import write_results
+from leukodx.data.recipes import load_dataset
+from leukodx.data.splits import Split, make_split
+from leukodx.evaluate.robustness import shift_rows
+from leukodx.models.artifact import ModelBundle
 from leukodx.models.ddrnet import VARIANTS
 
 ROOT = common.ROOT
-DDRNET = {"optimizer": "adam", "lr": 0.01, "scheduler": "constant", "augment": "ddrnet"}  # paper's training
-CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True, "optimizer": "adam", "lr": 1e-3,
-           "scheduler": "cosine", "augment": "seed"}  # Sudhakar et al. preprocessing
-THESIS = {"optimizer": "adam", "lr": 1e-4, "scheduler": "plateau", "plateau_factor": 0.2, "monitor": "val_auc",
-          "augment": "thesis", "early_stopping_patience": 5}
+RUNS = ROOT / "runs" / "seed_networks"
+CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
+
+# table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs))
+TABLES = {
+    "ddrnet_pbc4": ("pbc4", "ddrnet", {}, [("DDRNet (full)", "ddrnet", {}), ("ResNet-18", "resnet18", {}),
+                                          ("ResNet-50", "resnet50", {}), ("ResNet-101", "resnet101", {})]),
+    "ddrnet_ablation_pbc4": ("pbc4", "ddrnet", {}, [(f"DDRNet {v}", "ddrnet", {} if v == "full" else {"variant": v})
+                                                     for v in VARIANTS]),
+    "ddrnet_taleqani": ("taleqani_all", "ddrnet", {}, [("DDRNet (full)", "ddrnet", {}), ("ResNet-18", "resnet18", {})]),
+    "classic_pbc": ("pbc", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}), ("ResNet-34", "resnet34", {}),
+                                             ("DenseNet-169", "densenet169", {})]),
+    "classic_taleqani_all": ("taleqani_all", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}),
+                                                               ("ResNet-34", "resnet34", {}),
+                                                               ("DenseNet-169", "densenet169", {})]),
+    "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
+                                           ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
+}
+TITLES = {
+    "ddrnet_pbc4": "DDRNet vs ResNets, PBC 4 WBC types (paper Tables 4-5 form)",
+    "ddrnet_ablation_pbc4": "DDRNet ablation, PBC 4 WBC types (paper Table 6 form)",
+    "ddrnet_taleqani": "DDRNet vs ResNet-18 on taleqani_all (4 ALL classes)",
+    "classic_pbc": "Classic CNN pipeline, PBC 8 WBC types (Sudhakar et al. form)",
+    "classic_taleqani_all": "Classic CNN pipeline, taleqani_all (Sudhakar et al. form)",
+    "thesis_pbc4": "Thesis CNN / ViT / hybrid, PBC 4 WBC types",
+}
 
 
-def run(name: str, data: str, model: str, args, **kw) -> dict:
-    return common.run("seed_networks", name, data=data, model=model, pretrained=False, image_size=args.size,
-                      epochs=args.epochs, freeze_epochs=0, batch_size=32, max_images_per_class=args.per_class,
-                      seed=0, bootstrap=500, **{"early_stopping_patience": 0, **kw})
+def split_file(data: str) -> str:
+    path = RUNS / "splits" / f"{data}.json"
+    if not path.is_file():
+        make_split(load_dataset(data), 0.15, 0.2, 0, True).save(path)
+    return str(path)
 
 
-def binary_rates(m: dict) -> dict:
-    k = m["classes"].index("Malignant")
-    pc = m["per_class"]
-    return {**m, "sensitivity": round(pc["recall_sensitivity"][k], 4), "specificity": round(pc["specificity"][k], 4)}
+def config(table: str, model: str, kwargs: dict, lr: float, seed: int, steps: int, args) -> dict:
+    data, augment, pre, _ = TABLES[table]
+    return {"data": data, "model": model, "pretrained": False, "model_kwargs": kwargs, "image_size": args.size,
+            "max_steps": steps, "warmup_steps": min(100, steps // 5), "optimizer": "adamw", "lr": lr,
+            "weight_decay": 0.05, "scheduler": "cosine", "batch_size": 32, "freeze_epochs": 0, "augment": augment,
+            "monitor": "val_acc", "early_stopping_patience": 0, "seed": seed, "split_file": split_file(data),
+            "bootstrap": 500, **pre}
+
+
+def run_name(model: str, kwargs: dict, data: str, tag: str) -> str:
+    return "_".join([model, *[str(v) for v in kwargs.values()], data, tag])
+
+
+def best_val_acc(name: str) -> float:
+    rows = list(csv.DictReader((RUNS / name / "logs" / "metrics.csv").open()))
+    return max(float(r["val_acc"]) for r in rows if r.get("val_acc"))
+
+
+def grayscale_accuracy(name: str) -> float:
+    """Accuracy of a finished run on its test side converted to grayscale (cached beside the run)."""
+    out = RUNS / name / "test" / "grayscale.json"
+    if not out.is_file():
+        cfg = json.loads((RUNS / name / "test" / "metrics.json").read_text())
+        index = load_dataset(cfg["data"])
+        split = Split.load(RUNS / name / "split.json")
+        te = split.indices(index, "test")
+        groups = [split.groups[index.key(index.records[i])] for i in te]
+        row = shift_rows(ModelBundle.load(RUNS / name), index, te, groups, ["grayscale"], "test", n_boot=200)[0]
+        out.write_text(json.dumps({"accuracy": row["accuracy"], "ci95": row["ci95"]}))
+    return json.loads(out.read_text())["accuracy"]
+
+
+def sweep(table: str, model: str, kwargs: dict, args) -> float:
+    data = TABLES[table][0]
+    scores = {}
+    for lr in args.lrs:
+        name = run_name(model, kwargs, data, f"sweep_lr{lr:g}")
+        common.run("seed_networks", name, **config(table, model, kwargs, lr, 0, args.sweep_steps, args))
+        scores[lr] = best_val_acc(name)
+    best = max(scores, key=scores.get)
+    (RUNS / f"{run_name(model, kwargs, data, 'sweep')}.json").write_text(
+        json.dumps({"val_acc": {f"{k:g}": v for k, v in scores.items()}, "chosen_lr": best, "steps": args.sweep_steps}))
+    return best
+
+
+def finished(pattern: str) -> list[str]:
+    return sorted(p.parents[1].name for p in RUNS.glob(f"{pattern}/test/metrics.json")
+                  if not p.parents[1].name.endswith(".stale"))
+
+
+def row_for(table: str, model: str, kwargs: dict) -> dict:
+    data = TABLES[table][0]
+    base = run_name(model, kwargs, data, "")
+    names = [n for n in finished(f"{base}seed*")]
+    if not names:
+        return {"status": "not run"}
+    ms = [json.loads((RUNS / n / "test" / "metrics.json").read_text()) for n in names]
+    sweep_file = RUNS / f"{base}sweep.json"
+    acc = [m["accuracy"] for m in ms]
+    gray = [grayscale_accuracy(n) for n in names]
+    recall = [min(m["per_class"]["recall_sensitivity"]) for m in ms]
+    return {"status": "done", "seeds": len(ms), "n": ms[0]["n"], "accuracy_mean": statistics.mean(acc),
+            "accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else 0.0,
+            "accuracy_per_seed": acc, "ci95_per_seed": [m["ci95"]["accuracy"] for m in ms],
+            "macro_f1_mean": statistics.mean(m["macro_f1"] for m in ms), "min_class_recall": min(recall),
+            "grayscale_accuracy_mean": statistics.mean(gray), "baseline_accuracy": ms[0]["colour_histogram_baseline_accuracy"],
+            "steps": ms[0].get("steps_run"), "train_minutes_mean": statistics.mean(m["wall_minutes"] for m in ms),
+            "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
+            "code_keys": sorted({m.get("run_key", "?")[:12] for m in ms}), "runs": names}
+
+
+def fmt(r: dict) -> str:
+    if r["status"] != "done":
+        return "| " + " | ".join(["not run"] + ["-"] * 8) + " |"
+    ci = "; ".join(f"[{a:.3f}, {b:.3f}]" for a, b in r["ci95_per_seed"])
+    lr = f"{r['sweep']['chosen_lr']:g}" if r["sweep"] else "-"
+    return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seeds) | {ci} | {r['macro_f1_mean']:.4f} | "
+            f"{r['min_class_recall']:.3f} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
+            f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
+
+
+def write_table(table: str, args) -> None:
+    data, augment, pre, rows = TABLES[table]
+    results = [(label, row_for(table, m, kw)) for label, m, kw in rows]
+    n = next((r["n"] for _, r in results if r["status"] == "done"), "-")
+    head = ("| model | test accuracy mean ± sd | 95% CI per seed | macro F1 | min class recall | grayscale test "
+            "accuracy | colour baseline | lr (sweep) | steps | train min/run |")
+    md = [f"# {TITLES[table]}", "",
+          f"- Data {data}; grouped split seed 0 (split file runs/seed_networks/splits/{data}.json); test n = {n}.",
+          f"- CPU protocol: {args.size} px, from scratch, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
+          f"best checkpoint by val accuracy; lr chosen per model by a {args.sweep_steps}-step sweep over "
+          f"{', '.join(f'{x:g}' for x in args.lrs)} on the val side; augmentation preset '{augment}'"
+          + (f"; preprocessing {pre}" if pre else "") + ".",
+          "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
+          "", head, "|" + "---|" * 10]
+    md += [f"| {label} " + fmt(r)[1:] for label, r in results]
+    out = ROOT / "results" / table
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"title": TITLES[table], "protocol": vars(args) | {"lrs": args.lrs},
+                                                    "rows": [{"name": k, **r} for k, r in results]}, indent=1))
+    print(f"wrote {out.with_suffix('.md')}", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--tables", nargs="*", choices=list(TABLES), default=list(TABLES))
+    ap.add_argument("--models", nargs="*", help="only these registry names (default: every row)")
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=5)
-    ap.add_argument("--per-class", type=int, default=150)
-    ap.add_argument("--only", choices=["ddrnet", "ablation", "taleqani", "thesis", "classic"], nargs="*")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--sweep-steps", type=int, default=400)
+    ap.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--table-only", action="store_true", help="write tables from finished runs, train nothing")
     args = ap.parse_args()
-    want = set(args.only or ["ddrnet", "ablation", "taleqani", "thesis", "classic"])
-    proto = (f"{args.size} px, {args.epochs} epochs, train side capped at {args.per_class or 'all'} images per class, "
-             "from scratch (no pretrained weights), grouped split seed 0 (val/test full), 2 CPU cores")
-    extra = {"train min": "wall_minutes"}
-    if want & {"ddrnet", "ablation"}:
-        full = run("ddrnet_full_pbc4", "pbc4", "ddrnet", args, **DDRNET)
-    if "ddrnet" in want:
-        rows = [("DDRNet (full)", full)] + [(f"ResNet-{d}", run(f"resnet{d}_pbc4", "pbc4", f"resnet{d}", args, **DDRNET))
-                                            for d in (18, 50, 101)]
-        rows.append(("DDRNet (full), Adam 1e-3 (not the paper's lr)",
-                     run("ddrnet_full_pbc4_lr1e-3", "pbc4", "ddrnet", args, **{**DDRNET, "lr": 1e-3})))
-        write_results(ROOT / "results" / "ddrnet_pbc4", rows, "DDRNet vs ResNets, PBC 4 WBC types (paper Tables 4-5 form)",
-                      [proto, ("All trained alike: Adam lr 0.01 constant, DDRNet augmentation (paper's setup); the last "
-                       "row repeats DDRNet with lr 1e-3 to show its sensitivity to the learning rate."),
-                       "Confusion matrices are in the JSON file."], extra=extra)
-    if "ablation" in want:
-        rows = [(v, full if v == "full" else run(f"ddrnet_{v}_pbc4", "pbc4", "ddrnet", args, model_kwargs={"variant": v},
-                                                 **DDRNET)) for v in VARIANTS]
-        write_results(ROOT / "results" / "ddrnet_ablation_pbc4", rows, "DDRNet ablation, PBC 4 WBC types (Table 6 form)",
-                      [proto, "conv = stem only; + DRDB / GLFEB / CSAB as named."], extra=extra)
-    if "taleqani" in want:
-        rows = [("DDRNet (full)", run("ddrnet_full_taleqani", "taleqani_all", "ddrnet", args, **DDRNET))]
-        write_results(ROOT / "results" / "ddrnet_taleqani", rows, "DDRNet on taleqani_all (4 classes)", [proto], extra=extra)
-    if "thesis" in want:
-        rows = [(n, binary_rates(run(f"{m}_binary", "taleqani_binary", m, args, **THESIS)))
-                for n, m in (("CNN", "thesis_cnn"), ("ViT", "thesis_vit"), ("Hybrid CNN-ViT", "hybrid_cnn_vit"))]
-        write_results(ROOT / "results" / "thesis_binary", rows,
-                      "Thesis models, taleqani_all benign vs malignant (Tables 3-5 form, original data only)",
-                      [proto, "Stand-in for C-NMC 2019, which is not available here; GAN rows come with issue 7.",
-                       "Adam 1e-4, LR x0.2 on plateau, early stopping patience 5, best checkpoint on val AUC."],
-                      keys=("accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc"),
-                      extra={"sensitivity (malignant)": "sensitivity", "specificity (malignant)": "specificity",
-                             **extra})
-
-    if "classic" in want:
-        for data in ("taleqani_all", "pbc"):
-            rows = [(n, run(f"{m}_{data}_classic", data, m, args, **CLASSIC))
-                    for n, m in (("Conv2D CNN", "classic_cnn"), ("ResNet-34", "resnet34"), ("DenseNet-169", "densenet169"))]
-            write_results(ROOT / "results" / f"classic_{data}", rows, f"Classic CNN pipeline on {data} (Sudhakar et al. form)",
-                          [proto, ("Preprocessing for all three: Otsu threshold segmentation (background whitened), "
-                           "Gaussian low-pass sigma 1, grayscale. Five-class ALL/AML/CLL/CML/healthy data is not "
-                           "available here: not measured.")], extra=extra)
+    for table in args.tables:
+        data, _, _, rows = TABLES[table]
+        for _label, model, kw in rows:
+            if args.table_only or (args.models and model not in args.models):
+                continue
+            lr = sweep(table, model, kw, args)
+            for seed in args.seeds:
+                common.run("seed_networks", run_name(model, kw, data, f"seed{seed}"),
+                           **config(table, model, kw, lr, seed, args.steps, args))
+        write_table(table, args)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,8 @@ def cmd_train(a) -> int:
         run_dir = Path(a.resume)
     else:
         over = {k: getattr(a, k) for k in ("data", "model", "epochs", "batch_size", "lr", "image_size", "augment",
-                                           "seed", "split_file", "freeze_epochs", "max_images_per_class", "optimizer")}
+                                           "seed", "split_file", "freeze_epochs", "max_images_per_class", "optimizer",
+                                           "max_steps", "warmup_steps")}
         if a.no_pretrained:
             over["pretrained"] = False
         cfg = TrainConfig.load(a.config, **over) if a.config else \
@@ -415,6 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="runs/latest", help="run folder for config, split, checkpoints, model and report")
     t.add_argument("--resume", metavar="RUN", help="continue an interrupted run from its last checkpoint")
     t.add_argument("--epochs", type=int, help="maximum epochs")
+    t.add_argument("--max-steps", type=int, help="a budget in optimiser steps instead of epochs")
+    t.add_argument("--warmup-steps", type=int, help="linear learning-rate warm-up before the cosine decay")
     t.add_argument("--batch-size", type=int, help="images per batch")
     t.add_argument("--lr", type=float, help="learning rate")
     t.add_argument("--optimizer", help="adam, adamw or sgd")

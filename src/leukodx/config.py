@@ -75,12 +75,14 @@ class TrainConfig(YamlConfig):
     augment: str = "seed"
     augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
     epochs: int = 10
+    max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
+    warmup_steps: int = 0                # linear warm-up before the cosine decay
     freeze_epochs: int = 1               # first epochs train the classifier only
     batch_size: int = 32
     optimizer: str = "adamw"             # adam | adamw | sgd
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    scheduler: str = "cosine"            # cosine | constant | plateau
+    scheduler: str = "cosine"            # cosine (after warm-up, per step) | constant | plateau
     plateau_factor: float = 0.2
     class_weights: bool = True           # inverse-frequency loss weights
     balanced_sampling: bool = False      # or: sample classes equally
@@ -134,7 +136,10 @@ class TrainConfig(YamlConfig):
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
-                  ("early_stopping_patience", self.early_stopping_patience >= 0)]
+                  ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),
+                  ("warmup_steps", 0 <= self.warmup_steps and (self.max_steps == 0 or self.warmup_steps < self.max_steps))]
+        if self.max_steps and self.scheduler == "plateau":
+            raise ConfigError("config 'scheduler: plateau' steps once per epoch; with 'max_steps' use cosine or constant")
         problem = model_kwargs_problem(self.model_kwargs)
         if problem:
             raise ConfigError(f"config 'model_kwargs': {problem}")

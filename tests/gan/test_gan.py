@@ -16,7 +16,8 @@ from leukodx.gan.models import KINDS, base_side, build_gan
 from leukodx.gan.module import GANModule, diff_augment
 from leukodx.gan.quality import Lite0Features, memorisation, precision_recall, quality
 from leukodx.gan.run import load_generators, synthesize, train_gan
-from leukodx.train.run import train, with_synthetic
+from leukodx.train.data import with_synthetic
+from leukodx.train.run import train
 
 
 def test_generator_layouts_follow_the_thesis():

@@ -169,3 +169,16 @@ def test_cell_finder_finds_a_dark_blob_at_a_known_place_and_scale():
         assert tuple(mid) == (80, 30, 120)
     blank = Image.new("RGB", (64, 64), (230, 230, 230))
     assert not find_nucleus(blank).found and CellCentre(3.0)(blank).size == (64, 64)
+
+
+@pytest.mark.parametrize("preset", ["seed", "ddrnet", "thesis"])
+def test_paper_presets_never_add_black_corners(preset):
+    torch.manual_seed(0)
+    x = torch.zeros(3, 48, 48, dtype=torch.uint8)
+    x[0], x[1], x[2] = 230, 200, 215  # a pale smear background
+    x[:, 16:32, 16:32] = torch.tensor([120, 60, 150], dtype=torch.uint8)[:, None, None]  # a stained cell
+    aug = build_augment(preset)
+    ring = torch.ones(48, 48, dtype=torch.bool)
+    ring[5:-5, 5:-5] = False  # where rotated / shifted corners land; the cell never reaches it
+    dark = sum(int((aug(x).int().sum(0)[ring] < 150).sum()) for _ in range(20))
+    assert dark == 0

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted
 
 
 def color_histograms(images_uint8: np.ndarray, bins: int = 8) -> np.ndarray:
@@ -16,18 +18,21 @@ def color_histograms(images_uint8: np.ndarray, bins: int = 8) -> np.ndarray:
     return hist / hist.sum(axis=1, keepdims=True)
 
 
-class ColorHistogramClassifier:
-    """scikit-learn-style: fit / predict / predict_proba on uint8 image arrays."""
+class ColorHistogramClassifier(BaseEstimator, ClassifierMixin):
+    """A scikit-learn estimator on uint8 image arrays (N, 3, H, W): joint RGB histogram -> logistic regression."""
 
     def __init__(self, bins: int = 8, C: float = 1.0):
-        self.bins, self.C = bins, C
+        self.bins = bins
+        self.C = C
 
     def fit(self, images: np.ndarray, y: np.ndarray) -> ColorHistogramClassifier:
         self.clf_ = make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=2000))
         self.clf_.fit(color_histograms(images, self.bins), y)
+        self.classes_ = self.clf_.classes_
         return self
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "clf_")
         return self.clf_.predict_proba(color_histograms(images, self.bins))
 
     def predict(self, images: np.ndarray) -> np.ndarray:

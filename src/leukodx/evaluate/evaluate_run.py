@@ -15,7 +15,7 @@ from leukodx.evaluate.calibration import expected_calibration_error, reliability
 from leukodx.evaluate.metrics import compute_metrics
 from leukodx.evaluate.report import write_html_report
 from leukodx.evaluate.selective import selective_summary
-from leukodx.heads.temperature import TemperatureScaler
+from leukodx.heads.temperature import softmax
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
@@ -60,9 +60,7 @@ def bundle_outputs(bundle: ModelBundle, images, batch_size: int = 64) -> tuple:
     if bundle.tree_head is not None:
         probs = bundle.head().predict_proba(logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True))
         return probs, probs, dist
-    scaler = TemperatureScaler()
-    scaler.temperature_ = bundle.temperature
-    return TemperatureScaler().predict_proba(z), scaler.predict_proba(z), dist
+    return softmax(z), softmax(z, bundle.temperature), dist
 
 
 def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int], groups: list[str] | None,

@@ -7,6 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from leukodx.heads.temperature import softmax
 
 
 class PriorLinearHead(BaseEstimator, ClassifierMixin):
@@ -42,12 +45,11 @@ class PriorLinearHead(BaseEstimator, ClassifierMixin):
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
+        check_is_fitted(self, "coef_")
         return np.asarray(X, dtype=np.float32) @ self.coef_.T + self.intercept_
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        z = self.decision_function(X)
-        z = np.exp(z - z.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
+        return softmax(self.decision_function(X))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.decision_function(X).argmax(1)

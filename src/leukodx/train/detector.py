@@ -6,7 +6,6 @@ test/metrics.json (leukodx.evaluate.detection) and model_card.md.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from leukodx.config import DetectorConfig
 from leukodx.data.images import load_image
 from leukodx.data.smears import KINDS, SmearField, load_smear_fields, smear_root, split_fields
 from leukodx.errors import LeukodxError
+from leukodx.train.schedule import warmup_cosine
 
 
 class LowResolution:
@@ -111,14 +111,7 @@ def _module(model, cfg: DetectorConfig):
         def configure_optimizers(self):
             params = [p for p in self.model.parameters() if p.requires_grad]
             opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
-
-            def factor(step):
-                if step < cfg.warmup_steps:
-                    return (step + 1) / cfg.warmup_steps
-                t = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+            sched = warmup_cosine(opt, cfg.warmup_steps, cfg.max_steps)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     return DetectorModule()

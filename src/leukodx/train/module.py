@@ -7,52 +7,32 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
+from leukodx.train.schedule import warmup_cosine
 from leukodx.transforms.preprocess import normalize
 
 
 class ClassifierModule(pl.LightningModule):
-    """Wraps any registry model. Takes uint8 batches, normalises, optionally trains the
-    classifier alone for the first `freeze_epochs` epochs."""
+    """Wraps any registry model. Takes uint8 batches and normalises them (the one `normalize`).
+    Schedules: "cosine" = linear warm-up over `warmup_steps`, then cosine to 0 over the run's optimiser
+    steps; "plateau" = x`plateau_factor` when the monitored metric stalls; "constant"."""
 
     def __init__(self, model: nn.Module, num_classes: int, mean, std, lr: float = 1e-3, weight_decay: float = 1e-4,
-                 optimizer: str = "adamw", scheduler: str = "cosine", epochs: int = 10, freeze_epochs: int = 0,
+                 optimizer: str = "adamw", scheduler: str = "cosine", warmup_steps: int = 0,
                  class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
                  plateau_factor: float = 0.2, monitor: str = "val_loss"):
         super().__init__()
         self.model = model
         self.mean, self.std = tuple(mean), tuple(std)
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(num_classes))
-        self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler, "epochs": epochs,
-                       "freeze_epochs": freeze_epochs, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
-                       "monitor": monitor}
+        self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler,
+                   "warmup_steps": warmup_steps, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
+                   "monitor": monitor}
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_auc = MulticlassAUROC(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = normalize(x, self.mean, self.std)
         return self.model(x.contiguous(memory_format=torch.channels_last))
-
-    def _set_frozen(self, frozen: bool) -> None:
-        """Frozen: only new layers train. New = everything but `model.pretrained_modules()` when the
-        model says (fusion networks), else the classifier alone."""
-        if hasattr(self.model, "pretrained_modules"):
-            body = list(self.model.pretrained_modules())
-        elif hasattr(self.model, "get_classifier"):
-            head = {id(p) for p in self.model.get_classifier().parameters()}
-            body = [m for m in self.model.children() if not any(id(p) in head for p in m.parameters())]
-        else:
-            return
-        for part in body:
-            for p in part.parameters():
-                p.requires_grad = not frozen
-            # frozen body keeps its pretrained BatchNorm statistics; unfrozen, BN must train again
-            # (Lightning restores per-module modes after validation, so this is never undone for us)
-            for m in part.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.train(not frozen)
-
-    def on_train_epoch_start(self) -> None:
-        self._set_frozen(self.current_epoch < self.hp["freeze_epochs"])
 
     def training_step(self, batch, _):
         x, y = batch
@@ -71,7 +51,7 @@ class ClassifierModule(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hp
-        params = [p for p in self.model.parameters()]
+        params = list(self.model.parameters())  # frozen ones too: see train.finetune.TrainHeadFirst
         if hp["optimizer"] == "sgd":
             opt = torch.optim.SGD(params, lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"])
         elif hp["optimizer"] == "adam":
@@ -79,8 +59,8 @@ class ClassifierModule(pl.LightningModule):
         else:
             opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
         if hp["scheduler"] == "cosine":
-            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, hp["epochs"]))
-            return {"optimizer": opt, "lr_scheduler": sched}
+            sched = warmup_cosine(opt, hp["warmup_steps"], self.trainer.estimated_stepping_batches)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
         if hp["scheduler"] == "plateau":
             mode = "min" if hp["monitor"] == "val_loss" else "max"
             sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp["plateau_factor"], patience=2)

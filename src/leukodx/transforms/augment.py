@@ -8,8 +8,8 @@ Presets:
   autoaugment / randaugment / trivialaugment - torchvision's "auto-augmentation" policies
   robust    - removes the lab's shortcuts (stain, background, scale, resolution); its ingredients are
               listed in ROBUST_INGREDIENTS and any of them can be left out (`augment_drop`) for ablation.
-The seed-paper presets fill rotated corners with black, which no real image has; `robust` fills with
-each image's own background colour.
+Rotated / shifted corners take each image's own border colour (the papers' Keras / torchvision
+defaults fill with black or nearest pixels, which no real image has).
 """
 from __future__ import annotations
 
@@ -150,14 +150,14 @@ def build_augment(name: str = "seed", drop=()):
         raise ConfigError("augment_drop only applies to augment: robust")
     if name == "seed":
         return v2.Compose(flips + [
-            v2.RandomAffine(degrees=20, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10),
+            AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10),
             v2.RandomAutocontrast(p=0.2), v2.ColorJitter(contrast=0.2)])
     if name == "ddrnet":
-        return v2.Compose([v2.RandomHorizontalFlip(), v2.RandomAffine(degrees=10, scale=(0.9, 1.1)),
-                           v2.ColorJitter(contrast=0.2)])
+        return v2.Compose([v2.RandomHorizontalFlip(), AffineBackgroundFill(degrees=10, translate=0, scale=(0.9, 1.1),
+                                                                             shear=0), v2.ColorJitter(contrast=0.2)])
     if name == "thesis":
         return v2.Compose([v2.RandomHorizontalFlip(),
-                           v2.RandomAffine(degrees=20, translate=(0.1, 0.1), scale=(0.9, 1.1), shear=10)])
+                           AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10)])
     if name == "autoaugment":
         return v2.Compose(flips + [v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)])
     if name == "randaugment":

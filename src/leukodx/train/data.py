@@ -1,0 +1,122 @@
+"""One training run's images: dataset -> grouped split -> train / val / test sets and their loaders
+(a Lightning DataModule). Augmentation is given to the train set only."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from leukodx.config import TrainConfig
+from leukodx.data.recipes import load_dataset
+from leukodx.data.splits import Split, make_split
+from leukodx.data.torch_dataset import ImageDataset
+from leukodx.errors import LeukodxError
+from leukodx.transforms.augment import build_augment
+from leukodx.transforms.preprocess import Preprocess
+
+
+def run_split(cfg: TrainConfig, index, run_dir: Path, progress: bool = True) -> Split:
+    """cfg.split_file, else the run's own split.json (a resumed run keeps its split), else a new
+    grouped split. Saved to RUN/split.json."""
+    path = run_dir / "split.json"
+    if cfg.split_file:
+        split = Split.load(cfg.split_file)
+    elif path.exists():
+        split = Split.load(path)
+    else:
+        split = make_split(index, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.use_hashes, progress=progress)
+    split.save(path)
+    return split
+
+
+def limit_per_class(index, idx: list[int], n: int, seed: int) -> list[int]:
+    """At most n indices per class (n <= 0: all), drawn with `seed`."""
+    if n <= 0:
+        return idx
+    rng = np.random.default_rng(seed)
+    out = []
+    for c in range(len(index.classes)):
+        members = [i for i in idx if index.records[i].label == c]
+        out += sorted(rng.permutation(members)[:n].tolist())
+    return sorted(out)
+
+
+def with_synthetic(index, tr_idx: list[int], cfg: TrainConfig):
+    """The training side, plus (or, for train-on-synthetic, replaced by) generated images from the
+    `synthetic` manifest: `synthetic_ratio` generated images per real training image, classes balanced."""
+    real = index.subset(tr_idx)
+    if not cfg.synthetic:
+        return real
+    syn = load_dataset(cfg.synthetic)
+    extra = [c for c in syn.classes if c not in index.classes]
+    if extra:
+        raise LeukodxError(f"synthetic set has classes the data lacks: {', '.join(extra)}")
+    n = len(tr_idx) if cfg.synthetic_mode == "only" else round(cfg.synthetic_ratio * len(tr_idx))
+    rng = np.random.default_rng(cfg.seed)
+    by_class = {c: [r for r in syn.records if syn.classes[r.label] == c] for c in syn.classes}
+    picked = []
+    for c, recs in by_class.items():
+        take = min(len(recs), n // max(1, len(by_class)))
+        picked += [replace(recs[i], label=index.classes.index(c), synthetic=True)
+                   for i in rng.permutation(len(recs))[:take]]
+    base = [] if cfg.synthetic_mode == "only" else list(real.records)
+    return replace(real, records=base + picked)
+
+
+class CellDataModule(pl.LightningDataModule):
+    def __init__(self, cfg: TrainConfig, index, split: Split, pre: Preprocess, progress: bool = True):
+        super().__init__()
+        self.cfg, self.index, self.split, self.pre, self.progress = cfg, index, split, pre, progress
+        self.train_idx = limit_per_class(index, split.indices(index, "train"), cfg.max_images_per_class, cfg.seed)
+        self.val_idx, self.test_idx = split.indices(index, "val"), split.indices(index, "test")
+        self.train_ds = self.val_ds = self._test_ds = None
+        self.load_seconds = 0.0
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_ds is not None:
+            return
+        cfg, t = self.cfg, time.perf_counter()
+        self.train_ds = ImageDataset(with_synthetic(self.index, self.train_idx, cfg), self.pre,
+                                     build_augment(cfg.augment, cfg.augment_drop), cfg.threads, self.progress)
+        self.val_ds = ImageDataset(self.index.subset(self.val_idx), self.pre, None, cfg.threads, self.progress)
+        self.load_seconds = time.perf_counter() - t
+        if len(self.train_ds) == 0 or len(self.val_ds) == 0:
+            raise LeukodxError("no readable images on the train or val side")
+
+    @property
+    def unreadable(self) -> list:
+        return self.train_ds.bad + self.val_ds.bad
+
+    def class_counts(self) -> torch.Tensor:
+        return torch.bincount(self.train_ds.labels, minlength=len(self.index.classes)).float()
+
+    def loss_weights(self) -> torch.Tensor | None:
+        """Inverse-frequency class weights (cfg.class_weights), else None."""
+        counts = self.class_counts()
+        return counts.sum() / (len(counts) * counts.clamp(min=1)) if self.cfg.class_weights else None
+
+    def train_dataloader(self) -> DataLoader:
+        cfg, ds = self.cfg, self.train_ds
+        sampler = None
+        if cfg.balanced_sampling:
+            w = (1.0 / self.class_counts().clamp(min=1))[ds.labels]
+            sampler = WeightedRandomSampler(w.double(), len(w), generator=torch.Generator().manual_seed(cfg.seed))
+        return DataLoader(ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                          drop_last=len(ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_ds, 64)
+
+    def test_set(self) -> ImageDataset:
+        """The test side, decoded once, without augmentation."""
+        if self._test_ds is None:
+            self._test_ds = ImageDataset(self.index.subset(self.test_idx), self.pre, None, self.cfg.threads, False)
+        return self._test_ds
+
+    def test_groups(self) -> list[str]:
+        return [self.split.groups[self.index.key(self.index.records[i])] for i in self.test_idx]

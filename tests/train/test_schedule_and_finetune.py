@@ -1,0 +1,68 @@
+"""The step budget, warm-up + cosine schedule and the head-first fine-tuning callback do what they say."""
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from leukodx.config import TrainConfig
+from leukodx.data.synthetic import generate
+from leukodx.errors import ConfigError
+from leukodx.models.registry import create_model
+from leukodx.train.finetune import TrainHeadFirst, pretrained_body
+from leukodx.train.run import train
+from leukodx.train.schedule import warmup_cosine
+
+
+def test_warmup_then_cosine_to_zero():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = warmup_cosine(opt, warmup_steps=4, total_steps=20)
+    lrs = []
+    for _ in range(21):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    assert all(a >= b for a, b in zip(lrs[3:], lrs[4:]))  # never rises after warm-up
+    assert lrs[12] == pytest.approx(0.05)  # half-way through the decay
+    assert lrs[20] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_head_first_freezes_body_and_its_batchnorm_then_unfreezes():
+    class Module(nn.Module):  # what the callback sees: a LightningModule with .model
+        def __init__(self):
+            super().__init__()
+            self.model = create_model("resnet18", num_classes=3, pretrained=False)
+
+    m = Module()
+    body = pretrained_body(m.model)
+    head = list(m.model.get_classifier().parameters())
+    cb = TrainHeadFirst(epochs=2)
+    cb.freeze_before_training(m)
+    for epoch in (0, 1):
+        cb.finetune_function(m, epoch, None)
+        assert not any(p.requires_grad for part in body for p in part.parameters())
+        assert all(p.requires_grad for p in head)
+        assert not any(x.training for part in body for x in part.modules() if isinstance(x, nn.BatchNorm2d))
+    cb.finetune_function(m, 2, None)
+    assert all(p.requires_grad for p in m.model.parameters())
+    assert all(x.training for x in m.model.modules() if isinstance(x, nn.BatchNorm2d))
+
+
+def test_step_budget_run(tmp_path):
+    generate(tmp_path / "data", n_per_class=12, size=32, seed=0, per_slide=4)
+    cfg = TrainConfig(data=str(tmp_path / "data" / "manifest.csv"), model="classic_cnn", pretrained=False,
+                      image_size=32, max_steps=20, warmup_steps=5, batch_size=8, freeze_epochs=0, use_hashes=False,
+                      bootstrap=0, early_stopping_patience=0, monitor="val_acc")
+    train(cfg, tmp_path / "run", progress=False)
+    m = json.loads((tmp_path / "run" / "test" / "metrics.json").read_text())
+    assert m["steps_run"] == 20
+    vals = (tmp_path / "run" / "logs" / "metrics.csv").read_text().count("\n")
+    assert vals >= 10  # validated every max_steps / 10 steps (one header line besides)
+
+
+def test_step_budget_config_checks():
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        TrainConfig(max_steps=10, warmup_steps=10)
+    with pytest.raises(ConfigError, match="plateau"):
+        TrainConfig(max_steps=100, scheduler="plateau")
