@@ -48,6 +48,7 @@ TABLES = {
     "classic_taleqani_all": ("taleqani_all", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}),
                                                                ("ResNet-34", "resnet34", {}),
                                                                ("DenseNet-169", "densenet169", {})]),
+    "classic_pbc_colour": ("pbc", "seed", {}, [("Conv2D CNN, colour input, no masking or blur", "classic_cnn", {})]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }
@@ -57,6 +58,7 @@ TITLES = {
     "ddrnet_taleqani": "DDRNet vs ResNet-18 on taleqani_all (4 ALL classes)",
     "classic_pbc": "Classic CNN pipeline, PBC 8 WBC types (Sudhakar et al. form)",
     "classic_taleqani_all": "Classic CNN pipeline, taleqani_all (Sudhakar et al. form)",
+    "classic_pbc_colour": "Control: the classic Conv2D CNN on PBC 8 types without the classic preprocessing",
     "thesis_pbc4": "Thesis CNN / ViT / hybrid, PBC 4 WBC types",
 }
 
@@ -77,8 +79,9 @@ def config(table: str, model: str, kwargs: dict, lr: float, seed: int, steps: in
             "bootstrap": 500, **pre}
 
 
-def run_name(model: str, kwargs: dict, data: str, tag: str) -> str:
-    return "_".join([model, *[str(v) for v in kwargs.values()], data, tag])
+def run_name(table: str, model: str, kwargs: dict, tag: str) -> str:
+    data, _, pre, _ = TABLES[table]
+    return "_".join([model, *[str(v) for v in kwargs.values()], data, *(["classic"] if pre else []), tag])
 
 
 def best_val_acc(name: str) -> float:
@@ -101,14 +104,15 @@ def grayscale_accuracy(name: str) -> float:
 
 
 def sweep(table: str, model: str, kwargs: dict, args) -> float:
-    data = TABLES[table][0]
+    if len(args.lrs) == 1:
+        return args.lrs[0]
     scores = {}
     for lr in args.lrs:
-        name = run_name(model, kwargs, data, f"sweep_lr{lr:g}")
+        name = run_name(table, model, kwargs, f"sweep_lr{lr:g}")
         common.run("seed_networks", name, **config(table, model, kwargs, lr, 0, args.sweep_steps, args))
         scores[lr] = best_val_acc(name)
     best = max(scores, key=scores.get)
-    (RUNS / f"{run_name(model, kwargs, data, 'sweep')}.json").write_text(
+    (RUNS / f"{run_name(table, model, kwargs, 'sweep')}.json").write_text(
         json.dumps({"val_acc": {f"{k:g}": v for k, v in scores.items()}, "chosen_lr": best, "steps": args.sweep_steps}))
     return best
 
@@ -119,8 +123,7 @@ def finished(pattern: str) -> list[str]:
 
 
 def row_for(table: str, model: str, kwargs: dict) -> dict:
-    data = TABLES[table][0]
-    base = run_name(model, kwargs, data, "")
+    base = run_name(table, model, kwargs, "")
     names = [n for n in finished(f"{base}seed*")]
     if not names:
         return {"status": "not run"}
@@ -163,7 +166,7 @@ def write_table(table: str, args) -> None:
           + (f"; preprocessing {pre}" if pre else "") + ".",
           "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
           "", head, "|" + "---|" * 10]
-    md += [f"| {label} " + fmt(r)[1:] for label, r in results]
+    md += [f"| {label} " + fmt(r) for label, r in results]
     out = ROOT / "results" / table
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"title": TITLES[table], "protocol": vars(args) | {"lrs": args.lrs},
@@ -183,13 +186,13 @@ def main():
     ap.add_argument("--table-only", action="store_true", help="write tables from finished runs, train nothing")
     args = ap.parse_args()
     for table in args.tables:
-        data, _, _, rows = TABLES[table]
+        rows = TABLES[table][3]
         for _label, model, kw in rows:
             if args.table_only or (args.models and model not in args.models):
                 continue
             lr = sweep(table, model, kw, args)
             for seed in args.seeds:
-                common.run("seed_networks", run_name(model, kw, data, f"seed{seed}"),
+                common.run("seed_networks", run_name(table, model, kw, f"seed{seed}"),
                            **config(table, model, kw, lr, seed, args.steps, args))
         write_table(table, args)
 
