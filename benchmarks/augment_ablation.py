@@ -46,7 +46,7 @@ def score(name: str, args) -> dict:
     bundle = ModelBundle.load(run_dir / "model.pt")
     index, split = load_dataset("pbc"), Split.load(run_dir / "split.json")
     va = split.indices(index, "val")
-    rows = shift_rows(bundle, index, va, [split.groups[index.key(index.records[i])] for i in va],
+    rows = shift_rows(bundle, index, va, split.groups_of(index, va),
                       ["none", "grayscale"], "pbc val", n_boot=500)
     ext, _ = external_rows(bundle, load_dataset("wbc_external"), n_boot=500)
     out = {"variant": name, "config": VARIANTS[name], "train_minutes": m.get("wall_minutes"),

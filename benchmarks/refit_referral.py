@@ -40,7 +40,7 @@ bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy
 print(json.dumps(bundle.info["referral"]))
 bundle.save(run / "model.pt")
 te = split.indices(index, "test")
-groups = [split.groups[index.key(index.records[i])] for i in te]
+groups = split.groups_of(index, te)
 prev = json.loads((run / "test" / "metrics.json").read_text())
 m = evaluate_bundle(bundle, index, te, groups, run / "test", f"{cfg.model} on {index.name}: test split",
                     {k: prev[k] for k in KEEP if k in prev}, cfg.bootstrap, cfg.seed,

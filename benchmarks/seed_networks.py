@@ -97,7 +97,7 @@ def grayscale_accuracy(name: str) -> float:
         index = load_dataset(cfg["data"])
         split = Split.load(RUNS / name / "split.json")
         te = split.indices(index, "test")
-        groups = [split.groups[index.key(index.records[i])] for i in te]
+        groups = split.groups_of(index, te)
         row = shift_rows(ModelBundle.load(RUNS / name), index, te, groups, ["grayscale"], "test", n_boot=200)[0]
         out.write_text(json.dumps({"accuracy": row["accuracy"], "ci95": row["ci95"]}))
     return json.loads(out.read_text())["accuracy"]

@@ -148,7 +148,7 @@ def cmd_evaluate(a) -> int:
         split_file = a.split or run_dir / "split.json"
         split = Split.load(split_file)
         idx = split.indices(index, a.side)
-        groups = [split.groups[index.key(index.records[i])] for i in idx]
+        groups = split.groups_of(index, idx)
         extra["split"] = f"{split.protocol.get('method')} ({split_file}), side {a.side}"
     if a.shifts or a.external:
         from leukodx.evaluate.robustness import evaluate_robustness, robustness_table

@@ -23,6 +23,10 @@ class Split:
     groups: dict[str, str]
     protocol: dict = field(default_factory=dict)
 
+    def groups_of(self, index: DatasetIndex, idx: list[int]) -> list[str]:
+        """The split group of each of index.records[idx] (for bootstrap CIs over groups)."""
+        return [self.groups[index.key(index.records[i])] for i in idx]
+
     def indices(self, index: DatasetIndex, side: str) -> list[int]:
         missing = [index.key(r) for r in index.records if index.key(r) not in self.sides]
         if missing:

@@ -130,7 +130,7 @@ def evaluate_robustness(bundle: ModelBundle, index: DatasetIndex, split, shifts:
     train = ImageDataset(index.subset(split.indices(index, "train")), pre)
     baseline = ColorHistogramClassifier().fit(train.images.numpy(), train.labels.numpy())
     te = split.indices(index, "test")
-    groups = [split.groups[index.key(index.records[i])] for i in te]
+    groups = split.groups_of(index, te)
     n_groups = len(set(groups))
     rows = shift_rows(bundle, index, te, groups, shifts, f"{index.name} test", baseline, n_boot, seed, progress)
     notes = [(f"Test side of the grouped split ({split.protocol.get('method')}, seed {split.protocol.get('seed')}): "

@@ -119,4 +119,4 @@ class CellDataModule(pl.LightningDataModule):
         return self._test_ds
 
     def test_groups(self) -> list[str]:
-        return [self.split.groups[self.index.key(self.index.records[i])] for i in self.test_idx]
+        return self.split.groups_of(self.index, self.test_idx)

@@ -42,7 +42,7 @@ def fit_tree_head(run_dir: str | Path, index=None, progress: bool = True, extra:
     out = run / "xgboost"
     bundle.save(out / "model.pt")
     te_idx = split.indices(index, "test")
-    groups = [split.groups[index.key(index.records[i])] for i in te_idx]
+    groups = split.groups_of(index, te_idx)
     prev = json.loads((run / "test" / "metrics.json").read_text()) if (run / "test" / "metrics.json").is_file() else {}
     keep = {k: prev[k] for k in ("model", "pretrained", "data", "split", "image_size", "epochs_run", "train_seconds",
                                  "hardware", "colour_histogram_baseline_accuracy", "colour_histogram_baseline_ci95")
