@@ -182,3 +182,31 @@ def test_paper_presets_never_add_black_corners(preset):
     ring[5:-5, 5:-5] = False  # where rotated / shifted corners land; the cell never reaches it
     dark = sum(int((aug(x).int().sum(0)[ring] < 150).sum()) for _ in range(20))
     assert dark == 0
+
+
+def test_background_colour_ignores_red_cells_on_the_border_and_pads_tight_crops():
+    from leukodx.transforms.cell_finder import CellCentre
+    from leukodx.transforms.stain import background_colour
+
+    img = cell(size=96, r=20)
+    d = ImageDraw.Draw(img)
+    for x in (0, 48, 90):  # red cells cut by the border darken its median
+        d.ellipse((x - 14, -14, x + 14, 14), fill=(200, 120, 140))
+        d.ellipse((x - 14, 82, x + 14, 110), fill=(200, 120, 140))
+    assert tuple(background_colour(np.asarray(img))) == (235, 215, 200)
+    tight = cell(size=48, r=20)  # the nucleus fills the image: centring must pad it
+    out = np.asarray(CellCentre(3.0)(tight))
+    assert out.shape[0] > 48 and tuple(out[0, 0]) == (235, 215, 200)
+
+
+def test_tight_crop_paints_outside_a_centred_square_with_the_background():
+    from leukodx.transforms.augment import TightCrop
+
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.array(cell(size=100, r=10))).permute(2, 0, 1).contiguous()
+    x[:, :8, :8] = torch.tensor([120, 20, 40], dtype=torch.uint8)[:, None, None]  # a dark corner object
+    for _ in range(10):
+        y = TightCrop(p=1.0, side=(0.5, 0.6), jitter=0.0)(x)
+        assert torch.equal(y[:, 45:55, 45:55], x[:, 45:55, 45:55])  # the cell is kept
+        assert tuple(y[:, 2, 2].tolist()) == (235, 215, 200)  # the corner object is gone
+    assert torch.equal(TightCrop(p=0.0)(x), x)

@@ -21,10 +21,10 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from leukodx.errors import ConfigError
-from leukodx.transforms.stain import border_colour, hed_jitter
+from leukodx.transforms.stain import background_colour, border_colour, hed_jitter
 
 PRESETS = ("none", "seed", "ddrnet", "thesis", "autoaugment", "randaugment", "trivialaugment", "robust")
-ROBUST_INGREDIENTS = ("background_fill", "background", "scale", "hed", "colour", "hue", "grayscale", "low_resolution",
+ROBUST_INGREDIENTS = ("background_fill", "background", "tight_crop", "scale", "hed", "colour", "hue", "grayscale", "low_resolution",
                       "blur", "jpeg")
 
 
@@ -85,6 +85,29 @@ class RandomBackground:
         return torch.from_numpy(np.clip(out, 0, 255).round().astype(np.uint8)).permute(2, 0, 1).contiguous()
 
 
+class TightCrop:
+    """Another lab's tight crop: keep a square around the centre, `side` of the image across (drawn
+    uniformly), and paint the rest with the background colour. Removes the ring of red cells a model
+    could use as a ruler, and teaches it the padded frame that cell-centring gives a tight crop."""
+
+    def __init__(self, p: float = 0.5, side=(0.45, 0.9), jitter: float = 0.05):
+        self.p, self.side, self.jitter = p, side, jitter
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        if r.random() > self.p:
+            return x
+        size = x.shape[-1]
+        half = r.uniform(*self.side) * size / 2
+        cx, cy = (size / 2 + r.uniform(-self.jitter, self.jitter) * size for _ in range(2))
+        x0, x1 = max(0, round(cx - half)), min(size, round(cx + half))
+        y0, y1 = max(0, round(cy - half)), min(size, round(cy + half))
+        bg = torch.from_numpy(background_colour(x.permute(1, 2, 0).numpy())).view(3, 1, 1)
+        out = bg.expand_as(x).clone()
+        out[:, y0:y1, x0:x1] = x[:, y0:y1, x0:x1]
+        return out
+
+
 class LowResolution:
     """A low-resolution camera: downscale so the image is `sizes` pixels across, then back up."""
 
@@ -113,6 +136,7 @@ def robust_ingredients() -> dict:
     """Name -> transform, in the order they are applied."""
     return {
         "background": RandomBackground(),  # before the zoom, so the fill takes the new background colour
+        "tight_crop": TightCrop(),
         "scale": AffineBackgroundFill(),  # rotation + shift + zoom 0.5x-2.5x; fill set by background_fill
         "hed": RandomApply(HEDJitter(), 0.8),
         "colour": v2.ColorJitter(brightness=0.25, contrast=0.3, saturation=0.4, hue=0.06),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from leukodx.transforms.stain import border_colour
+from leukodx.transforms.stain import background_colour
 
 
 @dataclass
@@ -70,13 +70,14 @@ def _find(img: Image.Image) -> Nucleus:
 
 def centre_crop(img: Image.Image, nucleus: Nucleus, side_per_diameter: float = 3.0) -> Image.Image:
     """Square crop centred on the nucleus, side = side_per_diameter x its diameter, padded with the
-    background colour where it leaves the image. Without a nucleus, the image is returned unchanged."""
+    background colour where it leaves the image (tight crops from other labs always do). Without a
+    nucleus, the image is returned unchanged."""
     if not nucleus.found or nucleus.diameter < 2:
         return img
     side = round(side_per_diameter * nucleus.diameter)
     cx, cy = nucleus.centre
     x0, y0 = round(cx - side / 2), round(cy - side / 2)
-    canvas = Image.new("RGB", (side, side), tuple(int(c) for c in border_colour(np.asarray(img.convert("RGB")))))
+    canvas = Image.new("RGB", (side, side), tuple(int(c) for c in background_colour(np.asarray(img.convert("RGB")))))
     canvas.paste(img.convert("RGB"), (-x0, -y0))
     return canvas
 

@@ -17,6 +17,14 @@ def border_colour(a: np.ndarray, width: int = 3) -> np.ndarray:
     return np.median(edge, axis=0).astype(np.uint8)
 
 
+def background_colour(a: np.ndarray, share: float = 0.25) -> np.ndarray:
+    """Median colour of the brightest `share` of the pixels: the smear background, also in a tight crop
+    whose border runs through the cell or through red cells (there `border_colour` comes out too dark)."""
+    px = a.reshape(-1, 3)
+    lum = px.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return np.median(px[lum >= np.quantile(lum, 1 - share)], axis=0).astype(np.uint8)
+
+
 def hed_jitter(a: np.ndarray, alpha, beta) -> np.ndarray:
     """Scale and shift the haematoxylin, eosin and DAB optical densities: h' = h * (1 + alpha) + beta
     (Tellez et al. 2018), per channel; alpha, beta are length-3. Uses scikit-image's stain matrices
