@@ -34,7 +34,11 @@ NARROW = {"augment": "robust", "augment_drop": ["scale"], "cell_centre": 3.5}  #
 VARIANTS.update({"v2 robust": {"augment": "robust"},
                  "v2 robust + grayscale input": {"augment": "robust", "grayscale": True},
                  "v2 robust + cell-centred input (narrow zoom)": NARROW,
-                 "v2 robust + cell-centred + grayscale input (narrow zoom)": {**NARROW, "grayscale": True}})
+                 "v2 robust + cell-centred + grayscale input (narrow zoom)": {**NARROW, "grayscale": True},
+                 "v2 robust + cell-centred input 2.5 diameters (narrow zoom)": {**NARROW, "cell_centre": 2.5},
+                 "v2 robust + cell-centred input 5 diameters (narrow zoom)": {**NARROW, "cell_centre": 5.0},
+                 "v2 robust without hed + cell-centred input (narrow zoom)": {**NARROW, "augment_drop": ["scale", "hed"]},
+                 "v2 robust + cell-centred input 2 diameters (narrow zoom)": {**NARROW, "cell_centre": 2.0}})
 
 
 def slug(name: str) -> str:

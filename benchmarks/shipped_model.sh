@@ -3,7 +3,7 @@
 # robustness table (shifts on the test split; other labs for the WBC model) and model card, and
 # install it as a default `leukodx predict` model.
 #   benchmarks/shipped_model.sh all_severity   # ~15 min training on 2 CPU cores, ~10 min robustness
-#   benchmarks/shipped_model.sh wbc_type       # ~45 min training on 2 CPU cores, ~15 min robustness
+#   benchmarks/shipped_model.sh wbc_type       # ~20 min training on 2 CPU cores (96 px), ~15 min robustness
 # STAGE=robustness benchmarks/shipped_model.sh NAME skips training (reuses runs/NAME).
 set -euo pipefail
 cd "$(dirname "$0")/.."
