@@ -1,6 +1,6 @@
 """End-to-end `predict` throughput and peak memory over a folder of real JPEGs (decode included).
 
-Each backend runs in a fresh process so peak RSS is its own. Writes results/predict_throughput.{json,md}.
+Each backend runs in a fresh process so peak RSS is its own. Writes results/predict_throughput.{json,md} (`--model all`) or results/predict_throughput_MODEL.{json,md}.
 Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_all] [--n 512] [--threads 2]
 """
 from __future__ import annotations
@@ -64,12 +64,13 @@ def main() -> None:
     res = {"command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]), "model": a.model,
            "data": a.data, "machine": f"{platform.machine()}, {a.threads} threads, no GPU", "results": rows,
            "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax, batch 32"}
-    (ROOT / "results").mkdir(exist_ok=True)
-    (ROOT / "results" / "predict_throughput.json").write_text(json.dumps(res, indent=1))
+    stem = ROOT / "results" / ("predict_throughput" + ("" if a.model == "all" else f"_{a.model}"))
+    stem.parent.mkdir(exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(res, indent=1))
     md = ["| backend | images | images/s | peak RSS (MB) | input px |", "|---|---|---|---|---|"]
     md += [f"| {r['backend']} | {r['images']} | {r['images_per_second']:.1f} | {r['peak_rss_mb']:.0f} | {r['image_size']} |"
            for r in rows]
-    (ROOT / "results" / "predict_throughput.md").write_text(
+    stem.with_suffix(".md").write_text(
         f"# predict throughput ({res['model']} model on {res['data']}, {res['machine']})\n\n`{res['command']}`\n\n"
         + "\n".join(md) + "\n")
     print("\n".join(md))

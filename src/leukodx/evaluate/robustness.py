@@ -85,13 +85,14 @@ def shift_rows(bundle: ModelBundle, index: DatasetIndex, indices: list[int], gro
 
 
 def external_rows(bundle: ModelBundle, external: DatasetIndex, baseline=None, n_boot: int = 1000, seed: int = 0,
-                  mapping: dict | None = None) -> tuple[list[dict], str]:
-    """Zero-shot accuracy on each lab of an external set, classes mapped onto the model's by name."""
+                  mapping: dict | None = None, shifts=("none",)) -> tuple[list[dict], str]:
+    """Zero-shot accuracy on each lab of an external set (under each shift), classes mapped onto the
+    model's by name."""
     mapped, cmap = map_classes(external, bundle.classes, mapping)
     rows = []
     for lab in sorted({lab_of(mapped, r) for r in mapped.records}):
         idx = [i for i, r in enumerate(mapped.records) if lab_of(mapped, r) == lab]
-        rows += shift_rows(bundle, mapped, idx, None, ["none"], f"{external.name}/{lab}", baseline, n_boot, seed)
+        rows += shift_rows(bundle, mapped, idx, None, list(shifts), f"{external.name}/{lab}", baseline, n_boot, seed)
     return rows, cmap.describe()
 
 
