@@ -4,8 +4,11 @@ import io
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from leukodx.data.dataset import from_manifest
+from leukodx.predict.predictor import Predictor
+from leukodx.predict.shipped import shipped_model
 from leukodx.serve.app import MAX_UPLOAD_BYTES, create_app
 from tests.conftest import rgb, shared
 
@@ -28,7 +31,10 @@ def test_predict_returns_what_the_cli_writes_plus_id_and_overlay(client):
     j = r.json()
     for k in ("id", "label", "probability", "probabilities", "refer", "refer_reason", "overlay", "model_sha256"):
         assert k in j
-    assert j["label"] == "neutrophil" and j["path"] == "cell.jpg"
+    assert j["path"] == "cell.jpg"
+    cli = Predictor.load(shipped_model("wbc")).predict_images([Image.open(io.BytesIO(cell))])[0]
+    assert (j["label"], j["refer_reason"]) == (cli.label, cli.refer_reason)  # the same package function
+    assert j["probability"] == pytest.approx(cli.probability, abs=1e-5)
     o = client.get(j["overlay"])
     assert o.status_code == 200 and o.headers["content-type"] == "image/png" and o.content[:4] == b"\x89PNG"
     assert client.get(j["file"]).content == cell

@@ -210,3 +210,15 @@ def test_tight_crop_paints_outside_a_centred_square_with_the_background():
         assert torch.equal(y[:, 45:55, 45:55], x[:, 45:55, 45:55])  # the cell is kept
         assert tuple(y[:, 2, 2].tolist()) == (235, 215, 200)  # the corner object is gone
     assert torch.equal(TightCrop(p=0.0)(x), x)
+
+
+def test_centring_never_zooms_into_noise():
+    from leukodx.heads.image_checks import image_problem
+    from leukodx.transforms.cell_finder import CellCentre, find_nucleus
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+    noise = Image.fromarray(np.random.default_rng(3).integers(0, 255, (80, 80, 3), dtype=np.uint8))
+    assert not find_nucleus(noise).found and CellCentre(2.5)(noise).size == (80, 80)
+    # so the referral's image check still sees the noise after cell-centred preprocessing
+    assert image_problem(Preprocess(PreprocessConfig(image_size=64, cell_centre=2.5)).array(noise)) == "not_a_cell"
+    assert find_nucleus(cell()).found

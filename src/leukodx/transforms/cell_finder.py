@@ -22,11 +22,25 @@ class Nucleus:
     found: bool               # False: nothing stained enough; centre = image centre
 
 
+MAX_FINE_DETAIL = 0.6  # real smears (colour or grayscale): at most 0.45; uniform noise: 0.70
+
+
+def fine_detail(img: Image.Image) -> float:
+    """Mean high-pass magnitude over the contrast of a 64-px grayscale copy: noise-like texture is high."""
+    from scipy import ndimage
+
+    g = np.asarray(img.convert("L").resize((64, 64), Image.Resampling.BILINEAR), np.float32)
+    return float(np.abs(g - ndimage.gaussian_filter(g, 1.5)).mean() / max(g.std(), 1e-6))
+
+
 def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
     """Darkness = green-channel absorption, smoothed; the darkest of three Otsu classes; the
     connected piece with the most darkness, plus pieces close to it (lobes of one nucleus).
+    A noise-like image has no nucleus (found=False), so centring never zooms into noise.
     Runs on a copy at most `work_size` pixels across (fast); results are in the image's pixels."""
     w0, h0 = img.size
+    if fine_detail(img) > MAX_FINE_DETAIL:
+        return Nucleus(np.zeros((h0, w0), bool), (w0 / 2, h0 / 2), 0.0, False)
     k = max(w0, h0) / work_size
     if k <= 1:
         return _find(img)
