@@ -40,7 +40,8 @@ def write_md(res: dict) -> None:
              (f"- Command: `.venv/bin/python benchmarks/adapt.py --draws {res['draws']}`; model `{res['model']}` "
              f"(sha256 {res['model_sha256_16']}...)"), f"- {res['protocol']}; {res['classes']}.",
              ("- Methods: `head` = linear head refit on frozen features with a prior towards the shipped head; "
-             "`bn+head` = batch-norm statistics re-estimated on the k-shot images first. Temperature from out-of-fold "
+             "`bn+head` = batch-norm statistics re-estimated on the k-shot images first; `8 views` = the head "
+             "fitted on the 8 quarter turns / mirror images of each k-shot cell. Temperature from out-of-fold "
              "predictions; the lab's cells join the unfamiliar-image reference."),
              "- accuracy on kept / referred: after the adapted model's own referral (reasons as in `leukodx predict`).",
              ("- classes adapted: classes with more than k cells. Where it is fewer than the lab's classes (k = 20 on "
@@ -79,19 +80,20 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
     x, y = ds.images, ds.labels.numpy()
     rows.append({"lab": lab, "method": "zero-shot", "k": 0, "n_test": len(y), **score(bundle, x, y), "draws": 1})
     for k in [int(s) for s in a.shots.split(",")]:
-        for method in ("head", "bn+head"):
+        for method, views in (("head", 1), ("bn+head", 1), ("head", 8)):
             res = []
             for draw in range(a.draws):
                 rng = np.random.default_rng(1000 * k + draw)
                 pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c in np.unique(y)
                                        if (y == c).sum() > k])
                 rest = np.setdiff1d(np.arange(len(y)), pick)
-                new, _ = adapt_bundle(bundle, x[pick], y[pick], method, seed=draw)
+                new, _ = adapt_bundle(bundle, x[pick], y[pick], method, seed=draw, views=views)
                 res.append(score(new, x[rest], y[rest]))
             agg = {m: [float(np.nanmean([r[m] for r in res])), float(np.nanstd([r[m] for r in res]))] for m in res[0]}
-            rows.append({"lab": lab, "method": method, "k": k, "n_test": int(len(y) - len(pick)), **agg,
+            name = method + ("" if views == 1 else f", {views} views")
+            rows.append({"lab": lab, "method": name, "k": k, "n_test": int(len(y) - len(pick)), **agg,
                          "draws": a.draws, "classes_adapted": int(len(pick) // k)})
-            print(lab, method, k, {m: round(v[0], 3) for m, v in agg.items()}, f"{time.time() - t0:.0f}s", flush=True)
+            print(lab, name, k, {m: round(v[0], 3) for m, v in agg.items()}, f"{time.time() - t0:.0f}s", flush=True)
 
 meta = {"model": a.model, "model_sha256_16": __import__("hashlib").sha256(Path(a.model).read_bytes()).hexdigest()[:16],
         "classes": cmap.describe(), "draws": a.draws, "hardware": "2 CPU cores, no GPU",

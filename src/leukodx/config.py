@@ -74,6 +74,7 @@ class TrainConfig(YamlConfig):
     mask_corner: bool = False            # cover a burned-in scale-bar label (bottom-right corner)
     augment: str = "seed"
     augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
+    mixstyle: float = 0.0                # >0: MixStyle probability in the first 3 stages (training only)
     epochs: int = 10
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
     warmup_steps: int = 0                # linear warm-up before the cosine decay
@@ -135,7 +136,7 @@ class TrainConfig(YamlConfig):
                   ("weight_decay", self.weight_decay >= 0), ("threads", self.threads >= 1),
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
-                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),
                   ("warmup_steps", 0 <= self.warmup_steps and (self.max_steps == 0 or self.warmup_steps < self.max_steps))]
         if self.max_steps and self.scheduler == "plateau":

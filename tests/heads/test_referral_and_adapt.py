@@ -154,3 +154,15 @@ def test_conformal_sets_reach_their_coverage_and_travel_with_the_model(fitted, t
     t, _ = Predictor.load(tmp_path / "m.pt").predict_paths(files)
     o, _ = OnnxPredictor(onnx).predict_paths(files)
     assert all(a.prediction_set == z.prediction_set and a.label in a.prediction_set for a, z in zip(t, o))
+
+
+def test_adapt_fits_on_turned_and_mirrored_copies():
+    from leukodx.train.adapt import dihedral_views
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
+    views = dihedral_views(x, 8)
+    assert torch.equal(views[0], x) and len(views) == 8
+    assert len({v.numpy().tobytes() for v in views}) == 8  # eight different arrangements
+    assert all(sorted(v[0, 0].flatten().tolist()) == sorted(x[0, 0].flatten().tolist()) for v in views)
+    with pytest.raises(Exception, match="views"):
+        adapt_bundle(None, x, np.array([0, 1]), views=9)

@@ -35,11 +35,22 @@ def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
     return head
 
 
+def dihedral_views(images: torch.Tensor, n: int) -> list[torch.Tensor]:
+    """The first `n` of the 8 quarter turns and mirror images of a batch (N, C, H, W); view 0 is the batch.
+    A cell has no up or left, so each view is another labelled example of the same class."""
+    views = [torch.rot90(images, k, (2, 3)) for k in range(4)]
+    views += [torch.flip(v, (3,)) for v in views]
+    return views[:n]
+
+
 def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, mode: str = "head",
-                 prior: float = 1e-3, seed: int = 0) -> tuple[ModelBundle, dict]:
-    """uint8 images (N, 3, S, S) with labels in the bundle's class order -> adapted copy + what was done."""
+                 prior: float = 1e-3, seed: int = 0, views: int = 8) -> tuple[ModelBundle, dict]:
+    """uint8 images (N, 3, S, S) with labels in the bundle's class order -> adapted copy + what was done.
+    `views` (1-8): the head is fitted on this many quarter turns / mirror images of each cell."""
     if mode not in MODES:
         raise ConfigError(f"adapt mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not 1 <= views <= 8:
+        raise ConfigError(f"adapt views must be 1-8, got {views!r}")
     if bundle.tree_head is not None:
         raise LeukodxError("adapt covers softmax heads; this model has an XGBoost head")
     labels = np.asarray(labels)
@@ -53,11 +64,16 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     n_bn = 0
     if mode == "bn+head":
         n_bn = adapt_batchnorm(new.model, ((images[i:i + 32].float() - m) / s for i in range(0, len(images), 32)))
-    feats = logits_for(new.model, images, pre.mean, pre.std, pre_logits=True)
+    per_view = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(images, views)]
+    feats = per_view[0]
+
+    def stacked(idx):  # every view of the cells idx, with their labels
+        return np.concatenate([f[idx] for f in per_view]), np.tile(labels[idx], len(per_view))
+
     lin = _classifier(new.model)
     w0, b0 = lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()
-    head = PriorLinearHead(w0, b0, prior).fit(feats, labels)
-    # temperature from out-of-fold logits: each cell scored by a head that did not see it
+    head = PriorLinearHead(w0, b0, prior).fit(*stacked(np.arange(len(labels))))
+    # temperature from out-of-fold logits: each cell scored by a head that saw none of its views
     counts = np.bincount(labels)
     folds = int(min(5, counts[counts > 0].min()))
     temperature, oof_acc = 1.0, float("nan")
@@ -65,7 +81,7 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         from sklearn.model_selection import StratifiedKFold
         oof = np.zeros((len(labels), len(w0)), np.float32)
         for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(feats, labels):
-            oof[te] = PriorLinearHead(w0, b0, prior).fit(feats[tr], labels[tr]).decision_function(feats[te])
+            oof[te] = PriorLinearHead(w0, b0, prior).fit(*stacked(tr)).decision_function(feats[te])
         temperature = TemperatureScaler().fit(oof, labels).temperature_
         oof_acc = float((oof.argmax(1) == labels).mean())
     with torch.no_grad():
@@ -76,7 +92,7 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         unit = torch.nn.functional.normalize(torch.from_numpy(feats).float(), dim=1)
         new.reference = torch.cat([new.reference, unit])
         new._net = None
-    report = {"mode": mode, "prior": prior, "n_images": len(labels),
+    report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
               "batchnorm_layers_updated": n_bn, "temperature": temperature,
               "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds}
@@ -150,7 +166,8 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- Adaptation data: `{report['data']}`: {report['n_images']} cells ({cls}); file list sha256 "
         f"{report['data_files_sha256'][:16]}..."),
         (f"- What was refit: {'batch-norm statistics and ' if report['mode'] == 'bn+head' else ''}the linear head on "
-        f"frozen features (prior {report['prior']} towards the source head); temperature {report['temperature']:.3f} "
+        f"frozen features of {report.get('views', 1)} quarter-turn / mirror views of each cell (prior {report['prior']} "
+        f"towards the source head); temperature {report['temperature']:.3f} "
         f"from {report['out_of_fold_folds']}-fold out-of-fold predictions; the lab's cells added to the "
         "unfamiliar-image reference."),
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "

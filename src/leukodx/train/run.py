@@ -78,6 +78,9 @@ def _trainer(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool):
     callbacks = [best, last] + ([TQDMProgressBar(refresh_rate=5)] if progress else [])
     if cfg.freeze_epochs and cfg.pretrained:
         callbacks.append(TrainHeadFirst(cfg.freeze_epochs))
+    if cfg.mixstyle:
+        from leukodx.train.mixstyle import MixStyle
+        callbacks.append(MixStyle(cfg.mixstyle))
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=mode))
     budget = ({"max_steps": cfg.max_steps, "max_epochs": -1, "val_check_interval": max(1, cfg.max_steps // 10),
