@@ -25,6 +25,7 @@ import json
 import statistics
 
 import common
+import yaml
 
 from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split, make_split
@@ -139,6 +140,7 @@ def row_for(table: str, model: str, kwargs: dict) -> dict:
             "grayscale_accuracy_mean": statistics.mean(gray), "baseline_accuracy": ms[0]["colour_histogram_baseline_accuracy"],
             "steps": ms[0].get("steps_run"), "train_minutes_mean": statistics.mean(m["wall_minutes"] for m in ms),
             "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
+            "lr": yaml.safe_load((RUNS / names[0] / "config.yaml").read_text())["lr"],
             "code_keys": sorted({m.get("run_key", "?")[:12] for m in ms}), "runs": names}
 
 
@@ -146,7 +148,7 @@ def fmt(r: dict) -> str:
     if r["status"] != "done":
         return "| " + " | ".join(["not run"] + ["-"] * 8) + " |"
     ci = "; ".join(f"[{a:.3f}, {b:.3f}]" for a, b in r["ci95_per_seed"])
-    lr = f"{r['sweep']['chosen_lr']:g}" if r["sweep"] else "-"
+    lr = f"{r['sweep']['chosen_lr']:g}" if r["sweep"] else f"{float(r['lr']):g} (fixed)"
     return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seeds) | {ci} | {r['macro_f1_mean']:.4f} | "
             f"{r['min_class_recall']:.3f} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
@@ -161,8 +163,8 @@ def write_table(table: str, args) -> None:
     md = [f"# {TITLES[table]}", "",
           f"- Data {data}; grouped split seed 0 (split file runs/seed_networks/splits/{data}.json); test n = {n}.",
           f"- CPU protocol: {args.size} px, from scratch, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
-          f"best checkpoint by val accuracy; lr chosen per model by a {args.sweep_steps}-step sweep over "
-          f"{', '.join(f'{x:g}' for x in args.lrs)} on the val side; augmentation preset '{augment}'"
+          "best checkpoint by val accuracy; lr chosen per model by a 400-step sweep over 0.0003, 0.001, 0.003 "
+          f"on the val side (column lr: 'fixed' where a row skipped the sweep); augmentation preset '{augment}'"
           + (f"; preprocessing {pre}" if pre else "") + ".",
           "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
           "", head, "|" + "---|" * 10]
