@@ -64,7 +64,10 @@ def summary(rows: list[dict]) -> dict:
 def main():
     data = shared_data_dir()
     t = time.perf_counter()
-    res = {lab: summary(masks(data / "wbc_external", lab)) for lab in ("tecom", "cellavision_blog")}
+    rows = {lab: masks(data / "wbc_external", lab) for lab in ("tecom", "cellavision_blog")}
+    res = {lab: summary(r) for lab, r in rows.items()}
+    res["per_class"] = {f"{lab}/{cls}": summary([r for r in rs if r["image"].split("/")[1] == cls])
+                        for lab, rs in rows.items() for cls in sorted({r["image"].split("/")[1] for r in rs})}
     res["bccd_smears"] = bccd(data / "bccd_smears")
     res["seconds"] = round(time.perf_counter() - t, 1)
     lines = ["# Cell finder vs expert annotations", "",
@@ -78,6 +81,11 @@ def main():
         lines.append(f"| wbc_external/{lab} | {r['n']} | {r['dice_median']:.3f} / {r['dice_mean']:.3f} | "
                      f"{r['centre_error_median']:.3f} / {r['centre_error_p90']:.3f} | "
                      f"{r['share_centre_within_quarter_diameter']:.3f} | {r['size_ratio_median']:.2f} "
+                     f"({r['size_ratio_p10_p90'][0]:.2f}-{r['size_ratio_p10_p90'][1]:.2f}) |")
+    lines += ["", "Per class (is a class's scale, after centring, off because its nucleus is found too small or too big?):", "",
+              "| set / class | n | nucleus Dice (median) | nucleus size ratio (median, p10-p90) |", "|---|---|---|---|"]
+    for key, r in res["per_class"].items():
+        lines.append(f"| {key} | {r['n']} | {r['dice_median']:.3f} | {r['size_ratio_median']:.2f} "
                      f"({r['size_ratio_p10_p90'][0]:.2f}-{r['size_ratio_p10_p90'][1]:.2f}) |")
     b = res["bccd_smears"]
     lines += ["", (f"BCCD smear fields with a WBC box: {b['fields']}; found centre inside a WBC box in "
