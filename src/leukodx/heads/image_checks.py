@@ -12,18 +12,16 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from leukodx.transforms.cell_finder import MAX_FINE_DETAIL, find_nucleus, fine_detail
+from leukodx.transforms.cell_finder import find_nucleus
 
 
 def image_problem(arr: np.ndarray) -> str | None:
-    """uint8 (H, W, 3) -> 'unreadable', 'not_a_cell' or None."""
-
+    """uint8 (H, W, 3) -> 'unreadable', 'not_a_cell' or None. A noise-like texture has no nucleus
+    (`find_nucleus` checks the fine detail itself)."""
     img = Image.fromarray(np.asarray(arr, dtype=np.uint8))
     g = np.asarray(img.convert("L").resize((64, 64), Image.Resampling.BILINEAR), np.float32)
     if g.std() < 4 or ((g < 8) | (g > 247)).mean() > 0.9:
         return "unreadable"
-    if fine_detail(img) > MAX_FINE_DETAIL:
-        return "not_a_cell"
     if not find_nucleus(img, work_size=64).found:
         return "not_a_cell"
     return None

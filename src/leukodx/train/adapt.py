@@ -166,7 +166,7 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- Adaptation data: `{report['data']}`: {report['n_images']} cells ({cls}); file list sha256 "
         f"{report['data_files_sha256'][:16]}..."),
         (f"- What was refit: {'batch-norm statistics and ' if report['mode'] == 'bn+head' else ''}the linear head on "
-        f"frozen features of {report.get('views', 1)} quarter-turn / mirror views of each cell (prior {report['prior']} "
+        f"frozen features of {report['views']} quarter-turn / mirror views of each cell (prior {report['prior']} "
         f"towards the source head); temperature {report['temperature']:.3f} "
         f"from {report['out_of_fold_folds']}-fold out-of-fold predictions; the lab's cells added to the "
         "unfamiliar-image reference."),

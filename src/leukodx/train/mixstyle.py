@@ -13,7 +13,7 @@ from torch import nn
 from leukodx.errors import ConfigError
 
 
-def mix_style(x: torch.Tensor, alpha: float = 0.1, eps: float = 1e-6, generator=None) -> torch.Tensor:
+def mix_style(x: torch.Tensor, alpha: float = 0.1, eps: float = 1e-6) -> torch.Tensor:
     """x (B, C, H, W) -> the same content with each image's channel statistics mixed with a random
     other image's: lambda ~ Beta(alpha, alpha) per image."""
     b = x.shape[0]
@@ -23,7 +23,7 @@ def mix_style(x: torch.Tensor, alpha: float = 0.1, eps: float = 1e-6, generator=
     sig = (x.var(dim=(2, 3), keepdim=True) + eps).sqrt()
     mu, sig = mu.detach(), sig.detach()
     lam = torch.distributions.Beta(alpha, alpha).sample((b, 1, 1, 1)).to(x)
-    perm = torch.randperm(b, generator=generator, device="cpu").to(x.device)
+    perm = torch.randperm(b, device=x.device)
     mu_mix = lam * mu + (1 - lam) * mu[perm]
     sig_mix = lam * sig + (1 - lam) * sig[perm]
     return (x - mu) / sig * sig_mix + mu_mix
