@@ -43,7 +43,8 @@ VARIANTS.update({"v2 robust": {"augment": "robust"},
 V3 = {**NARROW, "cell_centre": 2.5}
 VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 with EfficientNet-Lite2": {**V3, "model": "efficientnet_lite2"},
-                 "v3 at 128 px": {**V3, "image_size": 128}})
+                 "v3 at 128 px": {**V3, "image_size": 128},
+                 "v3 + stain transfer p 0.3": {**V3, "stain_transfer": 0.3}})
 
 
 def slug(name: str) -> str:

@@ -13,6 +13,7 @@ Protocol (2 CPU cores, every model from scratch, no pretrained weights):
 Augmentation is each paper's own preset (corners filled with the image's border colour).
 
   python benchmarks/seed_networks.py --tables thesis_pbc4 ddrnet_pbc4 --models resnet18 ddrnet
+  python benchmarks/seed_networks.py --tables ddrnet_ablation_pbc4 --rows "DDRNet conv" --seeds 0 --lrs 0.003
   python benchmarks/seed_networks.py --table-only          # tables from the runs already made
 
 Runs are cached under runs/seed_networks/ keyed by config and code (common.run); --table-only reads
@@ -181,6 +182,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tables", nargs="*", choices=list(TABLES), default=list(TABLES))
     ap.add_argument("--models", nargs="*", help="only these registry names (default: every row)")
+    ap.add_argument("--rows", nargs="*", help="only rows whose label is one of these (e.g. 'DDRNet conv')")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--sweep-steps", type=int, default=400)
@@ -190,8 +192,8 @@ def main():
     args = ap.parse_args()
     for table in args.tables:
         rows = TABLES[table][3]
-        for _label, model, kw in rows:
-            if args.table_only or (args.models and model not in args.models):
+        for label, model, kw in rows:
+            if args.table_only or (args.models and model not in args.models) or (args.rows and label not in args.rows):
                 continue
             lr = sweep(table, model, kw, args)
             for seed in args.seeds:

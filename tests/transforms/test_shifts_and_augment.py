@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from leukodx.data.class_map import map_classes
 from leukodx.data.dataset import DatasetIndex, ImageRecord
 from leukodx.errors import ConfigError
-from leukodx.transforms.augment import ROBUST_INGREDIENTS, build_augment
+from leukodx.transforms.augment import ROBUST_INGREDIENTS, StainTransfer, build_augment
 from leukodx.transforms.shifts import DEFAULT_SHIFTS, build_shift, parse_shifts
 from leukodx.transforms.stain import border_colour, hed_jitter
 
@@ -71,6 +71,27 @@ def test_stain_normalisation_moves_colour_to_the_reference():
         before = np.asarray(img)[60:68, 60:68].reshape(-1, 3).mean(0)
         target = np.asarray(ref)[60:68, 60:68].reshape(-1, 3).mean(0)
         assert np.abs(centre - target).sum() < np.abs(before - target).sum(), m
+
+
+def test_stain_transfer_moves_a_cell_towards_an_earlier_training_image():
+    torch.manual_seed(0)
+    t = StainTransfer(p=1.0, pool=1, refresh=0.0)
+    tensor = lambda im: torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+    red, purple = cell(fg=(150, 30, 60)), cell(fg=(90, 40, 130))
+    assert torch.equal(t(tensor(red)), tensor(red))  # nothing to transfer yet: the first image becomes the reference
+    moved = 0
+    for _ in range(4):  # the reference's method (Reinhard or Macenko) is drawn at random
+        out = t(tensor(purple)).permute(1, 2, 0).numpy().astype(int)
+        centre = out[60:68, 60:68].reshape(-1, 3).mean(0)
+        before = np.asarray(purple)[60:68, 60:68].reshape(-1, 3).mean(0)
+        target = np.asarray(red)[60:68, 60:68].reshape(-1, 3).mean(0)
+        moved += np.abs(centre - target).sum() < np.abs(before - target).sum()
+    assert moved == 4 and len(t.refs) == 1
+    blank = StainTransfer(p=1.0)
+    blank(torch.full((3, 32, 32), 255, dtype=torch.uint8))  # no stain to fit: not kept as a reference
+    assert blank.refs == []
+    with pytest.raises(ConfigError):
+        build_augment("seed", stain_transfer=0.3)
 
 
 def test_hed_shift_is_deterministic_and_zero_is_identity():

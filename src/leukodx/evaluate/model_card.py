@@ -63,6 +63,7 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
               + (", grayscale" if cfg.get("grayscale") else "")
               + f", augmentation `{cfg['augment']}`"
               + (f" (augment_drop: {', '.join(cfg['augment_drop'])})" if cfg.get("augment_drop") else "")
+              + (f", stain transfer p {cfg['stain_transfer']}" if cfg.get("stain_transfer") else "")
               + f", {m.get('epochs_run')} epochs "
              f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
              f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}", "",

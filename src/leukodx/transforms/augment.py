@@ -7,7 +7,8 @@ Presets:
   thesis    - rotation 20, shift 10%, shear, zoom 10%, horizontal flip (Malik)
   autoaugment / randaugment / trivialaugment - torchvision's "auto-augmentation" policies
   robust    - removes the lab's shortcuts (stain, background, scale, resolution); its ingredients are
-              listed in ROBUST_INGREDIENTS and any of them can be left out (`augment_drop`) for ablation.
+              listed in ROBUST_INGREDIENTS and any of them can be left out (`augment_drop`) for ablation;
+              `stain_transfer: P` adds stain normalisation to another training image (StainTransfer).
 Rotated / shifted corners take each image's own border colour (the papers' Keras / torchvision
 defaults fill with black or nearest pixels, which no real image has).
 """
@@ -21,7 +22,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from leukodx.errors import ConfigError
-from leukodx.transforms.stain import background_colour, border_colour, hed_jitter
+from leukodx.transforms.stain import StainNormalizer, background_colour, border_colour, hed_jitter
 
 PRESETS = ("none", "seed", "ddrnet", "thesis", "autoaugment", "randaugment", "trivialaugment", "robust")
 ROBUST_INGREDIENTS = ("background_fill", "background", "tight_crop", "scale", "hed", "colour", "hue", "grayscale", "low_resolution",
@@ -124,6 +125,35 @@ class LowResolution:
         return TF.resize(x, [size, size], antialias=True)
 
 
+class StainTransfer:
+    """Stain normalisation as augmentation: with probability p the image is Reinhard- or Macenko-
+    normalised (torchstain) to another training image, so that a lab that stain-normalises its images
+    shows the model nothing new. The references are a reservoir of `pool` images seen earlier in
+    training (this runs on the train side only), refreshed at random as training goes on."""
+
+    def __init__(self, p: float = 0.3, pool: int = 32, refresh: float = 0.05):
+        self.p, self.pool, self.refresh = p, pool, refresh
+        self.refs: list[StainNormalizer] = []
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        a = np.ascontiguousarray(x.permute(1, 2, 0).numpy())
+        out = x
+        if self.refs and r.random() < self.p:
+            out = torch.from_numpy(self.refs[int(r.integers(len(self.refs)))](a)).permute(2, 0, 1).contiguous()
+        stained = (a < 200).any(axis=2).mean() > 0.01  # a reference needs stained pixels (Macenko's OD > 0.15)
+        if stained and (len(self.refs) < self.pool or r.random() < self.refresh):
+            try:
+                norm = StainNormalizer(a, ("reinhard", "macenko")[int(r.integers(2))])
+            except Exception:  # noqa: BLE001 - a stain torchstain cannot fit: not a reference
+                return out
+            if len(self.refs) < self.pool:
+                self.refs.append(norm)
+            else:
+                self.refs[int(r.integers(self.pool))] = norm
+        return out
+
+
 class RandomApply:
     def __init__(self, t, p: float):
         self.t, self.p = t, p
@@ -149,7 +179,7 @@ def robust_ingredients() -> dict:
     }
 
 
-def build_robust(drop=()) -> v2.Compose:
+def build_robust(drop=(), stain_transfer: float = 0.0) -> v2.Compose:
     unknown = sorted(set(drop) - set(ROBUST_INGREDIENTS))
     if unknown:
         raise ConfigError(f"unknown augmentation ingredient(s) {', '.join(unknown)}; "
@@ -159,19 +189,20 @@ def build_robust(drop=()) -> v2.Compose:
         parts["scale"] = AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10)
     if "background_fill" in drop:
         parts["scale"].fill = "black"
-    steps = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
+    steps = [StainTransfer(stain_transfer)] if stain_transfer > 0 else []  # on the raw image, like the test shift
+    steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     steps += [t for name, t in parts.items() if name == "scale" or name not in drop]
     return v2.Compose(steps)
 
 
-def build_augment(name: str = "seed", drop=()):
+def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0):
     flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if name == "none":
         return v2.Identity()
     if name == "robust":
-        return build_robust(drop)
-    if drop:
-        raise ConfigError("augment_drop only applies to augment: robust")
+        return build_robust(drop, stain_transfer)
+    if drop or stain_transfer:
+        raise ConfigError("augment_drop and stain_transfer only apply to augment: robust")
     if name == "seed":
         return v2.Compose(flips + [
             AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10),
