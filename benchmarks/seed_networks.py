@@ -151,7 +151,7 @@ def fmt(r: dict) -> str:
     ci = "; ".join(f"[{a:.3f}, {b:.3f}]" for a, b in r["ci95_per_seed"])
     swept = r["sweep"] and float(r["sweep"]["chosen_lr"]) == float(r["lr"])
     lr = f"{float(r['lr']):g}" + ("" if swept else " (fixed)")
-    return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seeds) | {ci} | {r['macro_f1_mean']:.4f} | "
+    return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seed{'s' if r['seeds'] > 1 else ''}) | {ci} | {r['macro_f1_mean']:.4f} | "
             f"{r['min_class_recall']:.3f} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
 
