@@ -1,0 +1,41 @@
+"""Model selection without touching the test side: accuracy of finished runs on their validation side
+under named shifts (group bootstrap CIs). Used to choose the ALL model's stain-transfer probability.
+    python benchmarks/val_shifts.py runs/all_severity_v3 runs/all_severity_v4 --out results/all_severity_val_shifts
+"""
+import argparse
+import json
+from pathlib import Path
+
+import yaml
+
+from leukodx.data.recipes import load_dataset
+from leukodx.data.splits import Split
+from leukodx.evaluate.robustness import shift_rows
+from leukodx.models.artifact import ModelBundle
+
+SHIFTS = ["none", "grayscale", "stain_reinhard", "stain_macenko", "hed_0.5", "blur_2", "lowres_32", "jpeg_10",
+          "scale_0.5"]
+
+ap = argparse.ArgumentParser()
+ap.add_argument("runs", nargs="+")
+ap.add_argument("--out", required=True)
+a = ap.parse_args()
+res = []
+for run in a.runs:
+    cfg = yaml.safe_load((Path(run) / "config.yaml").read_text())
+    index, split = load_dataset(cfg["data"]), Split.load(Path(run) / "split.json")
+    va = split.indices(index, "val")
+    rows = shift_rows(ModelBundle.load(Path(run) / "model.pt"), index, va, split.groups_of(index, va), SHIFTS, "val",
+                      n_boot=500)
+    res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "n": rows[0]["n"],
+                "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95")} for r in rows]})
+    print(run, " ".join(f"{r['shift']} {r['accuracy']:.3f}" for r in rows), flush=True)
+out = Path(a.out)
+out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+md = [f"# Validation-side accuracy under shifts (`python benchmarks/val_shifts.py {' '.join(a.runs)} --out {a.out}`)", "",
+      (f"- Validation side of each run's grouped split (n {res[0]['n']}); 95% CIs by bootstrap over groups; the test "
+       "side is not used. 2 CPU cores."), "",
+      "| run | stain transfer p | " + " | ".join(SHIFTS) + " |", "|---|---|" + "---|" * len(SHIFTS)]
+md += [f"| {r['run']} | {r['stain_transfer']} | " + " | ".join(
+    f"{x['accuracy']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]" for x in r["rows"]) + " |" for r in res]
+out.with_suffix(".md").write_text("\n".join(md) + "\n")
