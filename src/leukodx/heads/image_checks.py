@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from leukodx.transforms.cell_finder import find_nucleus
+from leukodx.transforms.cell_finder import find_nucleus, shrink
 
 
 def image_problem(arr: np.ndarray) -> str | None:
@@ -22,9 +22,6 @@ def image_problem(arr: np.ndarray) -> str | None:
     g = np.asarray(img.convert("L").resize((64, 64), Image.Resampling.BILINEAR), np.float32)
     if g.std() < 4 or ((g < 8) | (g > 247)).mean() > 0.9:
         return "unreadable"
-    k = max(img.size) / 64  # the nucleus search on a 64-px copy: only `found` is needed, not the full-size mask
-    small = img if k <= 1 else img.resize((max(1, round(img.width / k)), max(1, round(img.height / k))),
-                                          Image.Resampling.BILINEAR)
-    if not find_nucleus(small).found:
+    if not find_nucleus(shrink(img, 64)).found:  # on the small copy: only `found` is needed, not a full-size mask
         return "not_a_cell"
     return None

@@ -33,6 +33,15 @@ def fine_detail(img: Image.Image) -> float:
     return float(np.abs(g - ndimage.gaussian_filter(g, 1.5)).mean() / max(g.std(), 1e-6))
 
 
+def shrink(img: Image.Image, size: int) -> Image.Image:
+    """A copy at most `size` pixels across (aspect kept), or `img` itself when it is no bigger."""
+    k = max(img.size) / size
+    if k <= 1:
+        return img
+    return img.convert("RGB").resize((max(1, round(img.width / k)), max(1, round(img.height / k))),
+                                     Image.Resampling.BILINEAR)
+
+
 def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
     """Darkness = green-channel absorption, smoothed; the darkest of three Otsu classes; the
     connected piece with the most darkness, plus pieces close to it (lobes of one nucleus).
@@ -41,12 +50,12 @@ def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
     w0, h0 = img.size
     if fine_detail(img) > MAX_FINE_DETAIL:
         return Nucleus(np.zeros((h0, w0), bool), (w0 / 2, h0 / 2), 0.0, False)
-    k = max(w0, h0) / work_size
-    if k <= 1:
+    small = shrink(img, work_size)
+    if small is img:
         return _find(img)
-    small = img.convert("RGB").resize((max(1, round(w0 / k)), max(1, round(h0 / k))), Image.Resampling.BILINEAR)
     n = _find(small)
     mask = np.asarray(Image.fromarray(n.mask).resize((w0, h0), Image.Resampling.NEAREST))
+    k = max(w0, h0) / work_size
     return Nucleus(mask, (n.centre[0] * w0 / small.width, n.centre[1] * h0 / small.height), n.diameter * k, n.found)
 
 
