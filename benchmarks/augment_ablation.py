@@ -44,7 +44,10 @@ V3 = {**NARROW, "cell_centre": 2.5}
 VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 with EfficientNet-Lite2": {**V3, "model": "efficientnet_lite2"},
                  "v3 at 128 px": {**V3, "image_size": 128},
-                 "v3 + stain transfer p 0.3": {**V3, "stain_transfer": 0.3}})
+                 "v3 + stain transfer p 0.3": {**V3, "stain_transfer": 0.3},
+                 "v3 + white-balanced input": {**V3, "white_balance": True},
+                 "v3 at 64 px": {**V3, "image_size": 64},
+                 "v3 + blur up to 3 px": {**V3, "blur_sigma": 3.0}})
 
 
 def slug(name: str) -> str:
@@ -105,7 +108,9 @@ def main():
              ("- Rows named v2 were run after the robust preset gained `tight_crop` and cell-centring began to "
               "pad with the background colour; the other rows are from before (robust = all ingredients but tight_crop)."),
              ("- Rows named v3 start from the shipped WBC v3 recipe (the v2 row centred at 2.5 diameters) and change "
-              "one thing: MixStyle in the first three stages (p 0.5, `mixstyle`), the EfficientNet-Lite2 backbone, or 128 px input."),
+              "one thing: MixStyle in the first three stages (p 0.5, `mixstyle`), the EfficientNet-Lite2 backbone, 128 or 64 px "
+              "input, stain transfer, white-balanced input (each image divided by its background colour, "
+              "`white_balance`) or training blur up to 3 px (`blur_sigma`; v3 has 1.5)."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

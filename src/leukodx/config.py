@@ -72,10 +72,12 @@ class TrainConfig(YamlConfig):
     mask_background: bool = False        # whiten pixels outside the Otsu cell mask
     cell_centre: float = 0.0             # >0: centre the white cell, crop this many nucleus diameters around it
     mask_corner: bool = False            # cover a burned-in scale-bar label (bottom-right corner)
+    white_balance: bool = False          # divide each image by its background colour (neutral background)
     augment: str = "seed"
     augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
     mixstyle: float = 0.0                # >0: MixStyle probability in the first 3 stages (training only)
     stain_transfer: float = 0.0          # >0 (augment: robust): probability of stain-normalising to another training image
+    blur_sigma: float = 1.5              # augment: robust: strongest training blur, pixels at input size
     epochs: int = 10
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
     warmup_steps: int = 0                # linear warm-up before the cosine decay
@@ -137,7 +139,8 @@ class TrainConfig(YamlConfig):
                   ("weight_decay", self.weight_decay >= 0), ("threads", self.threads >= 1),
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
-                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
+                  ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),
                   ("warmup_steps", 0 <= self.warmup_steps and (self.max_steps == 0 or self.warmup_steps < self.max_steps))]
         if self.max_steps and self.scheduler == "plateau":
@@ -147,10 +150,10 @@ class TrainConfig(YamlConfig):
             raise ConfigError(f"config 'model_kwargs': {problem}")
         if not isinstance(self.augment_drop, list):
             raise ConfigError(f"config 'augment_drop' must be a list of names, got {self.augment_drop!r}")
-        build_augment(self.augment, self.augment_drop, self.stain_transfer)  # unknown ingredient names fail here, before training
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")
+        build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma)  # unknown ingredient names fail here, before training
         self._check_hardware()
 
     def _check_hardware(self) -> None:

@@ -123,6 +123,26 @@ def test_robust_augmentation_fills_with_background_and_ablates():
         build_augment("robust", ["sepia"])
     with pytest.raises(ConfigError):
         build_augment("seed", ["hed"])
+    with pytest.raises(ConfigError):
+        build_augment("seed", blur_sigma=3.0)  # blur strength belongs to the robust preset
+
+
+def test_blur_sigma_sets_the_strongest_training_blur():
+    from leukodx.config import TrainConfig
+
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.array(cell())).permute(2, 0, 1).contiguous()
+    only_blur = [i for i in ROBUST_INGREDIENTS if i not in ("blur", "scale", "background_fill")]
+
+    def sharpest_edge(sigma):  # the smallest largest-step over 40 draws: how blurred the strongest blur leaves it
+        aug = build_augment("robust", only_blur, blur_sigma=sigma)
+        aug.transforms[2] = torch.nn.Identity()  # the narrow zoom cannot be dropped; keep the geometry fixed
+        return min(int(aug(x).float().diff(dim=2).abs().max()) for _ in range(40))
+
+    assert sharpest_edge(4.0) < sharpest_edge(1.5)
+    for bad in (0.0, 20.0):
+        with pytest.raises(ConfigError):
+            TrainConfig(augment="robust", blur_sigma=bad)
 
 
 def test_class_map_by_name_drops_and_refuses():
@@ -243,3 +263,17 @@ def test_centring_never_zooms_into_noise():
     # so the referral's image check still sees the noise after cell-centred preprocessing
     assert image_problem(Preprocess(PreprocessConfig(image_size=64, cell_centre=2.5)).array(noise)) == "not_a_cell"
     assert find_nucleus(cell()).found
+
+
+def test_white_balance_makes_the_background_neutral_and_keeps_the_cell_darker():
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+    yellow = cell(bg=(255, 250, 170), fg=(120, 60, 90))
+    a = Preprocess(PreprocessConfig(image_size=128, white_balance=True)).array(yellow).astype(int)
+    bg, nucleus = a[5, 5], a[64, 64]
+    assert np.abs(bg - 235).max() <= 2                       # yellow lamp removed: neutral grey
+    assert nucleus.max() < 200 and nucleus[2] > 90 * 235 / 170 - 3  # blue scaled by the same gain
+    # an image that already has a neutral background keeps its colours (up to the level)
+    grey = np.asarray(cell(bg=(235, 235, 235))).astype(int)
+    same = Preprocess(PreprocessConfig(image_size=128, white_balance=True)).array(cell(bg=(235, 235, 235)))
+    assert np.abs(same.astype(int) - grey).max() <= 1

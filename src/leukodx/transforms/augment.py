@@ -162,8 +162,8 @@ class RandomApply:
         return self.t(x) if _rng().random() < self.p else x
 
 
-def robust_ingredients() -> dict:
-    """Name -> transform, in the order they are applied."""
+def robust_ingredients(blur_sigma: float = 1.5) -> dict:
+    """Name -> transform, in the order they are applied; `blur_sigma` is the strongest blur in pixels."""
     return {
         "background": RandomBackground(),  # before the zoom, so the fill takes the new background colour
         "tight_crop": TightCrop(),
@@ -174,17 +174,17 @@ def robust_ingredients() -> dict:
         "hue": RandomApply(v2.ColorJitter(hue=0.5), 0.5),
         "grayscale": v2.RandomGrayscale(p=0.2),
         "low_resolution": LowResolution(),
-        "blur": RandomApply(v2.GaussianBlur(5, sigma=(0.3, 1.5)), 0.3),
+        "blur": RandomApply(v2.GaussianBlur(max(5, 2 * round(1.5 * blur_sigma) + 1), sigma=(0.3, blur_sigma)), 0.3),
         "jpeg": RandomApply(v2.JPEG((40, 95)), 0.3),
     }
 
 
-def build_robust(drop=(), stain_transfer: float = 0.0) -> v2.Compose:
+def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5) -> v2.Compose:
     unknown = sorted(set(drop) - set(ROBUST_INGREDIENTS))
     if unknown:
         raise ConfigError(f"unknown augmentation ingredient(s) {', '.join(unknown)}; "
                           f"known: {', '.join(ROBUST_INGREDIENTS)}")
-    parts = robust_ingredients()
+    parts = robust_ingredients(blur_sigma)
     if "scale" in drop:  # keep the old small geometric jitter so that only the wide zoom is removed
         parts["scale"] = AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10)
     if "background_fill" in drop:
@@ -195,14 +195,14 @@ def build_robust(drop=(), stain_transfer: float = 0.0) -> v2.Compose:
     return v2.Compose(steps)
 
 
-def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0):
+def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5):
     flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if name == "none":
         return v2.Identity()
     if name == "robust":
-        return build_robust(drop, stain_transfer)
-    if drop or stain_transfer:
-        raise ConfigError("augment_drop and stain_transfer only apply to augment: robust")
+        return build_robust(drop, stain_transfer, blur_sigma)
+    if drop or stain_transfer or blur_sigma != 1.5:
+        raise ConfigError("augment_drop, stain_transfer and blur_sigma only apply to augment: robust")
     if name == "seed":
         return v2.Compose(flips + [
             AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10),

@@ -1,4 +1,5 @@
-"""Deterministic preprocessing: resize, Otsu background masking, Gaussian low-pass, grayscale, normalise.
+"""Deterministic preprocessing: white balance, cell centring, resize, Otsu background masking, Gaussian
+low-pass, grayscale, normalise.
 
 Each step is a small callable on PIL images (MONAI-style), composed by `Preprocess`.
 The same `Preprocess` runs at training and at prediction time; its settings travel in the model file.
@@ -11,7 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from leukodx.errors import ConfigError
-from leukodx.transforms.stain import border_colour
+from leukodx.transforms.stain import background_colour, border_colour
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,6 +99,20 @@ class MaskCorner:
         return Image.fromarray(a)
 
 
+class WhiteBalance:
+    """Divide each channel by the smear background (the light the slide lets through), so that the
+    background comes out neutral grey at `level`: a yellow lamp or a pink camera setting is removed
+    before the network sees the cell (transmittance, as in Beer-Lambert stain models)."""
+
+    def __init__(self, level: int = 235):
+        self.level = int(level)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        a = np.asarray(img.convert("RGB"))
+        gain = self.level / np.maximum(background_colour(a).astype(np.float32), 16.0)
+        return Image.fromarray(np.clip(a * gain + 0.5, 0, 255).astype(np.uint8))
+
+
 class MaskBackground:
     """Threshold segmentation (Sudhakar et al.): pixels outside the Otsu cell mask become white."""
 
@@ -117,6 +132,7 @@ class PreprocessConfig:
     mask_background: bool = False
     cell_centre: float = 0.0     # >0: crop a square of this many nucleus diameters around the white cell
     mask_corner: bool = False    # cover a burned-in scale-bar label in the bottom-right corner
+    white_balance: bool = False  # divide by the background colour first (neutral background)
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
@@ -135,7 +151,7 @@ class Preprocess:
 
     def __init__(self, cfg: PreprocessConfig):
         self.cfg = cfg
-        steps = []
+        steps = [WhiteBalance()] if cfg.white_balance else []
         if cfg.cell_centre:
             from leukodx.transforms.cell_finder import CellCentre
             steps.append(CellCentre(cfg.cell_centre))
