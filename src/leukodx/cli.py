@@ -108,8 +108,9 @@ def cmd_smear(a) -> int:
     for c, t in d["per_type"].items():
         if t["count"]:
             print(f"  {c:13s} {t['count']:4d}  {t['percent']:5.1f}%  (95% CI {t['percent_ci95'][0]:.1f}-{t['percent_ci95'][1]:.1f})")
-    if d["low_count_flag"]:
-        print("warning: " + d["low_count_flag"])
+    for key in ("low_count_flag", "lab_shift_flag"):
+        if d.get(key):
+            print("warning: " + d[key])
     for e in case.errors:
         print(f"skipped: {e['path']}: {e['error']}")
     print(f"wrote {Path(a.out) / 'report.html'}, differential.json, detections.csv, detections_coco.json, fields/")
@@ -192,6 +193,7 @@ def _run_data(run_dir: Path) -> str:
 
 
 def cmd_predict(a) -> int:
+    from leukodx.heads.referral import lab_shift_flag
     from leukodx.predict.results import collect_images, write_predictions
 
     if a.backend == "onnx" and (a.model in ("all", "wbc") or a.model.endswith(".onnx")):
@@ -232,8 +234,9 @@ def cmd_predict(a) -> int:
         rows = write_outlines(preds, a.outline)
         (Path(a.outline) / "outlines.json").write_text(json.dumps(rows, indent=1))
         print(f"masks and outlined images -> {a.outline}", file=sys.stderr)
+    warnings = [w for w in [lab_shift_flag([p.refer_reason for p in preds])] if w]
     if a.out:
-        write_predictions(preds, errors, a.out, a.format)
+        write_predictions(preds, errors, a.out, a.format, warnings)
         journal.finish()
         print(f"{len(preds)} predictions, {len(errors)} unusable or skipped files -> {a.out}")
     elif a.format == "csv":
@@ -241,9 +244,11 @@ def cmd_predict(a) -> int:
         with tempfile.TemporaryDirectory() as d:
             print(write_predictions(preds, errors, Path(d) / "p.csv", "csv").read_text(), end="")
     else:
-        print(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors}, indent=1))
+        print(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors, "warnings": warnings}, indent=1))
     for e in errors:
         print(f"skipped {e['path']}: {e['error']}", file=sys.stderr)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
     return 0 if preds or not errors else 1
 
 

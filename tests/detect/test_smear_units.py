@@ -131,6 +131,11 @@ def test_differential_counts_non_referred_cells_with_exact_intervals():
     assert d["per_field"]["f0.png"] == {"wbc": 10, "rbc": 7, "platelet": 0}
     assert d["low_count_flag"] and "27" in d["low_count_flag"]
     assert len(d["referred"]) == 3
+    assert d["lab_shift_flag"] is None  # 3 low-confidence referrals say nothing about the lab
+    shifted = [{**r, "refer": True, "refer_reason": "unfamiliar_image"} if r["kind"] == "wbc" and i % 2 else r
+               for i, r in enumerate(_rows())]
+    flag = differential(shifted, ["lymphocyte", "neutrophil", "monocyte"])["lab_shift_flag"]
+    assert flag and flag.startswith("15 of 30 white cells")
 
 
 def test_case_files_are_complete(tmp_path):

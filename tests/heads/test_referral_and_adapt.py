@@ -10,7 +10,7 @@ from leukodx.cli import main
 from leukodx.data.synthetic import generate
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.errors import LeukodxError
-from leukodx.heads.referral import Referral, fit_referral
+from leukodx.heads.referral import Referral, fit_referral, lab_shift_flag
 from leukodx.models import create_model
 from leukodx.models.artifact import ModelBundle
 from leukodx.predict import Predictor
@@ -166,3 +166,12 @@ def test_adapt_fits_on_turned_and_mirrored_copies():
     assert all(sorted(v[0, 0].flatten().tolist()) == sorted(x[0, 0].flatten().tolist()) for v in views)
     with pytest.raises(Exception, match="views"):
         adapt_bundle(None, x, np.array([0, 1]), views=9)
+
+
+def test_lab_shift_flag_fires_on_many_unfamiliar_images_only():
+    ok = ["unfamiliar_image"] * 3 + [None] * 97  # 3%: what a model's own lab gives
+    assert lab_shift_flag(ok) is None and lab_shift_flag([]) is None
+    assert lab_shift_flag(["low_confidence"] * 60 + [None] * 40) is None  # hard cells, not another lab
+    flag = lab_shift_flag(["unfamiliar_image"] * 20 + ["low_confidence"] * 10 + [None] * 70)
+    assert flag.startswith("20 of 100 images (20%)") and "leukodx adapt" in flag
+    assert lab_shift_flag(["unfamiliar_image"] * 3 + [None] * 7) is None  # 3 of 10 is not yet significant

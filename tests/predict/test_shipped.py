@@ -43,3 +43,25 @@ def test_shipped_wbc_model_on_real_images(tmp_path):
     preds = {p["path"].rsplit("/", 1)[1][:-4]: p for p in json.loads(out.read_text())["predictions"]}
     assert sum(preds[c]["label"] == c for c in classes) >= 4
     assert all(abs(sum(p["probabilities"].values()) - 1) < 1e-4 for p in preds.values())
+
+
+def test_shipped_wbc_model_warns_on_another_labs_folder(tmp_path, capsys):
+    if not shipped_model("wbc").is_file():
+        pytest.skip("shipped WBC model not in this checkout")
+    own, other = tmp_path / "own", tmp_path / "other"
+    own.mkdir(), other.mkdir()
+    pbc = shared("pbc192")
+    for cls in ("eosinophil", "lymphocyte", "monocyte", "neutrophil", "basophil"):
+        for k, src in enumerate(sorted((pbc / cls).iterdir())[::97][:6]):
+            (own / f"{cls}_{k}.jpg").write_bytes(src.read_bytes())
+    for cls in ("eosinophil", "lymphocyte", "monocyte", "neutrophil"):
+        for k, src in enumerate(sorted((shared("wbc_external") / "tecom" / cls).iterdir())[:8]):
+            (other / f"tecom_{cls}_{k}.bmp").write_bytes(src.read_bytes())
+    res = {}
+    for name in ("own", "other"):
+        assert main(["predict", str(tmp_path / name), "--model", "wbc", "--out", str(tmp_path / f"{name}.json"),
+                     "--quiet"]) == 0
+        res[name] = json.loads((tmp_path / f"{name}.json").read_text())["warnings"]
+    assert res["own"] == []  # 30 cells from the training lab: no warning
+    assert len(res["other"]) == 1 and "of 32 images" in res["other"][0]  # another lab's camera and stain
+    assert "look unlike the model's training images" in capsys.readouterr().err

@@ -167,3 +167,16 @@ def test_users_command_adds_an_account(tmp_path, monkeypatch, capsys):
     assert Store(tmp_path).user_by_token(token).role == "viewer"
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["users", "add", "eve", "--password-stdin", "--data-dir", str(tmp_path)]) == 2
+
+
+def test_a_case_of_another_labs_cells_carries_the_lab_shift_flag(client):
+    case = client.post("/api/v1/cases", json={"name": "tecom", "model": "wbc"}).json()
+    for cls in ("lymphocyte", "monocyte"):
+        for k, src in enumerate(sorted((shared("wbc_external") / "tecom" / cls).iterdir())[:6]):
+            r = client.post(f"/api/v1/cases/{case['id']}/images", files={"file": (f"{cls}{k}.bmp", src.read_bytes())})
+            assert r.status_code == 201, r.text
+    flag = client.get(f"/api/v1/cases/{case['id']}").json()["summary"]["lab_shift_flag"]
+    assert flag and "of 12 images" in flag
+    for page in (f"/cases/{case['id']}", f"/cases/{case['id']}/report"):
+        assert "Images unlike the training data" in client.get(page).text
+    assert client.get(f"/api/v1/cases/{case['id']}/report.pdf").status_code == 200

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 REASONS = ("invalid_output", "unreadable", "not_a_cell", "unfamiliar_image", "low_confidence")
+SHIFT_EXPECTED = 0.05  # unfamiliar share of a batch that raises no flag: the threshold refers 2% of val, plus room
+SHIFT_ALPHA = 0.001    # one-sided binomial test level of the lab-shift flag
 
 
 def choose_threshold(conf: np.ndarray, correct: np.ndarray, target_accuracy: float = 0.99) -> float:
@@ -78,3 +80,20 @@ def fit_referral(val_probs: np.ndarray, val_y: np.ndarray, val_distance: np.ndar
     keep = val_distance <= unfamiliar
     conf = choose_threshold(val_probs[keep].max(1), val_probs[keep].argmax(1) == val_y[keep], target_accuracy)
     return Referral(conf, max(unfamiliar, 1e-6))
+
+
+def lab_shift_flag(reasons: list[str | None], expected: float = SHIFT_EXPECTED, alpha: float = SHIFT_ALPHA,
+                   noun: str = "images") -> str | None:
+    """A warning for a batch of images (a folder, a case, a smear), or None. When significantly more than
+    `expected` of them are unfamiliar (one-sided exact binomial test at level `alpha`), they probably come
+    from a lab, stain or microscope the model has not learned, and its answers that were not referred
+    are doubtful too (results/lab_shift_flag.md measures how often it fires on other labs and shifts)."""
+    from scipy.stats import binomtest
+
+    n, k = len(reasons), sum(r == "unfamiliar_image" for r in reasons)
+    if n == 0 or k == 0 or binomtest(k, n, expected, alternative="greater").pvalue >= alpha:
+        return None
+    return (f"{k} of {n} {noun} ({100 * k / n:.0f}%) look unlike the model's training images (expected at most "
+            f"{100 * expected:.0f}%): they probably come from another lab, stain or microscope, and the answers "
+            "not referred are doubtful too. Check a labelled sample (leukodx evaluate) or adapt the model to "
+            "these images (leukodx adapt).")

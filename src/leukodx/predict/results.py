@@ -146,7 +146,10 @@ def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray |
                       reason is not None, reason, float(distance), pset)
 
 
-def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None) -> Path:
+def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None,
+                      warnings: list[str] | None = None) -> Path:
+    """CSV (one row per image; warnings are for the caller to print) or JSON with predictions, errors and
+    warnings about the batch as a whole (`lab_shift_flag`). Written to a temporary file, then renamed."""
     out = Path(out)
     fmt = fmt or ("csv" if out.suffix.lower() == ".csv" else "json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -164,6 +167,7 @@ def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Pa
             for e in errors:
                 w.writerow([e["path"], "", "", 1, "unreadable", "", e["error"]] + [""] * len(classes))
     else:
-        tmp.write_text(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors}, indent=1))
+        tmp.write_text(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors,
+                                   "warnings": warnings or []}, indent=1))
     tmp.replace(out)
     return out

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.referral import lab_shift_flag
 from leukodx.serve.storage import Case, Image, Review, Store
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
@@ -326,7 +327,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
 
 def summary(case: Case) -> dict:
     """Counts per final label: the reviewer's if reviewed, else the model's; a referred image nobody
-    reviewed is not counted (it must be checked first)."""
+    reviewed is not counted (it must be checked first). The lab-shift flag warns when many of the
+    case's images look unlike the model's training images (`lab_shift_flag`)."""
     counts, referred, reviewed = {}, 0, 0
     for img in case.images:
         r = img.review()
@@ -336,5 +338,6 @@ def summary(case: Case) -> dict:
         label = r.label if r else img.prediction["label"]
         counts[label] = counts.get(label, 0) + 1
         reviewed += r is not None
+    shift = lab_shift_flag([img.prediction.get("refer_reason") for img in case.images])
     return {"n": len(case.images), "counted": sum(counts.values()), "counts": counts,
-            "referred_unreviewed": referred, "reviewed": reviewed}
+            "referred_unreviewed": referred, "reviewed": reviewed, "lab_shift_flag": shift}

@@ -3,6 +3,7 @@ images nobody reviewed, and one line per image with both labels and the input's 
 from __future__ import annotations
 
 import io
+import textwrap
 from datetime import UTC, datetime
 
 
@@ -27,7 +28,8 @@ def case_pdf(case: dict) -> bytes:
             (f"{s['n']} images, {s['reviewed']} reviewed, {s['counted']} counted; "
             f"{s['referred_unreviewed']} referred and NOT reviewed (left out of the counts)."),
             ("Final label = the reviewer's where reviewed, else the model's. Model labels are suggestions "
-            "for a person to check."), ""]
+            "for a person to check."),
+            *(textwrap.wrap(f"WARNING: {s['lab_shift_flag']}", 110) if s.get("lab_shift_flag") else []), ""]
     counts = [["label", "images", "share [95% CI]"]] + [[k, str(v), _ci(v, s["counted"])]
                                                          for k, v in sorted(s["counts"].items())]
     rows = [["file", "model label (p)", "referral", "reviewer label", "sha256"]]
