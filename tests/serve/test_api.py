@@ -180,3 +180,4 @@ def test_a_case_of_another_labs_cells_carries_the_lab_shift_flag(client):
     for page in (f"/cases/{case['id']}", f"/cases/{case['id']}/report"):
         assert "Images unlike the training data" in client.get(page).text
     assert client.get(f"/api/v1/cases/{case['id']}/report.pdf").status_code == 200
+    assert "WARNING: " + flag in client.get(f"/api/v1/cases/{case['id']}/fhir").json()["conclusion"]

@@ -31,5 +31,6 @@ def case_report(case: dict) -> dict:
         issued=datetime.now(UTC).isoformat(),
         contained=obs, result=[{"reference": f"#{o.id}"} for o in obs],
         conclusion=f"{case['name']}: {case['summary']['counted']} images counted ({counts})"
-                   + (f"; {pending} referred images not reviewed" if pending else ""))
+                   + (f"; {pending} referred images not reviewed" if pending else "")
+                   + (f". WARNING: {case['summary']['lab_shift_flag']}" if case["summary"].get("lab_shift_flag") else ""))
     return report.model_dump(mode="json", exclude_none=True)
