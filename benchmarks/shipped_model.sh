@@ -30,7 +30,8 @@ influenced = ("Model selection: the training augmentation was chosen with benchm
               "influenced a choice and are optimistic for unseen labs.") if name == "wbc_type" else \
              ("No labelled ALL set from another lab exists here; shifts of the own test split stand in for other labs. "
               "Model selection: stain transfer was added (one change, no search) after the v2 model's test-side "
-              "Reinhard / Macenko rows were seen, so those two rows are optimistic.")
+              "Reinhard / Macenko rows were seen, so those two rows are optimistic. v5 trains 20 epochs instead of 10, "
+              "chosen on the validation side only (results/all_severity_val_shifts.md).")
 write_model_card(run, f"results/{name}_model_card.md", title, influenced)
 PY
 cp "results/${NAME}_model_card.md" "src/leukodx/shipped/$NAME.md"

@@ -1,5 +1,6 @@
 """Model selection without touching the test side: accuracy of finished runs on their validation side
-under named shifts (group bootstrap CIs). Used to choose the ALL model's stain-transfer probability.
+under named shifts (group bootstrap CIs). Used to choose the ALL model's stain-transfer probability and
+its training length (v5: 20 epochs).
     python benchmarks/val_shifts.py runs/all_severity_v3 runs/all_severity_v4 --out results/all_severity_val_shifts
 """
 import argparse
@@ -27,7 +28,7 @@ for run in a.runs:
     va = split.indices(index, "val")
     rows = shift_rows(ModelBundle.load(Path(run) / "model.pt"), index, va, split.groups_of(index, va), SHIFTS, "val",
                       n_boot=500)
-    res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "n": rows[0]["n"],
+    res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "epochs": cfg.get("epochs"), "n": rows[0]["n"],
                 "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95")} for r in rows]})
     print(run, " ".join(f"{r['shift']} {r['accuracy']:.3f}" for r in rows), flush=True)
 out = Path(a.out)
@@ -35,7 +36,7 @@ out.with_suffix(".json").write_text(json.dumps(res, indent=1))
 md = [f"# Validation-side accuracy under shifts (`python benchmarks/val_shifts.py {' '.join(a.runs)} --out {a.out}`)", "",
       (f"- Validation side of each run's grouped split (n {res[0]['n']}); 95% CIs by bootstrap over groups; the test "
        "side is not used. 2 CPU cores."), "",
-      "| run | stain transfer p | " + " | ".join(SHIFTS) + " |", "|---|---|" + "---|" * len(SHIFTS)]
-md += [f"| {r['run']} | {r['stain_transfer']} | " + " | ".join(
+      "| run | stain transfer p | epochs | " + " | ".join(SHIFTS) + " |", "|---|---|---|" + "---|" * len(SHIFTS)]
+md += [f"| {r['run']} | {r['stain_transfer']} | {r['epochs']} | " + " | ".join(
     f"{x['accuracy']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]" for x in r["rows"]) + " |" for r in res]
 out.with_suffix(".md").write_text("\n".join(md) + "\n")
