@@ -234,7 +234,8 @@ def cmd_predict(a) -> int:
         rows = write_outlines(preds, a.outline)
         (Path(a.outline) / "outlines.json").write_text(json.dumps(rows, indent=1))
         print(f"masks and outlined images -> {a.outline}", file=sys.stderr)
-    warnings = [w for w in [lab_shift_flag([p.refer_reason for p in preds])] if w]
+    flag = lab_shift_flag([p.refer_reason for p in preds])
+    warnings = [flag] if flag else []
     if a.out:
         write_predictions(preds, errors, a.out, a.format, warnings)
         journal.finish()
