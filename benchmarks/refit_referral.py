@@ -34,9 +34,11 @@ index = load_dataset(cfg.data)
 split = Split.load(run / "split.json")
 pre = Preprocess(PreprocessConfig(**bundle.preprocess))
 tr = ImageDataset(index.subset(split.indices(index, "train")), pre, None, cfg.threads, True)
+tr_groups = [split.groups[index.key(r)] for r in tr.records]
 va = ImageDataset(index.subset(split.indices(index, "val")), pre, None, cfg.threads, True)
 bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy(), va.images, va.labels.numpy(),
-                                              cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate, seed=cfg.seed)
+                                              cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate, seed=cfg.seed,
+                                              train_groups=tr_groups)
 print(json.dumps(bundle.info["referral"]))
 bundle.save(run / "model.pt")
 te = split.indices(index, "test")

@@ -175,3 +175,22 @@ def test_lab_shift_flag_fires_on_many_unfamiliar_images_only():
     flag = lab_shift_flag(["unfamiliar_image"] * 20 + ["low_confidence"] * 10 + [None] * 70)
     assert flag.startswith("20 of 100 images (20%)") and "leukodx adapt" in flag
     assert lab_shift_flag(["unfamiliar_image"] * 3 + [None] * 7) is None  # 3 of 10 is not yet significant
+
+
+def test_cross_fitted_distances_leave_out_the_own_slide_and_widen_the_threshold():
+    from leukodx.heads.familiarity import KNNDistance
+    rng = np.random.default_rng(0)
+    # 9 ordinary slides near one direction, 1 odd slide near another; 10 images each
+    base, odd = np.eye(16)[0], np.eye(16)[1]
+    X = np.stack([base + 0.05 * rng.standard_normal(16) for _ in range(90)] +
+                 [0.6 * base + odd + 0.05 * rng.standard_normal(16) for _ in range(10)])
+    groups = np.repeat(np.arange(10), 10)
+    knn = KNNDistance(n_reference=100, k=3).fit(X, np.zeros(100, int))
+    plain, cross = knn.distance(X), knn.cross_fitted_distance(X, groups)
+    assert plain.max() < 0.05  # every image finds itself in the reference
+    assert cross[90:].min() > 0.1 > cross[:90].max()  # the odd slide, scored without itself, is far
+    val = plain[:90] + 0.02  # a validation side drawn from ordinary slides only
+    probs, y = np.tile([[0.9, 0.1]], (90, 1)), np.zeros(90, int)
+    alone = fit_referral(probs, y, val, unfamiliar_rate=0.05)
+    pooled = fit_referral(probs, y, val, unfamiliar_rate=0.05, more_distances=cross)
+    assert pooled.unfamiliar > 0.1 > alone.unfamiliar  # the odd slide's images stop counting as unfamiliar

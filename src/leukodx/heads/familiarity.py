@@ -32,11 +32,21 @@ class KNNDistance(BaseEstimator):
         y = np.zeros(len(X), int) if y is None else np.asarray(y)
         per = max(1, self.n_reference // len(np.unique(y)))
         pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per] for c in np.unique(y)])
-        self.reference_ = _unit(X[np.sort(pick)]).astype(np.float32)
+        self.reference_index_ = np.sort(pick)
+        self.reference_ = _unit(X[self.reference_index_]).astype(np.float32)
         return self
 
     def distance(self, X: np.ndarray) -> np.ndarray:
         sims = _unit(np.asarray(X, dtype=np.float32)) @ self.reference_.T
+        k = min(self.k, sims.shape[1])
+        return 1.0 - np.sort(sims, axis=1)[:, -k:].mean(1)
+
+    def cross_fitted_distance(self, X: np.ndarray, groups) -> np.ndarray:
+        """Distances of the fitting features X themselves, each scored without the reference rows of
+        its own group (slide / patient): how far a new group lies, estimated from every training group."""
+        groups = np.asarray(groups)
+        sims = _unit(np.asarray(X, dtype=np.float32)) @ self.reference_.T
+        sims[groups[:, None] == groups[self.reference_index_][None, :]] = -np.inf
         k = min(self.k, sims.shape[1])
         return 1.0 - np.sort(sims, axis=1)[:, -k:].mean(1)
 

@@ -73,10 +73,16 @@ class Referral:
 
 
 def fit_referral(val_probs: np.ndarray, val_y: np.ndarray, val_distance: np.ndarray,
-                 target_accuracy: float = 0.99, unfamiliar_rate: float = 0.02) -> Referral:
-    """Unfamiliar threshold: the (1 - unfamiliar_rate) quantile of validation distances; then the
-    confidence threshold at which the remaining validation cases reach `target_accuracy`."""
-    unfamiliar = float(np.quantile(val_distance, 1 - unfamiliar_rate)) if unfamiliar_rate > 0 else float("inf")
+                 target_accuracy: float = 0.99, unfamiliar_rate: float = 0.02,
+                 more_distances: np.ndarray | None = None) -> Referral:
+    """Unfamiliar threshold: the (1 - unfamiliar_rate) quantile of validation distances, pooled with
+    `more_distances` (cross-fitted training distances: more slides than the validation side holds);
+    then the confidence threshold at which the validation cases it keeps reach `target_accuracy`."""
+    pooled = np.asarray(val_distance, float)
+    if more_distances is not None:
+        more = np.asarray(more_distances, float)
+        pooled = np.concatenate([pooled, more[np.isfinite(more)]])
+    unfamiliar = float(np.quantile(pooled, 1 - unfamiliar_rate)) if unfamiliar_rate > 0 else float("inf")
     keep = val_distance <= unfamiliar
     conf = choose_threshold(val_probs[keep].max(1), val_probs[keep].argmax(1) == val_y[keep], target_accuracy)
     return Referral(conf, max(unfamiliar, 1e-6))

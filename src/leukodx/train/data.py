@@ -118,5 +118,10 @@ class CellDataModule(pl.LightningDataModule):
             self._test_ds = ImageDataset(self.index.subset(self.test_idx), self.pre, None, self.cfg.threads, False)
         return self._test_ds
 
+    def train_groups(self) -> list[str]:
+        """The split group of each loaded training image (generated images form one group)."""
+        return ["synthetic" if getattr(r, "synthetic", False) else self.split.groups[self.index.key(r)]
+                for r in self.train_ds.records]
+
     def test_groups(self) -> list[str]:
         return self.split.groups_of(self.index, self.test_idx)

@@ -16,17 +16,28 @@ from leukodx.transforms.preprocess import PreprocessConfig
 
 def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_labels: np.ndarray,
                         val_images: torch.Tensor, val_labels: np.ndarray, target_accuracy: float = 0.99,
-                        unfamiliar_rate: float = 0.02, n_reference: int = 1000, seed: int = 0) -> dict:
-    """Sets bundle.reference / unfamiliar_threshold / refer_threshold in place; returns what it fitted."""
+                        unfamiliar_rate: float = 0.02, n_reference: int = 1000, seed: int = 0,
+                        train_groups: list[str] | None = None) -> dict:
+    """Sets bundle.reference / unfamiliar_threshold / refer_threshold in place; returns what it fitted.
+
+    With `train_groups` (slides / patients, groups of more than one image at the median), the unfamiliar
+    threshold is also fitted on training images scored without their own group's reference rows: a
+    validation side of a dozen slides misses the odd slide that a test side holds (results/
+    all_severity_robustness.md). With one image per group (no patient ids) that would score images the
+    network has learned, so the validation side is used alone."""
     pre = PreprocessConfig(**bundle.preprocess)
     feats = logits_for(bundle.model, train_images, pre.mean, pre.std, pre_logits=True)
     knn = KNNDistance(n_reference, bundle.knn_k, seed).fit(feats, np.asarray(train_labels))
     bundle.reference = torch.from_numpy(knn.reference_)
     bundle._net = None
     _, probs, dist = bundle_outputs(bundle, val_images)
-    rule = fit_referral(probs, np.asarray(val_labels), dist, target_accuracy, unfamiliar_rate)
+    cross = None
+    if train_groups is not None and np.median(np.unique(train_groups, return_counts=True)[1]) > 1:
+        cross = knn.cross_fitted_distance(feats, train_groups)
+    rule = fit_referral(probs, np.asarray(val_labels), dist, target_accuracy, unfamiliar_rate, cross)
     bundle.refer_threshold, bundle.unfamiliar_threshold = rule.confidence, rule.unfamiliar
     bundle.conformal_qhat = ConformalSets(bundle.conformal_alpha).fit(probs, np.asarray(val_labels)).qhat_
     return {**rule.to_dict(), "n_reference": len(knn.reference_), "k": bundle.knn_k,
             "unfamiliar_rate": unfamiliar_rate, "target_accuracy": target_accuracy,
+            "unfamiliar_fitted_on": "validation" if cross is None else f"validation + {len(cross)} cross-fitted training images",
             "conformal_alpha": bundle.conformal_alpha, "conformal_qhat": bundle.conformal_qhat}

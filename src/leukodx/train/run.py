@@ -118,7 +118,7 @@ def calibrate(model, cfg: TrainConfig, data: CellDataModule, model_kwargs: dict,
                          scaler.temperature_, 0.0, info)
     info["referral"] = fit_bundle_referral(bundle, data.train_ds.images, data.train_ds.labels.numpy(), val.images,
                                            val.labels.numpy(), cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
-                                           seed=cfg.seed)
+                                           seed=cfg.seed, train_groups=data.train_groups())
     return bundle
 
 
