@@ -70,8 +70,9 @@ def main(name: str) -> None:
     table = {m: {"n_images": len(v["seconds"]), **{k2: round(float(np.mean(v[k2])), 4) if v[k2] else None for k2 in v}}
              for m, v in per_method.items()}
     audit = summarise(audit_rows)
-    res = {"model": name, "hardware": "2 CPU cores, no GPU", "samples": {"shap": 200, "lime": 200, "ig_steps": 32,
-           "superpixels": 40}, "methods": table, "audit_gradcam": audit,
+    res = {"model": name, "weights_sha256": bundle.weights_sha256(), "hardware": "2 CPU cores, no GPU",
+           "samples": {"shap": 200, "lime": 200, "ig_steps": 32, "superpixels": 40}, "methods": table,
+           "audit_gradcam": audit,
            "protocol": "images from the model's grouped test split (seed 0); deletion/insertion: 20 steps, pixels "
                        "replaced by / revealed on a blurred copy; sanity: Spearman rank correlation of the map before "
                        "and after re-drawing the top 25% of parameter tensors (lower = more sensitive to weights)"}

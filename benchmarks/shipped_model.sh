@@ -35,6 +35,14 @@ influenced = ("Model selection: the training augmentation was chosen with benchm
               "Reinhard / Macenko rows were seen, so those two rows are optimistic. v5 trains 20 epochs instead of 10, "
               "chosen on the validation side only (results/all_severity_val_shifts.md).")
 write_model_card(run, f"results/{name}_model_card.md", title, influenced)
+# the shortcut audit (benchmarks/explain_benchmark.py) stays in the card while the weights are the ones it explained
+import json
+from pathlib import Path
+from leukodx.evaluate.model_card import add_audit
+from leukodx.models.artifact import ModelBundle
+ex = Path(f"results/explain_{name}.json")
+if ex.is_file() and json.loads(ex.read_text()).get("weights_sha256") == ModelBundle.load(f"{run}/model.pt").weights_sha256():
+    add_audit(f"results/{name}_model_card.md", json.loads(ex.read_text())["audit_gradcam"], str(ex))
 PY
 cp "results/${NAME}_model_card.md" "src/leukodx/shipped/$NAME.md"
 cp "$RUN/model.pt" "src/leukodx/shipped/$NAME.pt"

@@ -54,3 +54,15 @@ def test_bundle_roundtrip_is_weights_only(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"garbage")
     with pytest.raises(LeukodxError, match="not a readable"):
         ModelBundle.load(tmp_path / "junk.pt")
+
+
+def test_weights_fingerprint_follows_the_weights_not_the_thresholds(tmp_path):
+    m = create_model("thesis_cnn", num_classes=2, pretrained=False)
+    b = ModelBundle(m, "thesis_cnn", ["a", "b"], {"image_size": 224})
+    before = b.weights_sha256()
+    b.refer_threshold, b.temperature = 0.7, 2.0
+    again = ModelBundle.load(b.save(tmp_path / "m.pt"))
+    assert again.weights_sha256() == before
+    with torch.no_grad():
+        next(again.model.parameters()).add_(1e-3)
+    assert again.weights_sha256() != before

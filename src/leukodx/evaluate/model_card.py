@@ -34,9 +34,11 @@ def referral_lines(ref: dict, cfg: dict) -> list[str]:
         return [(f"- Referral threshold {ref['threshold']:.4f}: test coverage {ref['coverage']:.4f}, "
                  f"accuracy on kept {ref['accuracy_on_kept']:.4f}")]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(ref["reasons"].items())) or "none"
-    return [(f"- Referral (fitted on validation only): top probability < {ref['confidence']:.4f} "
-             f"(kept cases reach {cfg.get('refer_target_accuracy', 0.99)} accuracy), or unfamiliar-image distance > "
-             f"{ref['unfamiliar']:.4f} ({cfg.get('refer_unfamiliar_rate', 0.02):.0%} of validation images), or "
+    fitted_on = ref.get("unfamiliar_fitted_on", "validation images")
+    return [(f"- Referral (never fitted on the test side): top probability < {ref['confidence']:.4f} "
+             f"(kept validation cases reach {cfg.get('refer_target_accuracy', 0.99)} accuracy), or unfamiliar-image "
+             f"distance > {ref['unfamiliar']:.4f} (refers {cfg.get('refer_unfamiliar_rate', 0.02):.0%} of the "
+             f"{fitted_on}), or "
              "an image check (unreadable / not a cell)"),
             (f"- Test side: {ref['referred']:.1%} referred ({reasons}); accuracy on the {ref['n_kept']} kept "
              f"{ref['accuracy_on_kept']:.4f}; AURC {ref['aurc']:.4f}; AUROC of the referral score for errors "

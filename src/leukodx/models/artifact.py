@@ -6,6 +6,7 @@ Loading validates all of it and refuses a file that would give wrong answers sil
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +93,15 @@ class ModelBundle:
 
     def probabilities(self, x: torch.Tensor) -> np.ndarray:
         return self.scores(x)[0]
+
+    def weights_sha256(self) -> str:
+        """Fingerprint of the network weights alone (not thresholds or info): results that depend only
+        on the weights (explanations) stay valid while it is unchanged."""
+        h = hashlib.sha256()
+        for k, v in sorted(self.model.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)

@@ -39,5 +39,5 @@ def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_l
     bundle.conformal_qhat = ConformalSets(bundle.conformal_alpha).fit(probs, np.asarray(val_labels)).qhat_
     return {**rule.to_dict(), "n_reference": len(knn.reference_), "k": bundle.knn_k,
             "unfamiliar_rate": unfamiliar_rate, "target_accuracy": target_accuracy,
-            "unfamiliar_fitted_on": "validation" if cross is None else f"validation + {len(cross)} cross-fitted training images",
+            "unfamiliar_fitted_on": "validation images" if cross is None else f"validation + {len(cross)} cross-fitted training images",
             "conformal_alpha": bundle.conformal_alpha, "conformal_qhat": bundle.conformal_qhat}
