@@ -18,7 +18,7 @@ from leukodx.evaluate.selective import selective_summary
 from leukodx.heads.temperature import softmax
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
-from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+from leukodx.transforms.preprocess import Preprocess, PreprocessConfig, normalize
 
 
 def _explanation_images(bundle: ModelBundle, records, y, probs, n: int = 8) -> dict[str, str]:
@@ -45,13 +45,11 @@ def bundle_outputs(bundle: ModelBundle, images, batch_size: int = 64) -> tuple:
     distances), one forward pass per batch. A tree head gives probabilities directly (not temperature
     scaled; its features take one more pass); a softmax head is divided by the temperature."""
     pre = PreprocessConfig(**bundle.preprocess)
-    m = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
-    s = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
     bundle.model.eval()
     logits, dists = [], []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            x = ((images[i:i + batch_size].float() - m) / s).contiguous(memory_format=torch.channels_last)
+            x = normalize(images[i:i + batch_size], pre.mean, pre.std).contiguous(memory_format=torch.channels_last)
             z, d = bundle.net()(x)
             logits.append(z.float())
             dists.append(d.float())

@@ -23,7 +23,7 @@ from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
-from leukodx.transforms.preprocess import PreprocessConfig
+from leukodx.transforms.preprocess import PreprocessConfig, normalize
 
 MODES = ("head", "bn+head")
 
@@ -59,11 +59,9 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     new = copy.deepcopy(bundle)
     new._net = None
     pre = PreprocessConfig(**new.preprocess)
-    m = torch.tensor(pre.mean).view(1, 3, 1, 1) * 255
-    s = torch.tensor(pre.std).view(1, 3, 1, 1) * 255
     n_bn = 0
     if mode == "bn+head":
-        n_bn = adapt_batchnorm(new.model, ((images[i:i + 32].float() - m) / s for i in range(0, len(images), 32)))
+        n_bn = adapt_batchnorm(new.model, (normalize(images[i:i + 32], pre.mean, pre.std) for i in range(0, len(images), 32)))
     per_view = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(images, views)]
     feats = per_view[0]
 
