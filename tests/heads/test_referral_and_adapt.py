@@ -194,3 +194,22 @@ def test_cross_fitted_distances_leave_out_the_own_slide_and_widen_the_threshold(
     alone = fit_referral(probs, y, val, unfamiliar_rate=0.05)
     pooled = fit_referral(probs, y, val, unfamiliar_rate=0.05, more_distances=cross)
     assert pooled.unfamiliar > 0.1 > alone.unfamiliar  # the odd slide's images stop counting as unfamiliar
+
+
+def test_adapted_lab_cells_stop_counting_as_unfamiliar(fitted, tmp_path):
+    from leukodx.evaluate.evaluate_run import bundle_outputs
+    b, _, _ = fitted
+    lab = generate(tmp_path / "lab", n_per_class=12, size=S, seed=7, classes=["round", "large", "cleft"])
+    ds = ImageDataset(lab, Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3)))
+    cast = torch.tensor([1.0, 0.85, 0.45]).view(1, 3, 1, 1)  # another lab's yellow lamp
+    x, y = (ds.images.float() * cast).round().to(torch.uint8), ds.labels.numpy()
+    shots, rest = np.arange(len(y)) % 3 == 0, np.arange(len(y)) % 3 != 0
+    _, _, before = bundle_outputs(b, x[rest])
+    assert (before > b.unfamiliar_threshold).mean() >= 0.5  # the shifted lab is unfamiliar to the model
+    new, report = adapt_bundle(b, x[shots], y[shots])
+    _, _, after = bundle_outputs(new, x[rest])
+    assert (after > new.unfamiliar_threshold).mean() <= 0.2
+    assert report["unfamiliar_threshold"][1] >= report["unfamiliar_threshold"][0] == b.unfamiliar_threshold
+    assert len(new.reference) == len(b.reference) + 8 * int(shots.sum())  # every view of every cell
+    own = [bundle_outputs(m, ds.images[::5])[2] for m in (b, new)]  # unshifted cells: no farther than before
+    assert (own[1] <= own[0] + 1e-5).all()

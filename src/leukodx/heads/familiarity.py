@@ -17,6 +17,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def knn_distance(X: np.ndarray, reference: np.ndarray, k: int, groups=None, reference_groups=None) -> np.ndarray:
+    """1 - mean cosine similarity of each row of X to its k nearest unit-norm reference rows; with
+    `groups`, a row never counts reference rows of its own group (cross-fitting)."""
+    sims = _unit(np.asarray(X, dtype=np.float32)) @ np.asarray(reference, dtype=np.float32).T
+    if groups is not None:
+        sims[np.asarray(groups)[:, None] == np.asarray(reference_groups)[None, :]] = -np.inf
+    k = min(k, sims.shape[1])
+    return 1.0 - np.sort(sims, axis=1)[:, -k:].mean(1)
+
+
 class KNNDistance(BaseEstimator):
     """1 - mean cosine similarity to the k nearest of `n_reference` reference features, drawn
     evenly over classes from the training side."""
@@ -37,18 +47,13 @@ class KNNDistance(BaseEstimator):
         return self
 
     def distance(self, X: np.ndarray) -> np.ndarray:
-        sims = _unit(np.asarray(X, dtype=np.float32)) @ self.reference_.T
-        k = min(self.k, sims.shape[1])
-        return 1.0 - np.sort(sims, axis=1)[:, -k:].mean(1)
+        return knn_distance(X, self.reference_, self.k)
 
     def cross_fitted_distance(self, X: np.ndarray, groups) -> np.ndarray:
         """Distances of the fitting features X themselves, each scored without the reference rows of
         its own group (slide / patient): how far a new group lies, estimated from every training group."""
         groups = np.asarray(groups)
-        sims = _unit(np.asarray(X, dtype=np.float32)) @ self.reference_.T
-        sims[groups[:, None] == groups[self.reference_index_][None, :]] = -np.inf
-        k = min(self.k, sims.shape[1])
-        return 1.0 - np.sort(sims, axis=1)[:, -k:].mean(1)
+        return knn_distance(X, self.reference_, self.k, groups, groups[self.reference_index_])
 
 
 class FamiliarNet(torch.nn.Module):

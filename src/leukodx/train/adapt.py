@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from leukodx.data.class_map import map_classes
 from leukodx.data.dataset import DatasetIndex
 from leukodx.errors import ConfigError, LeukodxError
 from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm
+from leukodx.heads.familiarity import knn_distance
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
@@ -86,15 +88,29 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         lin.weight.copy_(torch.from_numpy(head.coef_))
         lin.bias.copy_(torch.from_numpy(head.intercept_))
     new.temperature = temperature
+    threshold0 = new.unfamiliar_threshold
     if new.reference is not None:
-        unit = torch.nn.functional.normalize(torch.from_numpy(feats).float(), dim=1)
-        new.reference = torch.cat([new.reference, unit])
-        new._net = None
+        _add_to_reference(new, per_view, len(labels))
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
               "batchnorm_layers_updated": n_bn, "temperature": temperature,
+              "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
               "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds}
     return new, report
+
+
+def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int) -> None:
+    """Every view of the lab's cells joins the unfamiliar-image reference; the threshold rises, where
+    needed, to the same quantile of the lab's own cells scored without their own views (cross-fitted),
+    so the lab's next cells are not unfamiliar merely because few of its cells are in the reference."""
+    unit = torch.nn.functional.normalize(torch.from_numpy(np.concatenate(per_view)).float(), dim=1)
+    ref = torch.cat([bundle.reference.float(), unit])
+    ref_groups = np.concatenate([np.full(len(bundle.reference), -1), np.tile(np.arange(n), len(per_view))])
+    cross = knn_distance(per_view[0], ref.numpy(), bundle.knn_k, np.arange(n), ref_groups)
+    rate = bundle.info.get("referral", {}).get("unfamiliar_rate", 0.02)
+    bundle.unfamiliar_threshold = max(bundle.unfamiliar_threshold, float(np.quantile(cross, 1 - rate)))
+    bundle.reference = ref
+    bundle._net = None
 
 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
@@ -166,8 +182,10 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- What was refit: {'batch-norm statistics and ' if report['mode'] == 'bn+head' else ''}the linear head on "
         f"frozen features of {report['views']} quarter-turn / mirror views of each cell (prior {report['prior']} "
         f"towards the source head); temperature {report['temperature']:.3f} "
-        f"from {report['out_of_fold_folds']}-fold out-of-fold predictions; the lab's cells added to the "
-        "unfamiliar-image reference."),
+        f"from {report['out_of_fold_folds']}-fold out-of-fold predictions" + (
+            f"; every view of the lab's cells added to the unfamiliar-image reference, its threshold "
+            f"{report['unfamiliar_threshold'][0]:.4f} -> {report['unfamiliar_threshold'][1]:.4f} (the lab's cells, "
+            "each scored without its own views)." if math.isfinite(report["unfamiliar_threshold"][1]) else ".")),
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
