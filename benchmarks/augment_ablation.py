@@ -47,7 +47,10 @@ VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 + stain transfer p 0.3": {**V3, "stain_transfer": 0.3},
                  "v3 + white-balanced input": {**V3, "white_balance": True},
                  "v3 at 64 px": {**V3, "image_size": 64},
-                 "v3 + blur up to 3 px": {**V3, "blur_sigma": 3.0}})
+                 "v3 + blur up to 3 px": {**V3, "blur_sigma": 3.0},
+                 "v3 (re-run, current code)": V3,
+                 "v3 + random convolutions p 0.5": {**V3, "random_conv": 0.5},
+                 "v3 + random convolutions p 0.8": {**V3, "random_conv": 0.8}})
 
 
 def slug(name: str) -> str:
@@ -95,8 +98,12 @@ def main():
         if args.only or n > 1:
             return
     done = {name: ROOT / "runs" / "augment_ablation" / slug(name) / "ablation_scores.json" for name in VARIANTS}
-    results = [json.loads(f.read_text()) for f in done.values() if f.is_file()]
-    missing = [name for name, f in done.items() if not f.is_file()]
+    # rows whose run folder is gone (a fresh checkout) are kept from the committed table
+    table = ROOT / "results" / "augment_ablation.json"
+    kept = {r["variant"]: r for r in json.loads(table.read_text())} if table.is_file() else {}
+    results = [json.loads(f.read_text()) if f.is_file() else kept[name] for name, f in done.items()
+               if f.is_file() or name in kept]
+    missing = [name for name, f in done.items() if not f.is_file() and name not in kept]
     cols = [("pbc val", "none"), ("pbc val", "grayscale"), ("wbc_external/tecom", "none"),
             ("wbc_external/cellavision_blog", "none")]
     lines = ["# Augmentation ablation (issue 13): which ingredient removes which shortcut", "",
@@ -110,7 +117,10 @@ def main():
              ("- Rows named v3 start from the shipped WBC v3 recipe (the v2 row centred at 2.5 diameters) and change "
               "one thing: MixStyle in the first three stages (p 0.5, `mixstyle`), the EfficientNet-Lite2 backbone, 128 or 64 px "
               "input, stain transfer, white-balanced input (each image divided by its background colour, "
-              "`white_balance`) or training blur up to 3 px (`blur_sigma`; v3 has 1.5)."),
+              "`white_balance`), training blur up to 3 px (`blur_sigma`; v3 has 1.5) or random convolutions "
+              "(RandConv, Xu et al. 2021, `random_conv`: a random 1-5 px colour filter blended with the image). "
+              "`v3 (re-run, current code)` repeats the v3 row with today's code: its distance from the first v3 row is "
+              "the run-to-run noise."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 from leukodx.data.class_map import map_classes
 from leukodx.data.dataset import DatasetIndex, ImageRecord
 from leukodx.errors import ConfigError
-from leukodx.transforms.augment import ROBUST_INGREDIENTS, StainTransfer, build_augment
+from leukodx.transforms.augment import ROBUST_INGREDIENTS, RandomConvolution, StainTransfer, build_augment
 from leukodx.transforms.shifts import DEFAULT_SHIFTS, build_shift, parse_shifts
 from leukodx.transforms.stain import border_colour, hed_jitter
 
@@ -125,6 +125,34 @@ def test_robust_augmentation_fills_with_background_and_ablates():
         build_augment("seed", ["hed"])
     with pytest.raises(ConfigError):
         build_augment("seed", blur_sigma=3.0)  # blur strength belongs to the robust preset
+
+
+def test_random_convolution_changes_colour_keeps_the_disc_and_the_range():
+    from leukodx.config import TrainConfig
+
+    torch.manual_seed(0)
+    x = torch.from_numpy(np.array(cell())).permute(2, 0, 1).contiguous()
+    inside = torch.from_numpy(np.asarray(cell().convert("L")) < 160)
+    assert torch.equal(RandomConvolution(p=0.0)(x), x)
+    changed = 0
+    for _ in range(10):
+        y = RandomConvolution(p=1.0, sizes=(1,))(x)  # 1 x 1: a pure colour map, no spatial change
+        assert y.dtype == torch.uint8 and y.shape == x.shape
+        changed += int((y.float() - x.float()).abs().mean() > 5)
+        # the disc stays where it was: inside and outside still differ in at least one channel
+        gap = (y[:, inside].float().mean(1) - y[:, ~inside].float().mean(1)).abs().max()
+        assert gap > 10
+        # per-channel mean is kept (within rounding and clipping)
+        assert (y.float().mean((1, 2)) - x.float().mean((1, 2))).abs().max() < 12
+    assert changed >= 5  # the blend weight is random: some draws stay close to the original
+    robust = build_augment("robust", random_conv=0.5)
+    assert any(isinstance(t, RandomConvolution) for t in robust.transforms)
+    names = [type(t).__name__ for t in robust.transforms]
+    assert names.index("RandomConvolution") < names.index("LowResolution")  # before the camera steps
+    with pytest.raises(ConfigError):
+        build_augment("seed", random_conv=0.5)
+    with pytest.raises(ConfigError):
+        TrainConfig(augment="robust", random_conv=1.5)
 
 
 def test_blur_sigma_sets_the_strongest_training_blur():

@@ -8,7 +8,8 @@ Presets:
   autoaugment / randaugment / trivialaugment - torchvision's "auto-augmentation" policies
   robust    - removes the lab's shortcuts (stain, background, scale, resolution); its ingredients are
               listed in ROBUST_INGREDIENTS and any of them can be left out (`augment_drop`) for ablation;
-              `stain_transfer: P` adds stain normalisation to another training image (StainTransfer).
+              `stain_transfer: P` adds stain normalisation to another training image (StainTransfer);
+              `random_conv: P` adds random convolutions (RandomConvolution).
 Rotated / shifted corners take each image's own border colour (the papers' Keras / torchvision
 defaults fill with black or nearest pixels, which no real image has).
 """
@@ -154,6 +155,30 @@ class StainTransfer:
         return out
 
 
+class RandomConvolution:
+    """RandConv (Xu et al., ICLR 2021): with probability p, filter the image with a random k x k
+    convolution (k in `sizes`, weights N(0, 1/(3 k^2))) and blend it with the original by a random
+    weight. Colour and fine texture become random while shapes stay; the result keeps the image's
+    per-channel mean and spread, so it stays in the uint8 range of a real image."""
+
+    def __init__(self, p: float = 0.5, sizes=(1, 3, 5)):
+        self.p, self.sizes = p, sizes
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        if r.random() > self.p:
+            return x
+        k = int(r.choice(self.sizes))
+        w = torch.from_numpy(r.normal(0, 1 / math.sqrt(3 * k * k), (3, 3, k, k)).astype(np.float32))
+        a = x.float()[None] / 255
+        y = torch.nn.functional.conv2d(torch.nn.functional.pad(a, [k // 2] * 4, mode="reflect"), w)
+        alpha = float(r.uniform(0, 1))
+        y = alpha * a + (1 - alpha) * y
+        mu, sd = a.mean((2, 3), keepdim=True), a.std((2, 3), keepdim=True)
+        y = (y - y.mean((2, 3), keepdim=True)) / y.std((2, 3), keepdim=True).clamp_min(1e-6) * sd + mu
+        return (y[0] * 255).clamp(0, 255).round().to(torch.uint8)
+
+
 class RandomApply:
     def __init__(self, t, p: float):
         self.t, self.p = t, p
@@ -179,7 +204,7 @@ def robust_ingredients(blur_sigma: float = 1.5) -> dict:
     }
 
 
-def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5) -> v2.Compose:
+def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5, random_conv: float = 0.0) -> v2.Compose:
     unknown = sorted(set(drop) - set(ROBUST_INGREDIENTS))
     if unknown:
         raise ConfigError(f"unknown augmentation ingredient(s) {', '.join(unknown)}; "
@@ -192,17 +217,21 @@ def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5) 
     steps = [StainTransfer(stain_transfer)] if stain_transfer > 0 else []  # on the raw image, like the test shift
     steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     steps += [t for name, t in parts.items() if name == "scale" or name not in drop]
+    if random_conv > 0:  # before the camera steps (low resolution, blur, JPEG), after the colour ones
+        steps.insert(len(steps) - sum(n in parts and n not in drop for n in ("low_resolution", "blur", "jpeg")),
+                     RandomConvolution(random_conv))
     return v2.Compose(steps)
 
 
-def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5):
+def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5,
+                  random_conv: float = 0.0):
     flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if name == "none":
         return v2.Identity()
     if name == "robust":
-        return build_robust(drop, stain_transfer, blur_sigma)
-    if drop or stain_transfer or blur_sigma != 1.5:
-        raise ConfigError("augment_drop, stain_transfer and blur_sigma only apply to augment: robust")
+        return build_robust(drop, stain_transfer, blur_sigma, random_conv)
+    if drop or stain_transfer or blur_sigma != 1.5 or random_conv:
+        raise ConfigError("augment_drop, stain_transfer, blur_sigma and random_conv only apply to augment: robust")
     if name == "seed":
         return v2.Compose(flips + [
             AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10),
