@@ -2,6 +2,8 @@
 without re-training it, then re-score its test side. Used to give the shipped models referral reasons:
     .venv/bin/python benchmarks/refit_referral.py runs/wbc_type
     STAGE=robustness benchmarks/shipped_model.sh wbc_type
+With --views N the model file averages N quarter turns / mirror images of each image at prediction
+(test-time augmentation); the temperature is then refitted on the validation side too.
 """
 import argparse
 import json
@@ -14,7 +16,9 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.evaluate_run import evaluate_bundle
+from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
+from leukodx.models.inference import logits_for
 from leukodx.train.referral import fit_bundle_referral
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
@@ -24,6 +28,7 @@ KEEP = ("model", "pretrained", "data", "split", "image_size", "epochs_run", "tra
 ap = argparse.ArgumentParser()
 ap.add_argument("run")
 ap.add_argument("--conformal-alpha", type=float, default=0.01, help="conformal sets miss the true class this often")
+ap.add_argument("--views", type=int, choices=(1, 2, 4, 8), help="test-time views to average (refits the temperature)")
 a = ap.parse_args()
 run = Path(a.run)
 torch.set_num_threads(2)
@@ -36,6 +41,12 @@ pre = Preprocess(PreprocessConfig(**bundle.preprocess))
 tr = ImageDataset(index.subset(split.indices(index, "train")), pre, None, cfg.threads, True)
 tr_groups = [split.groups[index.key(r)] for r in tr.records]
 va = ImageDataset(index.subset(split.indices(index, "val")), pre, None, cfg.threads, True)
+if a.views is not None:
+    bundle.views = a.views
+    bundle.temperature = TemperatureScaler().fit(logits_for(bundle.model, va.images, pre.cfg.mean, pre.cfg.std,
+                                                            views=a.views), va.labels.numpy()).temperature_
+    bundle.info["views"] = a.views
+    print(f"views {a.views}: temperature {bundle.temperature:.3f}")
 bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy(), va.images, va.labels.numpy(),
                                               cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate, seed=cfg.seed,
                                               train_groups=tr_groups)

@@ -107,6 +107,7 @@ class TrainConfig(YamlConfig):
     synthetic_ratio: float = 1.0         # generated images per real training image
     synthetic_mode: str = "add"          # add | only (train on synthetic, test on real)
     max_images_per_class: int = 0        # >0: quick runs on a subset (train side only)
+    tta_views: int = 1                   # 1, 2, 4 or 8: quarter turns / mirror images averaged at prediction (model file)
     refer_target_accuracy: float = 0.99  # referral threshold: accepted val cases reach this accuracy
     refer_unfamiliar_rate: float = 0.02  # share of val images the unfamiliar-image check may refer
     bootstrap: int = 1000
@@ -141,7 +142,7 @@ class TrainConfig(YamlConfig):
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
-                  ("random_conv", 0 <= self.random_conv <= 1),
+                  ("random_conv", 0 <= self.random_conv <= 1), ("tta_views", self.tta_views in (1, 2, 4, 8)),
                   ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),
                   ("warmup_steps", 0 <= self.warmup_steps and (self.max_steps == 0 or self.warmup_steps < self.max_steps))]

@@ -157,7 +157,7 @@ def test_conformal_sets_reach_their_coverage_and_travel_with_the_model(fitted, t
 
 
 def test_adapt_fits_on_turned_and_mirrored_copies():
-    from leukodx.train.adapt import dihedral_views
+    from leukodx.transforms.views import dihedral_views
 
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
     views = dihedral_views(x, 8)
@@ -213,3 +213,53 @@ def test_adapted_lab_cells_stop_counting_as_unfamiliar(fitted, tmp_path):
     assert len(new.reference) == len(b.reference) + 8 * int(shots.sum())  # every view of every cell
     own = [bundle_outputs(m, ds.images[::5])[2] for m in (b, new)]  # unshifted cells: no farther than before
     assert (own[1] <= own[0] + 1e-5).all()
+
+
+def test_views_average_turned_and_mirrored_copies_in_torch_and_onnx(fitted, tmp_path):
+    """A model file with views = 8 answers the same for every quarter turn / mirror image of a cell,
+    keeps its views through save / load and ONNX export, and refuses a view count it cannot use."""
+    import copy
+
+    from leukodx.config import TrainConfig
+    from leukodx.errors import ConfigError
+    from leukodx.predict.onnx_export import OnnxRunner
+    from leukodx.transforms.views import dihedral_views
+
+    b, index, _ = fitted
+    ds = ImageDataset(index, Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3)))
+    x, y = ds.images, ds.labels.numpy()
+    tta = copy.deepcopy(b)
+    tta.views = 8
+    fit_bundle_referral(tta, x[::2], y[::2], x[1::2], y[1::2], target_accuracy=0.9, unfamiliar_rate=0.05)
+    xn = (x[:6].float() / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        one = [b.net()(v.contiguous())[0].numpy() for v in dihedral_views(xn, 8)]
+        turned = [[t.numpy() for t in tta.net()(v.contiguous())] for v in dihedral_views(xn, 8)]
+    assert not all(np.allclose(z, one[0], atol=1e-3) for z in one)  # one view: logits change with the turn
+    for z, d in turned:  # eight views: they do not
+        assert np.allclose(z, turned[0][0], atol=1e-4) and np.allclose(d, turned[0][1], atol=1e-4)
+    tta.save(tmp_path / "tta.pt")
+    back = ModelBundle.load(tmp_path / "tta.pt")
+    assert back.views == 8 and np.allclose(back.net()(xn)[0].detach().numpy(), turned[0][0], atol=1e-3)
+    onnx = export_onnx(back, tmp_path / "tta.onnx")
+    with torch.no_grad():
+        z, dz = back.net()(torch.cat([xn, xn[:1]]))  # another batch size than the export's
+        logits, dist = OnnxRunner(onnx)(torch.cat([xn, xn[:1]]))
+    assert np.allclose(logits.numpy(), z.numpy(), atol=1e-3) and np.allclose(dist.numpy(), dz.numpy(), atol=1e-3)
+    files = [r.path for r in index.records[::5]]
+    t, _ = Predictor.load(tmp_path / "tta.pt").predict_paths(files)
+    o, _ = OnnxPredictor(onnx).predict_paths(files)
+    assert [a.label for a in t] == [a.label for a in o] and [a.refer_reason for a in t] == [a.refer_reason for a in o]
+    # adapting a view-averaging model adds one reference row per cell (its features are already averaged)
+    n_ref = len(tta.reference)
+    few = np.arange(0, len(y), 4)[:12]
+    assert len(set(y[few])) == 3
+    new, _ = adapt_bundle(tta, x[few], y[few])
+    assert len(new.reference) == n_ref + 12 and new.views == 8
+    bad = torch.load(tmp_path / "tta.pt", weights_only=True)
+    bad["views"] = 3
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(LeukodxError, match="views"):
+        ModelBundle.load(tmp_path / "bad.pt")
+    with pytest.raises(ConfigError, match="tta_views"):
+        TrainConfig(tta_views=3)

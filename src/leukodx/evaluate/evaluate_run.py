@@ -56,7 +56,8 @@ def bundle_outputs(bundle: ModelBundle, images, batch_size: int = 64) -> tuple:
     z = torch.cat(logits).numpy() if logits else np.zeros((0, len(bundle.classes)), np.float32)
     dist = torch.cat(dists).numpy() if dists else np.zeros(0, np.float32)
     if bundle.tree_head is not None:
-        probs = bundle.head().predict_proba(logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True))
+        probs = bundle.head().predict_proba(logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True,
+                                                       views=bundle.views))
         return probs, probs, dist
     return softmax(z), softmax(z, bundle.temperature), dist
 

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from leukodx.transforms.views import dihedral_views
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -57,20 +59,29 @@ class KNNDistance(BaseEstimator):
 
 
 class FamiliarNet(torch.nn.Module):
-    """network -> (logits, distance). Without a reference the distance is 0 (nothing is unfamiliar)."""
+    """network -> (logits, distance). Without a reference the distance is 0 (nothing is unfamiliar).
+    With `views` > 1 each image is seen as that many quarter turns / mirror images in one batch, and
+    logits and pooled features are their means (test-time augmentation inside the graph)."""
 
-    def __init__(self, model: torch.nn.Module, reference: torch.Tensor | None, k: int = 5):
+    def __init__(self, model: torch.nn.Module, reference: torch.Tensor | None, k: int = 5, views: int = 1):
         super().__init__()
         self.model = model
         self.k = int(k)
+        self.views = int(views)
         self.register_buffer("reference", reference if reference is not None else torch.zeros(0, 1))
 
+    def _mean(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.views == 1 else y.reshape(self.views, -1, y.shape[-1]).mean(0)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        if self.views > 1:
+            x = torch.cat(dihedral_views(x, self.views))
         if self.reference.shape[0] == 0:
-            logits = self.model(x)
-            return logits, torch.zeros(x.shape[0], dtype=logits.dtype, device=x.device)
+            logits = self._mean(self.model(x))
+            return logits, torch.zeros(n, dtype=logits.dtype, device=x.device)
         fmap = self.model.forward_features(x)
-        logits = self.model.forward_head(fmap)
-        f = torch.nn.functional.normalize(self.model.forward_head(fmap, pre_logits=True).float(), dim=1)
+        logits = self._mean(self.model.forward_head(fmap))
+        f = torch.nn.functional.normalize(self._mean(self.model.forward_head(fmap, pre_logits=True)).float(), dim=1)
         sims = f @ self.reference.float().T
         return logits, 1.0 - sims.topk(min(self.k, sims.shape[1]), dim=1).values.mean(1)

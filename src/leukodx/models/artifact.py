@@ -19,6 +19,7 @@ from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.familiarity import FamiliarNet
 from leukodx.heads.referral import Referral
 from leukodx.models.registry import create_model
+from leukodx.transforms.views import dihedral_views
 
 FORMAT = "leukodx-model/1"
 
@@ -52,6 +53,7 @@ class ModelBundle:
     knn_k: int = 5
     conformal_qhat: float | None = None   # split-conformal threshold (heads.conformal), fitted on validation
     conformal_alpha: float = 0.01  # sets hold the true class for 99% of cells like the training lab's
+    views: int = 1                 # test-time views averaged (1, 2, 4 or 8 quarter turns / mirror images)
 
     @property
     def referral(self) -> Referral:
@@ -66,8 +68,9 @@ class ModelBundle:
 
     def net(self) -> FamiliarNet:
         """The network as one module answering (logits, unfamiliar-image distance)."""
-        if getattr(self, "_net", None) is None or self._net.model is not self.model:
-            self._net = FamiliarNet(self.model, self.reference, self.knn_k).eval()
+        net = getattr(self, "_net", None)
+        if net is None or net.model is not self.model or net.views != self.views:
+            self._net = FamiliarNet(self.model, self.reference, self.knn_k, self.views).eval()
         return self._net
 
     def head(self):
@@ -85,9 +88,10 @@ class ModelBundle:
         with torch.no_grad():
             m = self.model.eval()
             if self.tree_head is not None:
-                fmap = m.forward_features(x)
+                feats = torch.stack([m.forward_head(m.forward_features(v), pre_logits=True)
+                                     for v in dihedral_views(x, self.views)]).mean(0)
                 _, dist = self.net()(x)
-                return self.head().predict_proba(m.forward_head(fmap, pre_logits=True).numpy()), dist.numpy()
+                return self.head().predict_proba(feats.numpy()), dist.numpy()
             logits, dist = self.net()(x)
             return (logits.float() / self.temperature).softmax(1).numpy(), dist.float().numpy()
 
@@ -113,7 +117,7 @@ class ModelBundle:
                    "refer_threshold": float(self.refer_threshold), "info": self.info, "state_dict": state,
                    "tree_head": self.tree_head, "unfamiliar_threshold": float(self.unfamiliar_threshold),
                    "knn_k": int(self.knn_k), "conformal_qhat": self.conformal_qhat,
-                   "conformal_alpha": float(self.conformal_alpha),
+                   "conformal_alpha": float(self.conformal_alpha), "views": int(self.views),
                    "reference": None if self.reference is None else self.reference.detach().cpu().half().contiguous()}
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
@@ -140,6 +144,7 @@ class ModelBundle:
         bundle = cls(model, d["arch"], d["classes"], d["preprocess"], d["model_kwargs"], float(d["temperature"]),
                      float(d["refer_threshold"]), d.get("info", {}), d.get("tree_head"),
                      float(d.get("unfamiliar_threshold", math.inf)), None if ref is None else ref.float(),
-                     int(d.get("knn_k", 5)), d.get("conformal_qhat"), float(d.get("conformal_alpha", 0.01)))
+                     int(d.get("knn_k", 5)), d.get("conformal_qhat"), float(d.get("conformal_alpha", 0.01)),
+                     int(d.get("views", 1)))
         probe(bundle, path)
         return bundle

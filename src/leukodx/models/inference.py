@@ -5,16 +5,21 @@ import numpy as np
 import torch
 
 from leukodx.transforms.preprocess import normalize
+from leukodx.transforms.views import dihedral_views
 
 
 @torch.inference_mode()
 def logits_for(model: torch.nn.Module, images: torch.Tensor, mean, std, batch_size: int = 64,
-               pre_logits: bool = False) -> np.ndarray:
-    """Logits, or with `pre_logits` the pooled features the classifier sees (for tree heads)."""
+               pre_logits: bool = False, views: int = 1) -> np.ndarray:
+    """Logits, or with `pre_logits` the pooled features the classifier sees (for tree heads); with
+    `views` > 1, the mean over that many quarter turns / mirror images of each image (what
+    heads.familiarity.FamiliarNet computes for a model file with `views`)."""
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
         x = normalize(images[i:i + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
-        y = model.forward_head(model.forward_features(x), pre_logits=True) if pre_logits else model(x)
+        per_view = [model.forward_head(model.forward_features(v), pre_logits=True) if pre_logits else model(v)
+                    for v in dihedral_views(x, views)]
+        y = torch.stack(per_view).mean(0)
         out.append(y.float())
     return torch.cat(out).numpy() if out else np.zeros((0, 0))

@@ -9,6 +9,7 @@ import torch
 
 from leukodx.config import model_kwargs_problem
 from leukodx.errors import LeukodxError
+from leukodx.transforms.views import VIEW_COUNTS
 
 
 def _fail(path, what: str):
@@ -41,6 +42,9 @@ def check_payload(d: dict, path) -> None:
     q = d.get("conformal_qhat")
     if q is not None and not (isinstance(q, (int, float)) and 0 <= q <= 1):
         _fail(path, f"conformal threshold must be in [0, 1], got {q!r}")
+    v = d.get("views", 1)
+    if not (isinstance(v, int) and not isinstance(v, bool) and v in VIEW_COUNTS):
+        _fail(path, f"views must be one of {VIEW_COUNTS}, got {v!r}")
     ref = d.get("reference")
     if ref is not None and not (isinstance(ref, torch.Tensor) and ref.ndim == 2 and torch.isfinite(ref).all()):
         _fail(path, "reference features must be a finite 2-D tensor")

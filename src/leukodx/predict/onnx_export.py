@@ -32,7 +32,8 @@ def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
             "preprocess": {k: list(v) if isinstance(v, tuple) else v for k, v in bundle.preprocess.items()},
             "temperature": float(bundle.temperature), "refer_threshold": float(bundle.refer_threshold),
             "unfamiliar_threshold": float(bundle.unfamiliar_threshold),
-            "conformal_qhat": bundle.conformal_qhat, "conformal_alpha": float(bundle.conformal_alpha)}
+            "conformal_qhat": bundle.conformal_qhat, "conformal_alpha": float(bundle.conformal_alpha),
+            "views": int(bundle.views)}  # already averaged inside the graph; for the record
     onnx.helper.set_model_props(m, {"leukodx": json.dumps(meta)})
     onnx.save(m, str(tmp))
     tmp.replace(out)

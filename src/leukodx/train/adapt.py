@@ -26,6 +26,7 @@ from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
 from leukodx.transforms.preprocess import PreprocessConfig, normalize
+from leukodx.transforms.views import dihedral_views
 
 MODES = ("head", "bn+head")
 
@@ -35,14 +36,6 @@ def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
     if not isinstance(head, torch.nn.Linear):
         raise LeukodxError("adapt needs a model whose classifier is one linear layer")
     return head
-
-
-def dihedral_views(images: torch.Tensor, n: int) -> list[torch.Tensor]:
-    """The first `n` of the 8 quarter turns and mirror images of a batch (N, C, H, W); view 0 is the batch.
-    A cell has no up or left, so each view is another labelled example of the same class."""
-    views = [torch.rot90(images, k, (2, 3)) for k in range(4)]
-    views += [torch.flip(v, (3,)) for v in views]
-    return views[:n]
 
 
 def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, mode: str = "head",
@@ -65,7 +58,9 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     if mode == "bn+head":
         n_bn = adapt_batchnorm(new.model, (normalize(images[i:i + 32], pre.mean, pre.std) for i in range(0, len(images), 32)))
     per_view = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(images, views)]
-    feats = per_view[0]
+    # the features the adapted model will see at prediction (averaged over the model's own views)
+    feats = per_view[0] if new.views == 1 else logits_for(new.model, images, pre.mean, pre.std, pre_logits=True,
+                                                           views=new.views)
 
     def stacked(idx):  # every view of the cells idx, with their labels
         return np.concatenate([f[idx] for f in per_view]), np.tile(labels[idx], len(per_view))
@@ -89,8 +84,8 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         lin.bias.copy_(torch.from_numpy(head.intercept_))
     new.temperature = temperature
     threshold0 = new.unfamiliar_threshold
-    if new.reference is not None:
-        _add_to_reference(new, per_view, len(labels))
+    if new.reference is not None:  # a model that averages its views has one feature row per cell
+        _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels))
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
               "batchnorm_layers_updated": n_bn, "temperature": temperature,

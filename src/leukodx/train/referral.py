@@ -26,7 +26,7 @@ def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_l
     all_severity_robustness.md). With one image per group (no patient ids) that would score images the
     network has learned, so the validation side is used alone."""
     pre = PreprocessConfig(**bundle.preprocess)
-    feats = logits_for(bundle.model, train_images, pre.mean, pre.std, pre_logits=True)
+    feats = logits_for(bundle.model, train_images, pre.mean, pre.std, pre_logits=True, views=bundle.views)
     knn = KNNDistance(n_reference, bundle.knn_k, seed).fit(feats, np.asarray(train_labels))
     bundle.reference = torch.from_numpy(knn.reference_)
     bundle._net = None

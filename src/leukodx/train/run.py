@@ -112,10 +112,10 @@ def colour_baseline(data: CellDataModule, cfg: TrainConfig) -> dict:
 def calibrate(model, cfg: TrainConfig, data: CellDataModule, model_kwargs: dict, info: dict) -> ModelBundle:
     """Temperature and referral thresholds from the validation side -> a model bundle."""
     val = data.val_ds
-    scaler = TemperatureScaler().fit(logits_for(model, val.images, data.pre.cfg.mean, data.pre.cfg.std),
-                                     val.labels.numpy())
+    scaler = TemperatureScaler().fit(logits_for(model, val.images, data.pre.cfg.mean, data.pre.cfg.std,
+                                                views=cfg.tta_views), val.labels.numpy())
     bundle = ModelBundle(model, cfg.model, data.index.classes, data.pre.to_dict(), model_kwargs,
-                         scaler.temperature_, 0.0, info)
+                         scaler.temperature_, 0.0, info, views=cfg.tta_views)
     info["referral"] = fit_bundle_referral(bundle, data.train_ds.images, data.train_ds.labels.numpy(), val.images,
                                            val.labels.numpy(), cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
                                            seed=cfg.seed, train_groups=data.train_groups())

@@ -28,14 +28,15 @@ def fit_tree_head(run_dir: str | Path, index=None, progress: bool = True, extra:
     sides = {s: ImageDataset(index.subset(split.indices(index, s)), pre, None, cfg.threads, progress)
              for s in ("train", "val")}
     t0 = time.perf_counter()
-    feats = {s: logits_for(soft.model, d.images, pre.cfg.mean, pre.cfg.std, pre_logits=True) for s, d in sides.items()}
+    feats = {s: logits_for(soft.model, d.images, pre.cfg.mean, pre.cfg.std, pre_logits=True, views=soft.views)
+             for s, d in sides.items()}
     labels = {s: d.labels.numpy() for s, d in sides.items()}
     head = XGBoostHead(seed=cfg.seed, n_jobs=cfg.threads).fit(feats["train"], labels["train"], feats["val"], labels["val"])
     fit_s = time.perf_counter() - t0
     info = {**soft.info, "head": "xgboost", "xgboost_best_iteration": head.best_iteration,
             "xgboost_fit_seconds": round(fit_s, 1)}
     bundle = ModelBundle(soft.model, soft.arch, soft.classes, soft.preprocess, soft.model_kwargs, 1.0, 0.0, info,
-                         head.to_json(), knn_k=soft.knn_k)
+                         head.to_json(), knn_k=soft.knn_k, views=soft.views)
     info["referral"] = fit_bundle_referral(bundle, sides["train"].images, labels["train"], sides["val"].images,
                                            labels["val"], cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
                                            seed=cfg.seed)
