@@ -68,7 +68,10 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
               + (f", stain transfer p {cfg['stain_transfer']}" if cfg.get("stain_transfer") else "")
               + f", {m.get('epochs_run')} epochs "
              f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
-             f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}", "",
+             f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}",
+             *([(f"- Prediction averages {cfg['tta_views']} mirror images / quarter turns of each image (test-time views, "
+                 "inside the ONNX graph too); temperature and referral are fitted on those averages")]
+               if cfg.get("tta_views", 1) > 1 else []), "",
              "## Data", f"- `{data}`: {LICENCES.get(data, 'see the data set licence')}",
              (f"- Split: {split.get('method')}, val {split.get('val_frac')}, test {split.get('test_frac')}, seed "
              f"{split.get('seed')}; {split.get('n_groups')} groups ({'; '.join(split.get('groups', []))})"),
