@@ -49,7 +49,8 @@ VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 at 64 px": {**V3, "image_size": 64},
                  "v3 + blur up to 3 px": {**V3, "blur_sigma": 3.0},
                  "v3 re-run with current code": V3,
-                 "v3 + random convolutions p 0.5": {**V3, "random_conv": 0.5}})
+                 "v3 + random convolutions p 0.5": {**V3, "random_conv": 0.5},
+                 "v3 + weight average (EMA 0.99)": {**V3, "ema_decay": 0.99}})
 
 
 def slug(name: str) -> str:
@@ -117,7 +118,9 @@ def main():
               "one thing: MixStyle in the first three stages (p 0.5, `mixstyle`), the EfficientNet-Lite2 backbone, 128 or 64 px "
               "input, stain transfer, white-balanced input (each image divided by its background colour, "
               "`white_balance`), training blur up to 3 px (`blur_sigma`; v3 has 1.5) or random convolutions "
-              "(RandConv, Xu et al. 2021, `random_conv`: a random 1-5 px colour filter blended with the image). "
+              "(RandConv, Xu et al. 2021, `random_conv`: a random 1-5 px colour filter blended with the image), or an exponential "
+              "moving average of the weights (`ema_decay`, Lightning's WeightAveraging; weight averaging is reported to help "
+              "domain generalisation, Arpit et al. 2022). "
               "`v3 re-run with current code` repeats the v3 row with today's code: its distance from the first v3 row is "
               "the run-to-run noise. Those two rows ran beside other jobs on the same 2 cores, so their minutes are not comparable."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",

@@ -67,3 +67,25 @@ def test_step_budget_config_checks():
         TrainConfig(max_steps=10, warmup_steps=10)
     with pytest.raises(ConfigError, match="plateau"):
         TrainConfig(max_steps=100, scheduler="plateau")
+
+
+def test_weight_average_is_what_gets_validated_and_shipped_and_views_reach_the_model_file(tmp_path):
+    from leukodx.models.artifact import ModelBundle
+
+    generate(tmp_path / "data", n_per_class=12, size=32, seed=0, per_slide=4)
+    cfg = TrainConfig(data=str(tmp_path / "data" / "manifest.csv"), model="classic_cnn", pretrained=False,
+                      image_size=32, max_steps=20, batch_size=8, freeze_epochs=0, use_hashes=False, bootstrap=0,
+                      early_stopping_patience=0, monitor="val_acc", ema_decay=0.9, tta_views=2)
+    train(cfg, tmp_path / "run", progress=False)
+    best = next((tmp_path / "run" / "checkpoints").glob("best*.ckpt"))
+    ck = torch.load(best, map_location="cpu", weights_only=True)
+    assert "current_model_state" in ck  # the raw weights are kept aside; state_dict holds the average
+    raw, avg = ck["current_model_state"], ck["state_dict"]
+    moved = [k for k in avg if torch.is_floating_point(avg[k]) and not torch.allclose(avg[k], raw[k])]
+    assert moved, "the average should differ from the last raw weights"
+    bundle = ModelBundle.load(tmp_path / "run" / "model.pt")
+    shipped = bundle.model.state_dict()
+    assert all(torch.allclose(shipped[k.removeprefix("model.")], v) for k, v in avg.items() if k.startswith("model."))
+    assert bundle.views == 2
+    with pytest.raises(ConfigError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

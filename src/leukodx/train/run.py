@@ -78,6 +78,10 @@ def _trainer(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool):
     callbacks = [best, last] + ([TQDMProgressBar(refresh_rate=5)] if progress else [])
     if cfg.freeze_epochs and cfg.pretrained:
         callbacks.append(TrainHeadFirst(cfg.freeze_epochs))
+    if cfg.ema_decay:  # Lightning swaps the average in for validation, checkpoints and the end of training
+        from lightning.pytorch.callbacks import WeightAveraging
+        from torch.optim.swa_utils import get_ema_multi_avg_fn
+        callbacks.append(WeightAveraging(multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay)))
     if cfg.mixstyle:
         from leukodx.train.mixstyle import MixStyle
         callbacks.append(MixStyle(cfg.mixstyle))
