@@ -122,7 +122,7 @@ def main():
               "moving average of the weights (`ema_decay`, Lightning's WeightAveraging; weight averaging is reported to help "
               "domain generalisation, Arpit et al. 2022). "
               "`v3 re-run with current code` repeats the v3 row with today's code: its distance from the first v3 row is "
-              "the run-to-run noise. Those two rows ran beside other jobs on the same 2 cores, so their minutes are not comparable."),
+              "the run-to-run noise. Those rows and the EMA row ran beside other jobs on the same 2 cores, so their minutes are not comparable."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",
