@@ -59,8 +59,9 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         n_bn = adapt_batchnorm(new.model, (normalize(images[i:i + 32], pre.mean, pre.std) for i in range(0, len(images), 32)))
     per_view = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(images, views)]
     # the features the adapted model will see at prediction (averaged over the model's own views)
-    feats = per_view[0] if new.views == 1 else logits_for(new.model, images, pre.mean, pre.std, pre_logits=True,
-                                                           views=new.views)
+    # (the same views in the same order, so the per-view features already hold them when enough were taken)
+    feats = np.mean(per_view[:new.views], 0) if len(per_view) >= new.views else \
+        logits_for(new.model, images, pre.mean, pre.std, pre_logits=True, views=new.views)
 
     def stacked(idx):  # every view of the cells idx, with their labels
         return np.concatenate([f[idx] for f in per_view]), np.tile(labels[idx], len(per_view))
