@@ -1,7 +1,9 @@
 """Model selection without touching the test side: accuracy of finished runs on their validation side
 under named shifts (group bootstrap CIs). Used to choose the ALL model's stain-transfer probability and
-its training length (v5: 20 epochs).
+its training length (v5: 20 epochs), and the WBC model's test-time view count (`--views`: the same
+weights averaging 1 / 2 / 4 / 8 mirror images of each cell).
     python benchmarks/val_shifts.py runs/all_severity_v3 runs/all_severity_v4 --out results/all_severity_val_shifts
+    python benchmarks/val_shifts.py runs/wbc_type_v6 --views 1 2 4 8 --shifts none grayscale --out results/wbc_type_v6_views
 """
 import argparse
 import json
@@ -20,23 +22,31 @@ SHIFTS = ["none", "grayscale", "stain_reinhard", "stain_macenko", "hed_0.5", "bl
 ap = argparse.ArgumentParser()
 ap.add_argument("runs", nargs="+")
 ap.add_argument("--out", required=True)
+ap.add_argument("--views", type=int, nargs="+", choices=(1, 2, 4, 8), help="view counts to score (default: the file's)")
+ap.add_argument("--shifts", nargs="+", default=SHIFTS)
 a = ap.parse_args()
+SHIFTS = a.shifts
 res = []
 for run in a.runs:
     cfg = yaml.safe_load((Path(run) / "config.yaml").read_text())
     index, split = load_dataset(cfg["data"]), Split.load(Path(run) / "split.json")
     va = split.indices(index, "val")
-    rows = shift_rows(ModelBundle.load(Path(run) / "model.pt"), index, va, split.groups_of(index, va), SHIFTS, "val",
-                      n_boot=500)
-    res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "epochs": cfg.get("epochs"), "n": rows[0]["n"],
-                "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95")} for r in rows]})
-    print(run, " ".join(f"{r['shift']} {r['accuracy']:.3f}" for r in rows), flush=True)
+    bundle = ModelBundle.load(Path(run) / "model.pt")
+    for views in a.views or [bundle.views]:
+        bundle.views, bundle._net = views, None
+        rows = shift_rows(bundle, index, va, split.groups_of(index, va), SHIFTS, "val", n_boot=500)
+        res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "epochs": cfg.get("epochs"),
+                    "image_size": cfg.get("image_size"), "views": views, "n": rows[0]["n"],
+                    "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95")} for r in rows]})
+        print(run, views, " ".join(f"{r['shift']} {r['accuracy']:.3f}" for r in rows), flush=True)
 out = Path(a.out)
 out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-md = [f"# Validation-side accuracy under shifts (`python benchmarks/val_shifts.py {' '.join(a.runs)} --out {a.out}`)", "",
+cmd = " ".join(["python benchmarks/val_shifts.py", *a.runs] + (["--views", *map(str, a.views)] if a.views else [])
+               + (["--shifts", *SHIFTS] if a.shifts is not ap.get_default("shifts") else []) + ["--out", a.out])
+md = [f"# Validation-side accuracy under shifts (`{cmd}`)", "",
       (f"- Validation side of each run's grouped split (n {res[0]['n']}); 95% CIs by bootstrap over groups; the test "
        "side is not used. 2 CPU cores."), "",
-      "| run | stain transfer p | epochs | " + " | ".join(SHIFTS) + " |", "|---|---|---|" + "---|" * len(SHIFTS)]
-md += [f"| {r['run']} | {r['stain_transfer']} | {r['epochs']} | " + " | ".join(
+      "| run | stain transfer p | epochs | px | views | " + " | ".join(SHIFTS) + " |", "|---|---|---|---|---|" + "---|" * len(SHIFTS)]
+md += [f"| {r['run']} | {r['stain_transfer']} | {r['epochs']} | {r['image_size']} | {r['views']} | " + " | ".join(
     f"{x['accuracy']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]" for x in r["rows"]) + " |" for r in res]
 out.with_suffix(".md").write_text("\n".join(md) + "\n")
