@@ -28,7 +28,7 @@ run, name, title = sys.argv[1:]
 influenced = ("Model selection: the training augmentation was chosen with benchmarks/augment_ablation.py, scored on "
               "the PBC validation side and on wbc_external (never trained on); the wbc_external rows here therefore "
               "influenced a choice and are optimistic for unseen labs. v6 is the v5 recipe (12 epochs) at 128 px instead of 96 "
-              "with one test-time view, shipped by a rule fixed before the run finished (configs/wbc_type_v6.yaml: PBC validation "
+              "with one test-time view, shipped by a rule fixed before the run finished (configs/wbc_type.yaml: PBC validation "
               "accuracy at least v5 + 4 views' 0.967 and mean wbc_external accuracy at least its 0.554); the wbc_external "
               "rows therefore took part in that choice too.") \
     if name == "wbc_type" else \

@@ -25,7 +25,6 @@ ap.add_argument("--out", required=True)
 ap.add_argument("--views", type=int, nargs="+", choices=(1, 2, 4, 8), help="view counts to score (default: the file's)")
 ap.add_argument("--shifts", nargs="+", default=SHIFTS)
 a = ap.parse_args()
-SHIFTS = a.shifts
 res = []
 for run in a.runs:
     cfg = yaml.safe_load((Path(run) / "config.yaml").read_text())
@@ -33,8 +32,8 @@ for run in a.runs:
     va = split.indices(index, "val")
     bundle = ModelBundle.load(Path(run) / "model.pt")
     for views in a.views or [bundle.views]:
-        bundle.views, bundle._net = views, None
-        rows = shift_rows(bundle, index, va, split.groups_of(index, va), SHIFTS, "val", n_boot=500)
+        bundle.views = views
+        rows = shift_rows(bundle, index, va, split.groups_of(index, va), a.shifts, "val", n_boot=500)
         res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "epochs": cfg.get("epochs"),
                     "image_size": cfg.get("image_size"), "views": views, "n": rows[0]["n"],
                     "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95")} for r in rows]})
@@ -42,11 +41,11 @@ for run in a.runs:
 out = Path(a.out)
 out.with_suffix(".json").write_text(json.dumps(res, indent=1))
 cmd = " ".join(["python benchmarks/val_shifts.py", *a.runs] + (["--views", *map(str, a.views)] if a.views else [])
-               + (["--shifts", *SHIFTS] if a.shifts is not ap.get_default("shifts") else []) + ["--out", a.out])
+               + (["--shifts", *a.shifts] if a.shifts != SHIFTS else []) + ["--out", a.out])
 md = [f"# Validation-side accuracy under shifts (`{cmd}`)", "",
       (f"- Validation side of each run's grouped split (n {res[0]['n']}); 95% CIs by bootstrap over groups; the test "
        "side is not used. 2 CPU cores."), "",
-      "| run | stain transfer p | epochs | px | views | " + " | ".join(SHIFTS) + " |", "|---|---|---|---|---|" + "---|" * len(SHIFTS)]
+      "| run | stain transfer p | epochs | px | views | " + " | ".join(a.shifts) + " |", "|---|---|---|---|---|" + "---|" * len(a.shifts)]
 md += [f"| {r['run']} | {r['stain_transfer']} | {r['epochs']} | {r['image_size']} | {r['views']} | " + " | ".join(
     f"{x['accuracy']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]" for x in r["rows"]) + " |" for r in res]
 out.with_suffix(".md").write_text("\n".join(md) + "\n")
