@@ -149,8 +149,9 @@ def fmt(r: dict) -> str:
     if r["status"] != "done":
         return "| " + " | ".join(["not run"] + ["-"] * 8) + " |"
     ci = "; ".join(f"[{a:.3f}, {b:.3f}]" for a, b in r["ci95_per_seed"])
-    swept = r["sweep"] and float(r["sweep"]["chosen_lr"]) == float(r["lr"])
-    lr = f"{float(r['lr']):g}" + ("" if swept else " (fixed)")
+    rate = float(r.get("lr", (r.get("sweep") or {}).get("chosen_lr")))  # older results files lack "lr"
+    swept = r["sweep"] and float(r["sweep"]["chosen_lr"]) == rate
+    lr = f"{rate:g}" + ("" if swept else " (fixed)")
     return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seed{'s' if r['seeds'] > 1 else ''}) | {ci} | {r['macro_f1_mean']:.4f} | "
             f"{r['min_class_recall']:.3f} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
@@ -158,7 +159,14 @@ def fmt(r: dict) -> str:
 
 def write_table(table: str, args) -> None:
     data, augment, pre, rows = TABLES[table]
+    out = ROOT / "results" / table
+    # runs/ is not committed: a row whose runs are not in this checkout keeps its committed result
+    before = {r["name"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]} \
+        if out.with_suffix(".json").is_file() else {}
     results = [(label, row_for(table, m, kw)) for label, m, kw in rows]
+    results = [(label, before[label] if r["status"] == "not run" and before.get(label, {}).get("status") == "done" else r)
+               for label, r in results]
+    kept = [label for label, r in results if r.get("runs") and not (RUNS / r["runs"][0]).is_dir()]
     n = next((r["n"] for _, r in results if r["status"] == "done"), "-")
     head = ("| model | test accuracy mean ± sd | 95% CI per seed | macro F1 | min class recall | grayscale test "
             "accuracy | colour baseline | lr (sweep) | steps | train min/run |")
@@ -169,9 +177,10 @@ def write_table(table: str, args) -> None:
           f"on the val side (column lr: 'fixed' where a row skipped the sweep); augmentation preset '{augment}'"
           + (f"; preprocessing {pre}" if pre else "") + ".",
           "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
+          *([f"- Kept from the committed results file (their runs are not in this checkout): {', '.join(kept)}."]
+            if kept else []),
           "", head, "|" + "---|" * 10]
     md += [f"| {label} " + fmt(r) for label, r in results]
-    out = ROOT / "results" / table
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     out.with_suffix(".json").write_text(json.dumps({"title": TITLES[table], "protocol": vars(args) | {"lrs": args.lrs},
                                                     "rows": [{"name": k, **r} for k, r in results]}, indent=1))
