@@ -1,7 +1,7 @@
 """End-to-end `predict` throughput and peak memory over a folder of real JPEGs (decode included).
 
 Each backend runs in a fresh process so peak RSS is its own. Writes results/predict_throughput.{json,md} (`--model all`) or results/predict_throughput_MODEL.{json,md}.
-Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_all] [--n 512] [--threads 2]
+Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_all] [--n 512] [--threads 2] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def one(model: str, data: str, n: int, backend: str, threads: int) -> dict:
+def one(model: str, data: str, n: int, backend: str, threads: int, repeats: int) -> dict:
     """backend 'torch': the PyTorch Predictor; 'onnx': the torch-free OnnxPredictor on the exported .onnx
     (what `leukodx predict --backend onnx` runs for the shipped models)."""
     from leukodx.data.recipes import load_dataset
@@ -37,11 +38,24 @@ def one(model: str, data: str, n: int, backend: str, threads: int) -> dict:
         p = Predictor.load(resolve_model(model))
         size, arch = p.bundle.preprocess["image_size"], p.bundle.arch
     p.predict_paths(paths[:32])  # warm-up not timed
-    t0 = time.perf_counter()
-    preds, errors = p.predict_paths(paths)
-    dt = time.perf_counter() - t0
-    return {"backend": backend, "images": len(preds), "errors": len(errors), "seconds": dt,
-            "images_per_second": len(preds) / dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    rates = []
+    for _ in range(repeats):  # this machine's speed wanders by 10-30% between passes: report the median
+        t0 = time.perf_counter()
+        preds, errors = p.predict_paths(paths)
+        rates.append(len(preds) / (time.perf_counter() - t0))
+    # the per-image checks behind the `unreadable` / `not_a_cell` referral reasons, alone (best of 3 passes)
+    from leukodx.data.images import load_image
+    from leukodx.heads.image_checks import image_problem
+    arrays = [p.pre.array(load_image(x)) for x in paths[:128]]
+    checks = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        [image_problem(a) for a in arrays]
+        checks.append(1000 * (time.perf_counter() - t0) / len(arrays))
+    return {"backend": backend, "images": len(preds), "errors": len(errors), "repeats": repeats,
+            "image_checks_ms_per_image": min(checks),
+            "images_per_second": statistics.median(rates), "images_per_second_per_pass": rates,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "threads": threads, "image_size": size, "arch": arch}
 
 
@@ -51,25 +65,28 @@ def main() -> None:
     ap.add_argument("--data", default="taleqani_all")
     ap.add_argument("--n", type=int, default=512)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5, help="timed passes over the images; the median is reported")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(one(a.model, a.data, a.n, a.child, a.threads)))
+        print(json.dumps(one(a.model, a.data, a.n, a.child, a.threads, a.repeats)))
         return
     rows = []
     for backend in ("torch", "onnx"):
         out = subprocess.run([sys.executable, __file__, "--model", a.model, "--data", a.data, "--n", str(a.n),
-                              "--threads", str(a.threads), "--child", backend], capture_output=True, text=True, check=True)
+                              "--threads", str(a.threads), "--repeats", str(a.repeats), "--child", backend], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     res = {"command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]), "model": a.model,
            "data": a.data, "machine": f"{platform.machine()}, {a.threads} threads, no GPU", "results": rows,
-           "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax, batch 32"}
+           "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax + image checks and referral per image, batch 32; median of the timed passes"}
     stem = ROOT / "results" / ("predict_throughput" + ("" if a.model == "all" else f"_{a.model}"))
     stem.parent.mkdir(exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    md = ["| backend | images | images/s | peak RSS (MB) | input px |", "|---|---|---|---|---|"]
-    md += [f"| {r['backend']} | {r['images']} | {r['images_per_second']:.1f} | {r['peak_rss_mb']:.0f} | {r['image_size']} |"
-           for r in rows]
+    md = ["| backend | images | images/s (median of passes) | each pass | image checks (ms/image) | peak RSS (MB) | input px |",
+          "|---|---|---|---|---|---|---|"]
+    md += [f"| {r['backend']} | {r['images']} | {r['images_per_second']:.1f} | "
+           f"{', '.join(f'{v:.0f}' for v in r['images_per_second_per_pass'])} | {r['image_checks_ms_per_image']:.2f} | "
+           f"{r['peak_rss_mb']:.0f} | {r['image_size']} |" for r in rows]
     stem.with_suffix(".md").write_text(
         f"# predict throughput ({res['model']} model on {res['data']}, {res['machine']})\n\n`{res['command']}`\n\n"
         + "\n".join(md) + "\n")

@@ -305,3 +305,16 @@ def test_white_balance_makes_the_background_neutral_and_keeps_the_cell_darker():
     grey = np.asarray(cell(bg=(235, 235, 235))).astype(int)
     same = Preprocess(PreprocessConfig(image_size=128, white_balance=True)).array(cell(bg=(235, 235, 235)))
     assert np.abs(same.astype(int) - grey).max() <= 1
+
+
+def test_has_nucleus_answers_as_find_nucleus_does():
+    from leukodx.transforms.cell_finder import find_nucleus, has_nucleus, shrink
+
+    rng = np.random.default_rng(4)
+    images = [cell(size=s, r=r) for s, r in ((64, 8), (128, 20), (160, 30))] + [
+        Image.new("RGB", (96, 96), (235, 215, 200)),  # blank background
+        Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)),  # noise
+        Image.fromarray(np.tile(np.linspace(0, 255, 96, dtype=np.uint8), (96, 1))).convert("RGB")]  # a ramp
+    got = [has_nucleus(im) for im in images]
+    assert got[:5] == [True, True, True, False, False]
+    assert got == [find_nucleus(shrink(im, 64)).found for im in images]

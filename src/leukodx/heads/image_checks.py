@@ -12,16 +12,16 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from leukodx.transforms.cell_finder import find_nucleus, shrink
+from leukodx.transforms.cell_finder import has_nucleus, shrink
 
 
 def image_problem(arr: np.ndarray) -> str | None:
     """uint8 (H, W, 3) -> 'unreadable', 'not_a_cell' or None. A noise-like texture has no nucleus
-    (`find_nucleus` checks the fine detail itself)."""
-    img = Image.fromarray(np.asarray(arr, dtype=np.uint8))
-    g = np.asarray(img.convert("L").resize((64, 64), Image.Resampling.BILINEAR), np.float32)
+    (`has_nucleus` checks the fine detail itself)."""
+    small = shrink(Image.fromarray(np.asarray(arr, dtype=np.uint8)), 64)  # both checks run on a 64-px copy
+    g = np.asarray(small.convert("L"), np.float32)
     if g.std() < 4 or ((g < 8) | (g > 247)).mean() > 0.9:
         return "unreadable"
-    if not find_nucleus(shrink(img, 64)).found:  # on the small copy: only `found` is needed, not a full-size mask
+    if not has_nucleus(small):
         return "not_a_cell"
     return None

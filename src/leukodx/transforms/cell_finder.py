@@ -59,24 +59,39 @@ def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
     return Nucleus(mask, (n.centre[0] * w0 / small.width, n.centre[1] * h0 / small.height), n.diameter * k, n.found)
 
 
-def _find(img: Image.Image) -> Nucleus:
+def has_nucleus(img: Image.Image, work_size: int = 64) -> bool:
+    """Whether `find_nucleus` would find one, without building its mask (the `not_a_cell` check)."""
+    small = shrink(img, work_size)
+    return fine_detail(small) <= MAX_FINE_DETAIL and _candidates(small) is not None
+
+
+def _candidates(img: Image.Image):
+    """(darkness, threshold, candidate pixels) or None where nothing is stained enough."""
     from scipy import ndimage
     from skimage.filters import threshold_multiotsu
 
     a = np.asarray(img.convert("RGB"), dtype=np.float32)
     h, w = a.shape[:2]
     dark = ndimage.gaussian_filter(255 - a[..., 1], max(1.0, max(h, w) / 120))
-    none = Nucleus(np.zeros((h, w), bool), (w / 2, h / 2), 0.0, False)
     if dark.max() - dark.min() < 20:
-        return none
+        return None
     try:
         t = threshold_multiotsu(dark, classes=3)[-1]
     except ValueError:
-        return none
+        return None
     cand = ndimage.binary_opening(dark > t, iterations=1)
+    return (dark, t, cand) if cand.any() else None
+
+
+def _find(img: Image.Image) -> Nucleus:
+    from scipy import ndimage
+
+    w, h = img.size
+    found = _candidates(img)
+    if found is None:
+        return Nucleus(np.zeros((h, w), bool), (w / 2, h / 2), 0.0, False)
+    dark, t, cand = found
     lab, n = ndimage.label(cand)
-    if n == 0:
-        return none
     mass = ndimage.sum(dark - t, lab, range(1, n + 1))
     best = 1 + int(np.argmax(mass))
     core = lab == best
