@@ -1,6 +1,7 @@
 """Shared by the benchmark scripts: train one named run and return its test metrics, with wall time
-added. A run is reused only when its key (a hash of its config and of leukodx's source code) matches
-the one it was made with; a stale run is moved aside to NAME.stale and made again."""
+added. A run is reused only when its key (a hash of its config and of the leukodx source files that
+training imports) matches the one it was made with; a stale run is moved aside to NAME.stale and made again."""
+import ast
 import hashlib
 import json
 import shutil
@@ -11,13 +12,48 @@ from leukodx.config import TrainConfig
 from leukodx.train.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
 
 
-def code_version() -> str:
-    """sha256 over leukodx's Python source (paths and contents)."""
+def _module_file(name: str, src: Path) -> Path | None:
+    base = src.joinpath(*name.split("."))
+    return next((p for p in (base.with_suffix(".py"), base / "__init__.py") if p.is_file()), None)
+
+
+def _imports(path: Path, src: Path) -> set[str]:
+    """leukodx modules (and the packages holding them) that a file imports anywhere in its body."""
+    parts = list(path.relative_to(src).with_suffix("").parts)
+    package = parts[:-1]  # the package a relative import starts from, for __init__.py too
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package[: len(package) - node.level + 1] + ([base] if base else []))
+            names |= {base} | {f"{base}.{a.name}" for a in node.names}
+    split = [n.split(".") for n in names if n.split(".")[0] == "leukodx"]
+    return {".".join(p[:i]) for p in split for i in range(1, len(p) + 1)}
+
+
+def training_sources(src: Path = SRC, entry: str = "leukodx.train.run") -> list[Path]:
+    """Every leukodx source file reachable by imports from the training entry point."""
+    parts = entry.split(".")
+    seen, todo = set(), [".".join(parts[:i]) for i in range(1, len(parts) + 1)]  # importing it runs its packages
+    while todo:
+        f = _module_file(todo.pop(), src)
+        if f and f not in seen:
+            seen.add(f)
+            todo += _imports(f, src)
+    return sorted(seen)
+
+
+def code_version(src: Path = SRC) -> str:
+    """sha256 over the training code (paths and contents): a change to the web app or the CLI leaves runs valid."""
     h = hashlib.sha256()
-    for p in sorted((ROOT / "src" / "leukodx").rglob("*.py")):
-        h.update(str(p.relative_to(ROOT)).encode())
+    for p in training_sources(src):
+        h.update(str(p.relative_to(src)).encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 
@@ -43,11 +79,11 @@ def run(group: str, name: str, **cfg) -> dict:
             print(f"{group}/{name}: stale (config or code changed) -> {out.name}.stale, training again", flush=True)
             shutil.rmtree(out.with_name(out.name + ".stale"), ignore_errors=True)
             out.rename(out.with_name(out.name + ".stale"))
-        t = time.perf_counter()
+        t, key = time.perf_counter(), run_key(cfg)  # the code as the run starts, not as it ends
         train(TrainConfig(**cfg), out, progress=False)
         m = json.loads(done.read_text())
         m["wall_minutes"] = round((time.perf_counter() - t) / 60, 2)
-        m["run_key"] = run_key(cfg)
+        m["run_key"] = key
         done.write_text(json.dumps(m, indent=1))
         (out / "run_key.txt").write_text(m["run_key"] + "\n")
         print(f"{group}/{name}: acc {m['accuracy']:.4f} in {m['wall_minutes']} min", flush=True)

@@ -17,7 +17,9 @@ Augmentation is each paper's own preset (corners filled with the image's border 
   python benchmarks/seed_networks.py --table-only          # tables from the runs already made
 
 Runs are cached under runs/seed_networks/ keyed by config and code (common.run); --table-only reads
-finished runs whatever code made them and lists each run's code key. A row without runs says "not run".
+finished runs whatever code made them and lists each run's code key. runs/ is not committed: seeds whose
+runs are not in this checkout are kept from the committed results file and merged with the new ones (same
+learning rate only). A row with no runs anywhere says "not run".
 The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU.
 """
 import argparse
@@ -124,25 +126,67 @@ def finished(pattern: str) -> list[str]:
                   if not p.parents[1].name.endswith(".stale"))
 
 
+def seed_record(name: str) -> dict:
+    m = json.loads((RUNS / name / "test" / "metrics.json").read_text())
+    return {"run": name, "accuracy": m["accuracy"], "ci95": m["ci95"]["accuracy"], "macro_f1": m["macro_f1"],
+            "min_class_recall": min(m["per_class"]["recall_sensitivity"]), "grayscale": grayscale_accuracy(name),
+            "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12]}
+
+
 def row_for(table: str, model: str, kwargs: dict) -> dict:
+    """The row from this checkout's finished runs: row fields plus one record per seed."""
     base = run_name(table, model, kwargs, "")
-    names = [n for n in finished(f"{base}seed*")]
+    names = finished(f"{base}seed*")
     if not names:
         return {"status": "not run"}
-    ms = [json.loads((RUNS / n / "test" / "metrics.json").read_text()) for n in names]
+    m0 = json.loads((RUNS / names[0] / "test" / "metrics.json").read_text())
     sweep_file = RUNS / f"{base}sweep.json"
-    acc = [m["accuracy"] for m in ms]
-    gray = [grayscale_accuracy(n) for n in names]
-    recall = [min(m["per_class"]["recall_sensitivity"]) for m in ms]
-    return {"status": "done", "seeds": len(ms), "n": ms[0]["n"], "accuracy_mean": statistics.mean(acc),
-            "accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else 0.0,
-            "accuracy_per_seed": acc, "ci95_per_seed": [m["ci95"]["accuracy"] for m in ms],
-            "macro_f1_mean": statistics.mean(m["macro_f1"] for m in ms), "min_class_recall": min(recall),
-            "grayscale_accuracy_mean": statistics.mean(gray), "baseline_accuracy": ms[0]["colour_histogram_baseline_accuracy"],
-            "steps": ms[0].get("steps_run"), "train_minutes_mean": statistics.mean(m["wall_minutes"] for m in ms),
-            "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
+    return {"status": "done", "n": m0["n"], "baseline_accuracy": m0["colour_histogram_baseline_accuracy"],
+            "steps": m0.get("steps_run"), "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
             "lr": yaml.safe_load((RUNS / names[0] / "config.yaml").read_text())["lr"],
-            "code_keys": sorted({m.get("run_key", "?")[:12] for m in ms}), "runs": names}
+            "per_seed": [seed_record(n) for n in names]}
+
+
+def committed_seeds(row: dict) -> list[dict]:
+    """A committed row's seed records. Rows written before records were kept give each seed its own
+    accuracy and CI and the row's mean for the rest, so means and minima over a merge stay exact."""
+    if "per_seed" in row:
+        return row["per_seed"]
+    return [{"run": run, "accuracy": acc, "ci95": ci, "macro_f1": row["macro_f1_mean"],
+             "min_class_recall": row["min_class_recall"], "grayscale": row["grayscale_accuracy_mean"],
+             "minutes": row["train_minutes_mean"], "run_key": "+".join(row.get("code_keys", ["?"])),
+             "from_row_mean": ["macro_f1", "min_class_recall", "grayscale", "minutes"]}
+            for run, acc, ci in zip(row["runs"], row["accuracy_per_seed"], row["ci95_per_seed"])]
+
+
+def merge(local: dict, committed: dict | None) -> tuple[dict, list[str]]:
+    """Local runs plus the committed seeds whose runs are not in this checkout (same learning rate only).
+    Returns the row and the committed runs it kept."""
+    if not committed or committed.get("status") != "done":
+        return local, []
+    if local["status"] != "done":
+        return committed | {"per_seed": committed_seeds(committed)}, committed["runs"]
+    if float(committed.get("lr", local["lr"])) != float(local["lr"]):
+        print(f"committed seeds at lr {committed['lr']} dropped: this checkout's runs use {local['lr']}", flush=True)
+        return local, []
+    mine = {r["run"] for r in local["per_seed"]}
+    kept = [r for r in committed_seeds(committed) if r["run"] not in mine]
+    per_seed = sorted(local["per_seed"] + kept, key=lambda r: r["run"])
+    return local | {"per_seed": per_seed}, [r["run"] for r in kept]
+
+
+def summarise(row: dict) -> dict:
+    if row["status"] != "done":
+        return row
+    s = row["per_seed"]
+    acc = [r["accuracy"] for r in s]
+    return row | {"seeds": len(s), "accuracy_mean": statistics.mean(acc),
+                  "accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else 0.0, "accuracy_per_seed": acc,
+                  "ci95_per_seed": [r["ci95"] for r in s], "macro_f1_mean": statistics.mean(r["macro_f1"] for r in s),
+                  "min_class_recall": min(r["min_class_recall"] for r in s),
+                  "grayscale_accuracy_mean": statistics.mean(r["grayscale"] for r in s),
+                  "train_minutes_mean": statistics.mean(r["minutes"] for r in s),
+                  "code_keys": sorted({r["run_key"] for r in s}), "runs": [r["run"] for r in s]}
 
 
 def fmt(r: dict) -> str:
@@ -160,13 +204,14 @@ def fmt(r: dict) -> str:
 def write_table(table: str, args) -> None:
     data, augment, pre, rows = TABLES[table]
     out = ROOT / "results" / table
-    # runs/ is not committed: a row whose runs are not in this checkout keeps its committed result
+    # runs/ is not committed: seeds whose runs are not in this checkout come from the committed file
     before = {r["name"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]} \
         if out.with_suffix(".json").is_file() else {}
-    results = [(label, row_for(table, m, kw)) for label, m, kw in rows]
-    results = [(label, before[label] if r["status"] == "not run" and before.get(label, {}).get("status") == "done" else r)
-               for label, r in results]
-    kept = [label for label, r in results if r.get("runs") and not (RUNS / r["runs"][0]).is_dir()]
+    results, kept = [], []
+    for label, m, kw in rows:
+        row, from_file = merge(row_for(table, m, kw), before.get(label))
+        results.append((label, summarise(row)))
+        kept += [f"{label} {run.rsplit('_', 1)[-1]}" for run in from_file]
     n = next((r["n"] for _, r in results if r["status"] == "done"), "-")
     head = ("| model | test accuracy mean ± sd | 95% CI per seed | macro F1 | min class recall | grayscale test "
             "accuracy | colour baseline | lr (sweep) | steps | train min/run |")
@@ -177,7 +222,7 @@ def write_table(table: str, args) -> None:
           f"on the val side (column lr: 'fixed' where a row skipped the sweep); augmentation preset '{augment}'"
           + (f"; preprocessing {pre}" if pre else "") + ".",
           "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
-          *([f"- Kept from the committed results file (their runs are not in this checkout): {', '.join(kept)}."]
+          *([f"- Seeds kept from the committed results file (their runs are not in this checkout): {', '.join(kept)}."]
             if kept else []),
           "", head, "|" + "---|" * 10]
     md += [f"| {label} " + fmt(r) for label, r in results]

@@ -1,0 +1,80 @@
+"""The benchmark run cache (benchmarks/common.py) and the seed tables' merge of committed seeds."""
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+common = pytest.importorskip("common")
+seed_networks = pytest.importorskip("seed_networks")
+
+
+def _package(root: Path) -> Path:
+    files = {
+        "leukodx/__init__.py": "",
+        "leukodx/train/__init__.py": "from .run import train\n",
+        "leukodx/train/run.py": "from ..models import convnet\n\ndef train():\n    from leukodx.data.walk import walk\n",
+        "leukodx/models/__init__.py": "",
+        "leukodx/models/convnet.py": "import numpy\n",
+        "leukodx/data/__init__.py": "",
+        "leukodx/data/walk.py": "def walk(): pass\n",
+        "leukodx/serve/__init__.py": "",
+        "leukodx/serve/app.py": "from leukodx.train import train\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_training_sources_follow_imports_and_skip_the_rest(tmp_path):
+    src = _package(tmp_path)
+    got = {str(p.relative_to(src)) for p in common.training_sources(src)}
+    assert got == {"leukodx/__init__.py", "leukodx/train/__init__.py", "leukodx/train/run.py",
+                   "leukodx/models/__init__.py", "leukodx/models/convnet.py", "leukodx/data/__init__.py",
+                   "leukodx/data/walk.py"}
+
+
+def test_code_version_changes_with_training_code_only(tmp_path):
+    src = _package(tmp_path)
+    before = common.code_version(src)
+    (src / "leukodx/serve/app.py").write_text("# a web-app change\n")
+    assert common.code_version(src) == before
+    (src / "leukodx/data/walk.py").write_text("def walk(): return 1\n")  # imported inside a function
+    assert common.code_version(src) != before
+
+
+def test_the_real_training_closure_holds_models_and_not_the_web_app():
+    names = {p.relative_to(common.SRC).as_posix() for p in common.training_sources()}
+    assert {"leukodx/train/run.py", "leukodx/models/ddrnet.py", "leukodx/transforms/augment.py"} <= names
+    assert not any(n.startswith(("leukodx/serve/", "leukodx/gan/")) for n in names)
+
+
+def _old_row(runs, accs):
+    return {"status": "done", "runs": runs, "accuracy_per_seed": accs, "ci95_per_seed": [[a - .01, a + .01] for a in accs],
+            "macro_f1_mean": 0.9, "min_class_recall": 0.8, "grayscale_accuracy_mean": 0.3, "train_minutes_mean": 30.0,
+            "code_keys": ["abc"], "lr": 0.003, "n": 100, "baseline_accuracy": 0.5, "steps": 2000, "sweep": None}
+
+
+def _local(run, acc, lr=0.003):
+    return {"status": "done", "lr": lr, "n": 100, "baseline_accuracy": 0.5, "steps": 2000, "sweep": None,
+            "per_seed": [{"run": run, "accuracy": acc, "ci95": [acc - .01, acc + .01], "macro_f1": 0.6,
+                          "min_class_recall": 0.7, "grayscale": 0.6, "minutes": 10.0, "run_key": "def"}]}
+
+
+def test_new_seed_merges_with_committed_seeds_exactly():
+    row, kept = seed_networks.merge(_local("m_seed2", 0.7), _old_row(["m_seed0", "m_seed1"], [0.9, 0.8]))
+    s = seed_networks.summarise(row)
+    assert kept == ["m_seed0", "m_seed1"] and s["seeds"] == 3 and s["runs"] == ["m_seed0", "m_seed1", "m_seed2"]
+    assert s["accuracy_mean"] == pytest.approx(0.8) and s["accuracy_sd"] == pytest.approx(0.1)
+    assert s["macro_f1_mean"] == pytest.approx((2 * 0.9 + 0.6) / 3)  # the committed mean counts for its two seeds
+    assert s["min_class_recall"] == 0.7 and s["code_keys"] == ["abc", "def"]
+
+
+def test_local_run_replaces_its_committed_seed_and_other_rates_do_not_mix():
+    row, kept = seed_networks.merge(_local("m_seed1", 0.7), _old_row(["m_seed0", "m_seed1"], [0.9, 0.8]))
+    assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_per_seed"] == [0.9, 0.7]
+    row, kept = seed_networks.merge(_local("m_seed2", 0.7, lr=0.001), _old_row(["m_seed0"], [0.9]))
+    assert kept == [] and seed_networks.summarise(row)["seeds"] == 1
+    row, kept = seed_networks.merge({"status": "not run"}, _old_row(["m_seed0"], [0.9]))
+    assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_mean"] == 0.9
