@@ -19,7 +19,7 @@ Augmentation is each paper's own preset (corners filled with the image's border 
 Runs are cached under runs/seed_networks/ keyed by config and code (common.run); --table-only reads
 finished runs whatever code made them and lists each run's code key. runs/ is not committed: seeds whose
 runs are not in this checkout are kept from the committed results file and merged with the new ones (same
-learning rate only). A row with no runs anywhere says "not run".
+learning rate and steps only). A row with no runs anywhere says "not run".
 The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU.
 """
 import argparse
@@ -52,7 +52,9 @@ TABLES = {
     "classic_taleqani_all": ("taleqani_all", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}),
                                                                ("ResNet-34", "resnet34", {}),
                                                                ("DenseNet-169", "densenet169", {})]),
-    "classic_pbc_colour": ("pbc", "seed", {}, [("Conv2D CNN, colour input, no masking or blur", "classic_cnn", {})]),
+    "classic_pbc_colour": ("pbc", "seed", {}, [("Conv2D CNN, colour input, no masking or blur", "classic_cnn", {}),
+                                               ("Conv2D CNN + BatchNorm before the dense layer, colour input",
+                                                "classic_cnn", {"batchnorm": True})]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }
@@ -62,7 +64,8 @@ TITLES = {
     "ddrnet_taleqani": "DDRNet vs ResNet-18 on taleqani_all (4 ALL classes)",
     "classic_pbc": "Classic CNN pipeline, PBC 8 WBC types (Sudhakar et al. form)",
     "classic_taleqani_all": "Classic CNN pipeline, taleqani_all (Sudhakar et al. form)",
-    "classic_pbc_colour": "Control: the classic Conv2D CNN on PBC 8 types without the classic preprocessing",
+    "classic_pbc_colour": "Controls: the classic Conv2D CNN on PBC 8 types without the classic preprocessing, "
+                          "and with a normalisation layer",
     "thesis_pbc4": "Thesis CNN / ViT / hybrid, PBC 4 WBC types",
 }
 
@@ -160,14 +163,16 @@ def committed_seeds(row: dict) -> list[dict]:
 
 
 def merge(local: dict, committed: dict | None) -> tuple[dict, list[str]]:
-    """Local runs plus the committed seeds whose runs are not in this checkout (same learning rate only).
+    """Local runs plus the committed seeds whose runs are not in this checkout (same learning rate and
+    step budget only).
     Returns the row and the committed runs it kept."""
     if not committed or committed.get("status") != "done":
         return local, []
     if local["status"] != "done":
         return committed | {"per_seed": committed_seeds(committed)}, committed["runs"]
-    if float(committed.get("lr", local["lr"])) != float(local["lr"]):
-        print(f"committed seeds at lr {committed['lr']} dropped: this checkout's runs use {local['lr']}", flush=True)
+    if (float(committed.get("lr", local["lr"])), committed["steps"]) != (float(local["lr"]), local["steps"]):
+        print(f"committed seeds (lr {committed.get('lr')}, {committed['steps']} steps) dropped: this checkout's "
+              f"runs use lr {local['lr']}, {local['steps']} steps", flush=True)
         return local, []
     mine = {r["run"] for r in local["per_seed"]}
     kept = [r for r in committed_seeds(committed) if r["run"] not in mine]

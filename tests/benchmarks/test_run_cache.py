@@ -71,10 +71,13 @@ def test_new_seed_merges_with_committed_seeds_exactly():
     assert s["min_class_recall"] == 0.7 and s["code_keys"] == ["abc", "def"]
 
 
-def test_local_run_replaces_its_committed_seed_and_other_rates_do_not_mix():
+def test_local_run_replaces_its_committed_seed_and_other_protocols_do_not_mix():
     row, kept = seed_networks.merge(_local("m_seed1", 0.7), _old_row(["m_seed0", "m_seed1"], [0.9, 0.8]))
     assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_per_seed"] == [0.9, 0.7]
     row, kept = seed_networks.merge(_local("m_seed2", 0.7, lr=0.001), _old_row(["m_seed0"], [0.9]))
+    assert kept == [] and seed_networks.summarise(row)["seeds"] == 1
+    longer = _local("m_seed2", 0.7) | {"steps": 6000}
+    row, kept = seed_networks.merge(longer, _old_row(["m_seed0"], [0.9]))
     assert kept == [] and seed_networks.summarise(row)["seeds"] == 1
     row, kept = seed_networks.merge({"status": "not run"}, _old_row(["m_seed0"], [0.9]))
     assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_mean"] == 0.9
