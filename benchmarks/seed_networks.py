@@ -19,7 +19,7 @@ Augmentation is each paper's own preset (corners filled with the image's border 
 Runs are cached under runs/seed_networks/ keyed by config and code (common.run); --table-only reads
 finished runs whatever code made them and lists each run's code key. runs/ is not committed: seeds whose
 runs are not in this checkout are kept from the committed results file and merged with the new ones (same
-learning rate and steps only). A row with no runs anywhere says "not run".
+learning rate, steps and test size only). A row with no runs anywhere says "not run".
 The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU.
 """
 import argparse
@@ -163,16 +163,17 @@ def committed_seeds(row: dict) -> list[dict]:
 
 
 def merge(local: dict, committed: dict | None) -> tuple[dict, list[str]]:
-    """Local runs plus the committed seeds whose runs are not in this checkout (same learning rate and
-    step budget only).
+    """Local runs plus the committed seeds whose runs are not in this checkout (same learning rate, step
+    budget and test set size only).
     Returns the row and the committed runs it kept."""
     if not committed or committed.get("status") != "done":
         return local, []
     if local["status"] != "done":
         return committed | {"per_seed": committed_seeds(committed)}, committed["runs"]
-    if (float(committed.get("lr", local["lr"])), committed["steps"]) != (float(local["lr"]), local["steps"]):
-        print(f"committed seeds (lr {committed.get('lr')}, {committed['steps']} steps) dropped: this checkout's "
-              f"runs use lr {local['lr']}, {local['steps']} steps", flush=True)
+    protocol = ("lr", "steps", "n")  # seeds merge only when trained and tested alike
+    theirs, mine = ([float(r.get(k, local[k])) for k in protocol] for r in (committed, local))
+    if theirs != mine:
+        print(f"committed seeds dropped: their {protocol} {theirs}, this checkout's {mine}", flush=True)
         return local, []
     mine = {r["run"] for r in local["per_seed"]}
     kept = [r for r in committed_seeds(committed) if r["run"] not in mine]

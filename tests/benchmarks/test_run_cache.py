@@ -79,5 +79,7 @@ def test_local_run_replaces_its_committed_seed_and_other_protocols_do_not_mix():
     longer = _local("m_seed2", 0.7) | {"steps": 6000}
     row, kept = seed_networks.merge(longer, _old_row(["m_seed0"], [0.9]))
     assert kept == [] and seed_networks.summarise(row)["seeds"] == 1
+    other_split = _local("m_seed2", 0.7) | {"n": 120}
+    assert seed_networks.merge(other_split, _old_row(["m_seed0"], [0.9]))[1] == []
     row, kept = seed_networks.merge({"status": "not run"}, _old_row(["m_seed0"], [0.9]))
     assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_mean"] == 0.9
