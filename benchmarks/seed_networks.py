@@ -164,19 +164,18 @@ def committed_seeds(row: dict) -> list[dict]:
 
 def merge(local: dict, committed: dict | None) -> tuple[dict, list[str]]:
     """Local runs plus the committed seeds whose runs are not in this checkout (same learning rate, step
-    budget and test set size only).
-    Returns the row and the committed runs it kept."""
+    budget and test set size only). Returns the row and the committed runs it kept."""
     if not committed or committed.get("status") != "done":
         return local, []
     if local["status"] != "done":
         return committed | {"per_seed": committed_seeds(committed)}, committed["runs"]
     protocol = ("lr", "steps", "n")  # seeds merge only when trained and tested alike
-    theirs, mine = ([float(r.get(k, local[k])) for k in protocol] for r in (committed, local))
-    if theirs != mine:
-        print(f"committed seeds dropped: their {protocol} {theirs}, this checkout's {mine}", flush=True)
+    theirs, ours = ([float(r.get(k, local[k])) for k in protocol] for r in (committed, local))
+    if theirs != ours:
+        print(f"committed seeds dropped: their {protocol} {theirs}, this checkout's {ours}", flush=True)
         return local, []
-    mine = {r["run"] for r in local["per_seed"]}
-    kept = [r for r in committed_seeds(committed) if r["run"] not in mine]
+    local_runs = {r["run"] for r in local["per_seed"]}
+    kept = [r for r in committed_seeds(committed) if r["run"] not in local_runs]
     per_seed = sorted(local["per_seed"] + kept, key=lambda r: r["run"])
     return local | {"per_seed": per_seed}, [r["run"] for r in kept]
 
