@@ -40,7 +40,8 @@ ROOT = common.ROOT
 RUNS = ROOT / "runs" / "seed_networks"
 CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
 
-# table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs))
+# table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs[, steps]));
+# a row's own step budget replaces --steps and is part of its run names
 TABLES = {
     "ddrnet_pbc4": ("pbc4", "ddrnet", {}, [("DDRNet (full)", "ddrnet", {}), ("ResNet-18", "resnet18", {}),
                                           ("ResNet-50", "resnet50", {}), ("ResNet-101", "resnet101", {})]),
@@ -54,7 +55,9 @@ TABLES = {
                                                                ("DenseNet-169", "densenet169", {})]),
     "classic_pbc_colour": ("pbc", "seed", {}, [("Conv2D CNN, colour input, no masking or blur", "classic_cnn", {}),
                                                ("Conv2D CNN + BatchNorm before the dense layer, colour input",
-                                                "classic_cnn", {"batchnorm": True})]),
+                                                "classic_cnn", {"batchnorm": True}),
+                                               (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
+                                                 "6000 steps"), "classic_cnn", {"batchnorm": True}, 6000)]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }
@@ -86,9 +89,15 @@ def config(table: str, model: str, kwargs: dict, lr: float, seed: int, steps: in
             "bootstrap": 500, **pre}
 
 
-def run_name(table: str, model: str, kwargs: dict, tag: str) -> str:
+def run_name(table: str, model: str, kwargs: dict, tag: str, steps: int | None = None) -> str:
+    """Runs of a row with its own step budget carry it (`..._steps6000_seed0`); sweeps never do."""
     data, _, pre, _ = TABLES[table]
-    return "_".join([model, *[str(v) for v in kwargs.values()], data, *(["classic"] if pre else []), tag])
+    return "_".join([model, *[str(v) for v in kwargs.values()], data, *(["classic"] if pre else []),
+                     *([f"steps{steps}"] if steps else []), tag])
+
+
+def rows_of(table: str) -> list[tuple[str, str, dict, int | None]]:
+    return [(label, model, kw, rest[0] if rest else None) for label, model, kw, *rest in TABLES[table][3]]
 
 
 def best_val_acc(name: str) -> float:
@@ -136,14 +145,13 @@ def seed_record(name: str) -> dict:
             "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12]}
 
 
-def row_for(table: str, model: str, kwargs: dict) -> dict:
+def row_for(table: str, model: str, kwargs: dict, steps: int | None = None) -> dict:
     """The row from this checkout's finished runs: row fields plus one record per seed."""
-    base = run_name(table, model, kwargs, "")
-    names = finished(f"{base}seed*")
+    names = finished(run_name(table, model, kwargs, "seed*", steps))
     if not names:
         return {"status": "not run"}
     m0 = json.loads((RUNS / names[0] / "test" / "metrics.json").read_text())
-    sweep_file = RUNS / f"{base}sweep.json"
+    sweep_file = RUNS / f"{run_name(table, model, kwargs, 'sweep')}.json"
     return {"status": "done", "n": m0["n"], "baseline_accuracy": m0["colour_histogram_baseline_accuracy"],
             "steps": m0.get("steps_run"), "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
             "lr": yaml.safe_load((RUNS / names[0] / "config.yaml").read_text())["lr"],
@@ -207,14 +215,14 @@ def fmt(r: dict) -> str:
 
 
 def write_table(table: str, args) -> None:
-    data, augment, pre, rows = TABLES[table]
+    data, augment, pre, _ = TABLES[table]
     out = ROOT / "results" / table
     # runs/ is not committed: seeds whose runs are not in this checkout come from the committed file
     before = {r["name"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]} \
         if out.with_suffix(".json").is_file() else {}
     results, kept = [], []
-    for label, m, kw in rows:
-        row, from_file = merge(row_for(table, m, kw), before.get(label))
+    for label, m, kw, steps in rows_of(table):
+        row, from_file = merge(row_for(table, m, kw, steps), before.get(label))
         results.append((label, summarise(row)))
         kept += [f"{label} {run.rsplit('_', 1)[-1]}" for run in from_file]
     n = next((r["n"] for _, r in results if r["status"] == "done"), "-")
@@ -250,14 +258,13 @@ def main():
     ap.add_argument("--table-only", action="store_true", help="write tables from finished runs, train nothing")
     args = ap.parse_args()
     for table in args.tables:
-        rows = TABLES[table][3]
-        for label, model, kw in rows:
+        for label, model, kw, steps in rows_of(table):
             if args.table_only or (args.models and model not in args.models) or (args.rows and label not in args.rows):
                 continue
             lr = sweep(table, model, kw, args)
             for seed in args.seeds:
-                common.run("seed_networks", run_name(table, model, kw, f"seed{seed}"),
-                           **config(table, model, kw, lr, seed, args.steps, args))
+                common.run("seed_networks", run_name(table, model, kw, f"seed{seed}", steps),
+                           **config(table, model, kw, lr, seed, steps or args.steps, args))
         write_table(table, args)
 
 

@@ -83,3 +83,18 @@ def test_local_run_replaces_its_committed_seed_and_other_protocols_do_not_mix():
     assert seed_networks.merge(other_split, _old_row(["m_seed0"], [0.9]))[1] == []
     row, kept = seed_networks.merge({"status": "not run"}, _old_row(["m_seed0"], [0.9]))
     assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_mean"] == 0.9
+
+
+def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
+    rows = {label: (model, kw, steps) for label, model, kw, steps in seed_networks.rows_of("classic_pbc_colour")}
+    model, kw, steps = rows["Conv2D CNN + BatchNorm before the dense layer, colour input, 6000 steps"]
+    assert steps == 6000 and rows["Conv2D CNN + BatchNorm before the dense layer, colour input"][2] is None
+    long, short = (seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", s) for s in (6000, None))
+    assert long != short and "steps6000" in long
+    assert seed_networks.run_name("classic_pbc_colour", model, kw, "sweep") == \
+        seed_networks.run_name("classic_pbc_colour", model, kw, "sweep", None)  # one sweep per model
+    monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
+    (tmp_path / short / "test").mkdir(parents=True)
+    (tmp_path / short / "test" / "metrics.json").write_text("{}")
+    assert seed_networks.finished(seed_networks.run_name("classic_pbc_colour", model, kw, "seed*")) == [short]
+    assert seed_networks.row_for("classic_pbc_colour", model, kw, 6000) == {"status": "not run"}
