@@ -1,0 +1,94 @@
+"""Can a change at prediction time rescue other labs' cells? (issues 13, 14) Each wbc_external image is
+scored zero-shot as it is, in grayscale, stain-normalised onto PBC training images (Reinhard and
+Macenko, torchstain, one row per reference image), and with the answer limited to the classes the
+lab has (a five-part differential: erythroblast, ig and platelet dropped). Classes mapped by name,
+95% CIs by bootstrap over images; a confusion matrix per lab for the image as it is. No training,
+nothing fitted on the external sets. Writes results/external_inputs.{json,md}.
+  python benchmarks/external_inputs.py [MODEL]   # default: the shipped WBC model
+"""
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from leukodx.data.class_map import map_classes
+from leukodx.data.recipes import lab_of, load_dataset
+from leukodx.evaluate.evaluate_run import bundle_outputs
+from leukodx.evaluate.robustness import accuracy_ci
+from leukodx.models.artifact import ModelBundle
+from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+from leukodx.transforms.shifts import build_shift
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_CLASSES = ("neutrophil", "lymphocyte", "monocyte")  # one PBC image each: its first file
+
+
+def references(pbc) -> dict[str, Path]:
+    return {c: Path(next(r.path for r in pbc.records if pbc.classes[r.label] == c)) for c in REFERENCE_CLASSES}
+
+
+def main():
+    model = Path(sys.argv[1] if len(sys.argv) > 1 else "src/leukodx/shipped/wbc_type.pt")
+    model_file = model / "model.pt" if model.is_dir() else model
+    bundle = ModelBundle.load(model_file)
+    pre = Preprocess(PreprocessConfig(**bundle.preprocess))
+    ext, cmap = map_classes(load_dataset("wbc_external"), bundle.classes)
+    refs = references(load_dataset("pbc"))
+    variants = {"as is": build_shift("none"), "grayscale": build_shift("grayscale")}
+    for method in ("reinhard", "macenko"):
+        for c, path in refs.items():
+            variants[f"{method} onto PBC {c} {path.name}"] = build_shift(f"stain_{method}", Image.open(path).convert("RGB"))
+    torch.set_num_threads(2)
+    rows, confusion = [], {}
+    for lab in sorted({lab_of(ext, r) for r in ext.records}):
+        recs = [r for r in ext.records if lab_of(ext, r) == lab]
+        y = np.array([r.label for r in recs])
+        raw = [Image.open(r.path).convert("RGB") for r in recs]
+        for name, shift in variants.items():
+            probs = bundle_outputs(bundle, torch.stack([pre(shift(im)) for im in raw]))[1]
+            answers = [(name, probs.argmax(1))]
+            if name == "as is":
+                lab_classes = np.unique(y)
+                answers.append(("as is, answer limited to the lab's classes", lab_classes[probs[:, lab_classes].argmax(1)]))
+                confusion[lab] = np.array([np.bincount(answers[0][1][y == c], minlength=len(bundle.classes))
+                                           for c in lab_classes]).tolist()
+            for variant, pred in answers:
+                ok = pred == y
+                rows.append({"lab": lab, "variant": variant, "n": len(y), "accuracy": float(ok.mean()),
+                             "ci95": accuracy_ci(ok, n_boot=500),
+                             "lymphocyte_recall": float(ok[y == bundle.classes.index("lymphocyte")].mean()),
+                             "monocyte_recall": float(ok[y == bundle.classes.index("monocyte")].mean())})
+            print(rows[-1], flush=True)
+    out = ROOT / "results" / "external_inputs"
+    labs = sorted(confusion)
+    res = {"model": str(model), "model_sha256_16": hashlib.sha256(model_file.read_bytes()).hexdigest()[:16],
+        "classes": cmap.describe(), "references": {c: str(p) for c, p in refs.items()}, "rows": rows,
+        "confusion_as_is": {lab: {"true": [bundle.classes[c] for c in np.unique(
+            [r.label for r in ext.records if lab_of(ext, r) == lab])], "predicted": bundle.classes,
+            "counts": confusion[lab]} for lab in labs}}
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1))
+    lines = ["# Other labs' cells, changed at prediction time (wbc_external, zero-shot)", "",
+             (f"- Command: `python benchmarks/external_inputs.py {model}` (model sha256 {res['model_sha256_16']}...). "
+             "2 CPU cores."),
+             ("- Stain normalisation maps each image onto one PBC training image (torchstain; the first file of "
+             "that class); limited to the lab's classes = the argmax over the classes the lab has, which a "
+             "lab cannot know in advance (it hides erythroblasts, immature granulocytes and platelets)."),
+             "- accuracy [95% CI by bootstrap over images].", "",
+             "| lab | variant | n | accuracy | lymphocyte recall | monocyte recall |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['lab']} | {r['variant']} | {r['n']} | {r['accuracy']:.3f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | "
+              f"{r['lymphocyte_recall']:.3f} | {r['monocyte_recall']:.3f} |" for r in rows]
+    for lab in labs:
+        c = res["confusion_as_is"][lab]
+        lines += ["", f"Confusion, {lab}, as is (rows: true class; columns: answer)", "",
+                  "| true \\ answer | " + " | ".join(c["predicted"]) + " |", "|---|" + "---|" * len(c["predicted"])]
+        lines += [f"| {t} | " + " | ".join(str(v) for v in counts) + " |" for t, counts in zip(c["true"], c["counts"])]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
