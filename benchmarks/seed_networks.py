@@ -4,7 +4,8 @@ Protocol (2 CPU cores, every model from scratch, no pretrained weights):
 - data: the full train side of the grouped split (seed 0, the same split file for every run of a table);
   val side for the learning-rate sweep and the best checkpoint; test side for the table.
 - --size px (64), batch 32, AdamW (weight decay 0.05), linear warm-up over 100 steps, then cosine to 0
-  over --steps optimiser steps (2000); validation 10 times a run; best checkpoint by val accuracy.
+  over --steps optimiser steps (2000; a row may name its own budget, e.g. the classic CNN's 6000-step
+  rows); validation 10 times a run; best checkpoint by val accuracy.
 - learning-rate sweep per model: --sweep-steps (400) steps at each of --lrs, seed 0; the highest best
   val accuracy picks the rate. Then one run per --seeds (0 1 2) at that rate.
 - each row: test accuracy mean +- sd over seeds with each seed's 95% CI (bootstrap over groups), macro F1,
