@@ -47,15 +47,16 @@ def main():
     for lab in sorted({lab_of(ext, r) for r in ext.records}):
         recs = [r for r in ext.records if lab_of(ext, r) == lab]
         y = np.array([r.label for r in recs])
+        lab_classes = np.unique(y)
         raw = [Image.open(r.path).convert("RGB") for r in recs]
         for name, shift in variants.items():
             probs = bundle_outputs(bundle, torch.stack([pre(shift(im)) for im in raw]))[1]
             answers = [(name, probs.argmax(1))]
             if name == "as is":
-                lab_classes = np.unique(y)
                 answers.append(("as is, answer limited to the lab's classes", lab_classes[probs[:, lab_classes].argmax(1)]))
-                confusion[lab] = np.array([np.bincount(answers[0][1][y == c], minlength=len(bundle.classes))
-                                           for c in lab_classes]).tolist()
+                confusion[lab] = {"true": [bundle.classes[c] for c in lab_classes], "predicted": bundle.classes,
+                                  "counts": [np.bincount(answers[0][1][y == c], minlength=len(bundle.classes)).tolist()
+                                             for c in lab_classes]}
             for variant, pred in answers:
                 ok = pred == y
                 rows.append({"lab": lab, "variant": variant, "n": len(y), "accuracy": float(ok.mean()),
@@ -64,12 +65,9 @@ def main():
                              "monocyte_recall": float(ok[y == bundle.classes.index("monocyte")].mean())})
             print(rows[-1], flush=True)
     out = ROOT / "results" / "external_inputs"
-    labs = sorted(confusion)
     res = {"model": str(model), "model_sha256_16": hashlib.sha256(model_file.read_bytes()).hexdigest()[:16],
-        "classes": cmap.describe(), "references": {c: str(p) for c, p in refs.items()}, "rows": rows,
-        "confusion_as_is": {lab: {"true": [bundle.classes[c] for c in np.unique(
-            [r.label for r in ext.records if lab_of(ext, r) == lab])], "predicted": bundle.classes,
-            "counts": confusion[lab]} for lab in labs}}
+           "classes": cmap.describe(), "references": {c: str(p) for c, p in refs.items()}, "rows": rows,
+           "confusion_as_is": confusion}
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     lines = ["# Other labs' cells, changed at prediction time (wbc_external, zero-shot)", "",
              (f"- Command: `python benchmarks/external_inputs.py {model}` (model sha256 {res['model_sha256_16']}...). "
@@ -81,7 +79,7 @@ def main():
              "| lab | variant | n | accuracy | lymphocyte recall | monocyte recall |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['lab']} | {r['variant']} | {r['n']} | {r['accuracy']:.3f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | "
               f"{r['lymphocyte_recall']:.3f} | {r['monocyte_recall']:.3f} |" for r in rows]
-    for lab in labs:
+    for lab in confusion:
         c = res["confusion_as_is"][lab]
         lines += ["", f"Confusion, {lab}, as is (rows: true class; columns: answer)", "",
                   "| true \\ answer | " + " | ".join(c["predicted"]) + " |", "|---|" + "---|" * len(c["predicted"])]
