@@ -95,6 +95,7 @@ def test_randomisation_changes_gradcam_and_audit_shares():
     heat[-5:, -10:] = 1  # all attribution on the scale-bar corner
     s = attribution_shares(img, heat)
     assert s["corner_share"] == 1.0 and s["cell_share"] == 0.0 and 0.05 < s["cell_area"] < 0.2
+    assert s["stained_share"] == 0.0 and s["stained_area"] == pytest.approx(s["cell_area"], abs=0.03)  # the purple square
     assert summarise([{"label": "x", **s}])["all"]["n"] == 1
 
 
@@ -120,3 +121,16 @@ def test_feature_maps_per_ddrnet_stage():
     assert feature_sheet(maps).size == (110 + 8 * 64, 5 * 64)
     with pytest.raises(ExplainError, match="no layer"):
         feature_maps(m, torch.randn(1, 3, 64, 64), ["nope"])
+
+
+def test_audit_section_warns_only_when_no_cell_region_draws_attribution():
+    from leukodx.evaluate.model_card import audit_section
+
+    def audit(cell, stained):  # shares on areas of 0.1 (cell) and 0.2 (stained cells)
+        return {"all": {"n": 10, "cell_share": cell, "cell_area": 0.1, "stained_share": stained, "stained_area": 0.2,
+                        "background_share": 1 - max(cell, stained), "background_area": 0.75,
+                        "corner_share": 0.01, "corner_area": 0.045}}
+    text = "\n".join(audit_section(audit(0.12, 0.22), "x.json"))
+    assert "looks at the background" in text and "1.2x" in text and "1.1x" in text
+    text = "\n".join(audit_section(audit(0.12, 0.6), "x.json"))  # the blasts of a field draw 3x their share
+    assert "looks at the background" not in text and "3.0x" in text

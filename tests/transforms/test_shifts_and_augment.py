@@ -318,3 +318,19 @@ def test_has_nucleus_answers_as_find_nucleus_does():
     got = [has_nucleus(im) for im in images]
     assert got[:5] == [True, True, True, False, False]
     assert got == [find_nucleus(shrink(im, 64)).found for im in images]
+
+
+def test_stained_cells_finds_every_purple_cell_and_no_red_cell():
+    from leukodx.transforms.cell_finder import stained_cells
+
+    yy, xx = np.mgrid[:120, :120]
+    a = np.full((120, 120, 3), (240, 238, 230), np.uint8)  # pale background
+    discs = {(25, 25): (200, 170, 175), (95, 30): (190, 185, 205),  # red cells: pink and grey-blue
+             (30, 90): (130, 80, 190), (90, 90): (150, 100, 200)}  # two blasts: purple
+    for (cy, cx), colour in discs.items():
+        a[(yy - cy) ** 2 + (xx - cx) ** 2 <= 12 ** 2] = colour
+    m = stained_cells(Image.fromarray(a))
+    inside = {c: m[c] for c in discs}
+    assert inside[(30, 90)] and inside[(90, 90)] and not inside[(25, 25)] and not inside[(95, 30)]
+    assert abs(m.sum() - 2 * np.pi * 12 ** 2) < 0.15 * 2 * np.pi * 12 ** 2  # the two blasts, whole
+    assert not stained_cells(Image.new("RGB", (64, 64), (240, 238, 230))).any()  # a blank field

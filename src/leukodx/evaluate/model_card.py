@@ -112,23 +112,29 @@ AUDIT_HEADING = "## Where the model looks (shortcut audit)"
 def audit_section(audit: dict, source: str) -> list[str]:
     """Plain-language lines from an explain benchmark's Grad-CAM audit (explain/audit.summarise)."""
     a = audit["all"]
-    lines = [AUDIT_HEADING, (f"From `{source}` (Grad-CAM over {a['n']} test images). The cell = the Otsu mask of "
-             "dark (stained) pixels, mostly the nucleus; pale cytoplasm counts as background."), "",
-             "| class | n | on the cell (cell area) | on the background (area) | bottom-right corner (area) |",
-             "|---|---|---|---|---|"]
+    lines = [AUDIT_HEADING, (f"From `{source}` (Grad-CAM over {a['n']} test images). The cell = the largest Otsu "
+             "blob of dark (stained) pixels, mostly one nucleus; stained cells = every purple-stained object of the "
+             "field (white cells, blasts; red cells left out); background = outside both."), "",
+             ("| class | n | on the cell (cell area) | on stained cells (area) | on the background (area) | "
+              "bottom-right corner (area) |"), "|---|---|---|---|---|---|"]
     for c, v in audit.items():
-        lines.append(f"| {c} | {v['n']} | {v['cell_share']:.3f} ({v['cell_area']:.3f}) | {v['background_share']:.3f} "
+        lines.append(f"| {c} | {v['n']} | {v['cell_share']:.3f} ({v['cell_area']:.3f}) | "
+                     f"{v['stained_share']:.3f} ({v['stained_area']:.3f}) | {v['background_share']:.3f} "
                      f"({v['background_area']:.3f}) | {v['corner_share']:.3f} ({v['corner_area']:.3f}) |")
     lines.append("")
-    enrich = a["cell_share"] / max(a["cell_area"], 1e-9)
-    if enrich < 1.5:  # the cell gets little more than its area's worth of attribution
+    enrich = {k: a[f"{k}_share"] / max(a[f"{k}_area"], 1e-9) for k in ("cell", "stained")}
+    said = (f"the cell gets {enrich['cell']:.1f}x its area share of the attribution, the stained cells "
+            f"{enrich['stained']:.1f}x theirs" + (f", where a map on the stained cells alone, at Grad-CAM's resolution, "
+                                                 f"would give {a['ceiling_share'] / max(a['stained_area'], 1e-9):.1f}x"
+                                                 if "ceiling_share" in a else ""))
+    if max(enrich.values()) < 1.5:  # neither the cell nor the stained cells get much more than their area's worth
         lines.append(f"- **This model looks at the background**: {a['background_share']:.0%} of its Grad-CAM "
-                     f"attribution lies outside the segmented cell ({a['background_area']:.0%} of the image; the cell "
-                     f"gets {enrich:.1f}x its area share). Its accuracy may rest on acquisition cues (stain, background "
-                     "colour) rather than cell morphology; check its explanations before trusting it.")
+                     f"attribution lies outside the stained cells ({a['background_area']:.0%} of the image; {said}). "
+                     "Its accuracy may rest on acquisition cues (stain, background colour) rather than cell "
+                     "morphology; check its explanations before trusting it.")
     else:
-        lines.append(f"- {a['cell_share']:.0%} of the Grad-CAM attribution lies on the segmented cell, which covers "
-                     f"{a['cell_area']:.0%} of the image ({enrich:.1f}x its area share).")
+        lines.append(f"- {a['background_share']:.0%} of the Grad-CAM attribution lies on the background "
+                     f"({a['background_area']:.0%} of the image); {said}.")
     if a["corner_share"] > 2 * a["corner_area"]:
         lines.append(f"- The scale-bar corner draws {a['corner_share']:.1%} of the attribution, over twice its area "
                      f"share: a burned-in label shortcut.")

@@ -1,10 +1,14 @@
-"""Shortcut audit: how much attribution falls on the segmented cell, the background, and the
-bottom-right corner where taleqani_all has a burned-in scale bar."""
+"""Shortcut audit: how much attribution falls on the segmented cell, on every stained cell of the
+field, the background, and the bottom-right corner where taleqani_all has a burned-in scale bar.
+`cell` is the largest dark blob (one white cell per image, as in PBC); `stained` is every
+purple-stained object (the blasts of a many-cell field, as in taleqani_all), red cells left out;
+`background` is outside both."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
+from leukodx.transforms.cell_finder import stained_cells
 from leukodx.transforms.preprocess import cell_mask
 
 CORNER = (0.30, 0.15)  # bottom-right region: 30% of the width, 15% of the height
@@ -12,10 +16,11 @@ CORNER = (0.30, 0.15)  # bottom-right region: 30% of the width, 15% of the heigh
 
 def regions(image: np.ndarray) -> dict[str, np.ndarray]:
     h, w = image.shape[:2]
-    cell = cell_mask(Image.fromarray(image))
+    img = Image.fromarray(image)
+    cell, stained = cell_mask(img), stained_cells(img)
     corner = np.zeros((h, w), bool)
     corner[int(h * (1 - CORNER[1])):, int(w * (1 - CORNER[0])):] = True
-    return {"cell": cell, "background": ~cell, "corner": corner}
+    return {"cell": cell, "stained": stained, "background": ~(cell | stained), "corner": corner}
 
 
 def attribution_shares(image: np.ndarray, heat: np.ndarray) -> dict[str, float]:
@@ -27,6 +32,17 @@ def attribution_shares(image: np.ndarray, heat: np.ndarray) -> dict[str, float]:
         out[f"{name}_share"] = float(heat[r].sum() / total)
         out[f"{name}_area"] = float(r.mean())
     return out
+
+
+def grid_ceiling(image: np.ndarray, grid: int) -> dict[str, float]:
+    """The best a map with `grid` x `grid` cells (a CAM's feature map) can do: the stained-cell mask
+    averaged over the grid and scaled back up; its `ceiling_share` is the stained share such a map gets."""
+    import torch
+
+    m = torch.from_numpy(stained_cells(Image.fromarray(image)).astype(np.float32))[None, None]
+    heat = torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(m, grid), size=image.shape[:2],
+                                           mode="bilinear")[0, 0].numpy()
+    return {"ceiling_share": attribution_shares(image, heat)["stained_share"] if m.any() else 0.0}
 
 
 def summarise(rows: list[dict]) -> dict:

@@ -3,6 +3,7 @@
 `find_nucleus` returns the nucleus mask, centre and equivalent diameter; `centre_crop` cuts a square
 around it whose side is a fixed multiple of the nucleus size, so a tight crop from one lab and a wide
 field from another come out alike. Measured against expert masks by benchmarks/cell_finder.py.
+`stained_cells` masks every stained cell of a field (the shortcut audit's cell region on smear fields).
 """
 from __future__ import annotations
 
@@ -104,6 +105,19 @@ def _find(img: Image.Image) -> Nucleus:
     mask = ndimage.binary_fill_holes(mask)
     ys, xs = np.nonzero(mask)
     return Nucleus(mask, (float(xs.mean()), float(ys.mean())), float(2 * np.sqrt(mask.sum() / np.pi)), True)
+
+
+def stained_cells(img: Image.Image, sigma: float = 1.5, floor: float = 25.0) -> np.ndarray:
+    """Every purple-stained object (white cells and blasts, not red cells): purpleness (R + B) / 2 - G,
+    smoothed, above its Otsu threshold (at least `floor`), holes filled. For fields with many cells,
+    where `find_nucleus` keeps one; red cells are grey or pink, so they stay out."""
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    a = np.asarray(img.convert("RGB"), dtype=np.float32)
+    purple = ndimage.gaussian_filter((a[..., 0] + a[..., 2]) / 2 - a[..., 1], sigma)
+    t = max(float(threshold_otsu(purple)), floor) if purple.max() > purple.min() else floor
+    return ndimage.binary_fill_holes(ndimage.binary_opening(purple > t, iterations=1))
 
 
 def centre_crop(img: Image.Image, nucleus: Nucleus, side_per_diameter: float = 3.0) -> Image.Image:
