@@ -39,6 +39,7 @@ from leukodx.models.ddrnet import VARIANTS
 
 ROOT = common.ROOT
 RUNS = ROOT / "runs" / "seed_networks"
+SWEEP_LRS, STEPS = [3e-4, 1e-3, 3e-3], 2000  # the protocol's learning-rate grid and default step budget
 CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
 
 # table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs[, steps]));
@@ -234,8 +235,9 @@ def write_table(table: str, args) -> None:
     md = [f"# {TITLES[table]}", "",
           f"- Data {data}; grouped split seed 0 (split file runs/seed_networks/splits/{data}.json); test n = {n}.",
           f"- CPU protocol: {args.size} px, from scratch, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
-          "best checkpoint by val accuracy; lr chosen per model by a 400-step sweep over 0.0003, 0.001, 0.003 "
-          f"on the val side (column lr: 'fixed' where a row skipped the sweep); augmentation preset '{augment}'"
+          f"best checkpoint by val accuracy; lr chosen per model by a {args.sweep_steps}-step sweep over "
+          f"{', '.join(f'{r:g}' for r in SWEEP_LRS)} on the val side (column lr: 'fixed' where a row skipped "
+          f"the sweep); augmentation preset '{augment}'"
           + (f"; preprocessing {pre}" if pre else "") + ".",
           "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
           *([f"- Seeds kept from the committed results file (their runs are not in this checkout): {', '.join(kept)}."]
@@ -243,7 +245,9 @@ def write_table(table: str, args) -> None:
           "", head, "|" + "---|" * 10]
     md += [f"| {label} " + fmt(r) for label, r in results]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"title": TITLES[table], "protocol": vars(args) | {"lrs": args.lrs},
+    # the table's protocol; each row's own steps, lr and seeds are in its record (not the last command's arguments)
+    protocol = {"size": args.size, "sweep_steps": args.sweep_steps, "sweep_lrs": SWEEP_LRS, "default_steps": STEPS, "batch_size": 32, "augment": augment, "preprocessing": pre}
+    out.with_suffix(".json").write_text(json.dumps({"title": TITLES[table], "protocol": protocol,
                                                     "rows": [{"name": k, **r} for k, r in results]}, indent=1))
     print(f"wrote {out.with_suffix('.md')}", flush=True)
 
@@ -254,9 +258,9 @@ def main():
     ap.add_argument("--models", nargs="*", help="only these registry names (default: every row)")
     ap.add_argument("--rows", nargs="*", help="only rows whose label is one of these (e.g. 'DDRNet conv')")
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--sweep-steps", type=int, default=400)
-    ap.add_argument("--lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
+    ap.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--table-only", action="store_true", help="write tables from finished runs, train nothing")
     args = ap.parse_args()
