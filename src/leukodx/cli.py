@@ -538,10 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("model", help="model file or run folder ('all' / 'wbc' = shipped models); never modified")
     ad.add_argument("data", help="the lab's labelled cells: a folder of class folders, a CSV manifest or a recipe")
     ad.add_argument("--out", required=True, help="new model file to write (.pt); a card .md is written beside it")
-    ad.add_argument("--mode", default="head", choices=["head", "bn+head"],
+    ad.add_argument("--mode", default="head", choices=["head", "bn+head", "head+finetune"],
                     help="head: refit the linear head on frozen features of each cell and its 7 quarter-turn / mirror "
-                         "copies (default, best in benchmarks/adapt.py); "
-                         "bn+head: first re-estimate batch-norm statistics on the lab's images")
+                         "copies (default); bn+head: first re-estimate batch-norm statistics on the lab's images; "
+                         "head+finetune: then fine-tune every weight on the cells (minutes on a CPU); "
+                         "results/adapt.md compares them")
     ad.add_argument("--add-classes", action="store_true", help="add the folder's classes the model does not know")
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--quiet", action="store_true")

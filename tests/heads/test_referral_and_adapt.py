@@ -263,3 +263,39 @@ def test_views_average_turned_and_mirrored_copies_in_torch_and_onnx(fitted, tmp_
         ModelBundle.load(tmp_path / "bad.pt")
     with pytest.raises(ConfigError, match="tta_views"):
         TrainConfig(tta_views=3)
+
+
+def test_adapt_with_finetuning_moves_the_body_and_rebuilds_the_reference(fitted, tmp_path, monkeypatch):
+    """`--mode head+finetune`: a new file whose every layer learnt from the lab's cells, the source file
+    untouched, the lab's cells (every view) as the whole unfamiliar-image reference, the card saying so."""
+    from leukodx.evaluate.evaluate_run import bundle_outputs
+    from leukodx.train.adapt import FINETUNE
+
+    monkeypatch.setitem(FINETUNE, "steps", 30)  # a short run keeps the test fast
+    b, _, _ = fitted
+    b.save(tmp_path / "src.pt")
+    before = (tmp_path / "src.pt").read_bytes()
+    lab = generate(tmp_path / "lab", n_per_class=12, size=S, seed=7, classes=["round", "large", "cleft"])
+    for r in lab.records:  # another lab's yellow lamp
+        a = np.asarray(Image.open(r.path).convert("RGB"), np.float32) * [1.0, 0.85, 0.45]
+        Image.fromarray(a.round().astype(np.uint8)).save(r.path)
+    shots = [r for i, r in enumerate(lab.records) if i % 3 == 0]
+    for r in shots:  # a folder of 4 labelled cells per class
+        dst = tmp_path / "shots" / lab.classes[r.label] / r.path.rsplit("/", 1)[1]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_bytes(open(r.path, "rb").read())
+    assert main(["adapt", str(tmp_path / "src.pt"), str(tmp_path / "shots"), "--out", str(tmp_path / "ft.pt"),
+                 "--mode", "head+finetune", "--quiet"]) == 0
+    assert (tmp_path / "src.pt").read_bytes() == before
+    new = ModelBundle.load(tmp_path / "ft.pt")
+    assert new.info["adapted"]["finetune"] == FINETUNE and "fine-tuned" in (tmp_path / "ft.md").read_text()
+    src = dict(ModelBundle.load(tmp_path / "src.pt").model.named_parameters())
+    moved = {n for n, p in new.model.named_parameters() if not torch.equal(p, src[n])}
+    assert any(n.startswith("conv_stem") for n in moved) and any(n.startswith("blocks.6") for n in moved)
+    assert len(new.reference) == 8 * len(shots)  # the lab's cells alone
+    rest = [r for i, r in enumerate(lab.records) if i % 3 != 0]
+    ds = ImageDataset(lab.subset([i for i in range(len(lab.records)) if i % 3 != 0]),
+                      Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3)))
+    _, probs, dist = bundle_outputs(new, ds.images)
+    assert (dist > new.unfamiliar_threshold).mean() <= 0.2  # the lab's other cells are familiar now
+    assert (probs.argmax(1) == ds.labels.numpy()).mean() >= 0.8 and len(rest) == len(ds.labels)

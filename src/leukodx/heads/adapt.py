@@ -1,7 +1,7 @@
 """Few-shot adaptation to a new lab: refit a linear classifier on frozen pooled features, pulled
 towards the model's own head (an L2 prior), so 5-50 cells per class move it without erasing what it
 knows; a class the lab gave no cells for keeps its original weights. Plus re-estimating batch-norm
-statistics on the lab's images (AdaBN, Li et al. 2016)."""
+statistics on the lab's images (AdaBN, Li et al. 2016), or fine-tuning every weight on them."""
 from __future__ import annotations
 
 import numpy as np
@@ -68,3 +68,30 @@ def adapt_batchnorm(model: torch.nn.Module, batches) -> int:
         model(x)
     model.eval()
     return len(bns)
+
+
+def finetune_network(model: torch.nn.Module, x: torch.Tensor, labels: np.ndarray, steps: int = 120,
+                     lr: float = 3e-4, batch_size: int = 64, seed: int = 0) -> int:
+    """Every weight learns from the lab's cells (normalised inputs `x`): AdamW, cosine from `lr` over
+    `steps`, each step a batch of cells in one random quarter turn / mirror view. Batch-norm statistics
+    stay frozen (a few dozen cells cannot re-estimate them). Returns the steps taken."""
+    from leukodx.transforms.views import dihedral_views
+
+    g = torch.Generator().manual_seed(seed)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.eval()
+    for _ in range(steps):
+        idx = torch.randperm(len(y), generator=g)[:batch_size]
+        view = int(torch.randint(8, (1,), generator=g))
+        loss = torch.nn.functional.cross_entropy(model(dihedral_views(x[idx], 8)[view].contiguous()), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    return steps

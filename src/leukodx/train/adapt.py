@@ -2,8 +2,9 @@
 
 Steps (chosen by measurement, benchmarks/adapt.py): optionally re-estimate batch-norm statistics on
 the lab's images; refit the linear head on frozen features with a prior towards the original head;
-fit the temperature on out-of-fold predictions; add the lab's cells to the reference features so its
-images stop counting as unfamiliar. The original file is never touched; the new file's info and card
+fit the temperature on out-of-fold predictions; optionally fine-tune every weight on the lab's cells
+(`head+finetune`); add the lab's cells to the reference features so its images stop counting as
+unfamiliar (after fine-tuning the features have moved, so the lab's cells become the whole reference). The original file is never touched; the new file's info and card
 name the adaptation data.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from leukodx.data.class_map import map_classes
 from leukodx.data.dataset import DatasetIndex
 from leukodx.errors import ConfigError, LeukodxError
-from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm
+from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm, finetune_network
 from leukodx.heads.familiarity import knn_distance
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
@@ -28,7 +29,8 @@ from leukodx.models.inference import logits_for
 from leukodx.transforms.preprocess import PreprocessConfig, normalize
 from leukodx.transforms.views import dihedral_views
 
-MODES = ("head", "bn+head")
+MODES = ("head", "bn+head", "head+finetune")
+FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: chosen on two wbc_external draws (benchmarks/adapt.py)
 
 
 def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
@@ -83,28 +85,37 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     with torch.no_grad():
         lin.weight.copy_(torch.from_numpy(head.coef_))
         lin.bias.copy_(torch.from_numpy(head.intercept_))
-    new.temperature = temperature
+    new.temperature = temperature  # head+finetune keeps the head stage's out-of-fold temperature
+    finetuned = mode == "head+finetune"
+    if finetuned:
+        finetune_network(new.model, normalize(images, pre.mean, pre.std), labels, seed=seed, **FINETUNE)
+        per_view = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(images, views)]
+        feats = logits_for(new.model, images, pre.mean, pre.std, pre_logits=True, views=new.views)
     threshold0 = new.unfamiliar_threshold
     if new.reference is not None:  # a model that averages its views has one feature row per cell
-        _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels))
+        _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned)
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
-              "batchnorm_layers_updated": n_bn, "temperature": temperature,
+              "batchnorm_layers_updated": n_bn, "finetune": FINETUNE if finetuned else None,
+              "temperature": temperature,
               "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
               "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds}
     return new, report
 
 
-def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int) -> None:
+def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, replace: bool = False) -> None:
     """Every view of the lab's cells joins the unfamiliar-image reference; the threshold rises, where
     needed, to the same quantile of the lab's own cells scored without their own views (cross-fitted),
-    so the lab's next cells are not unfamiliar merely because few of its cells are in the reference."""
+    so the lab's next cells are not unfamiliar merely because few of its cells are in the reference.
+    `replace` (the network itself changed): the lab's cells become the whole reference and set the threshold."""
     unit = torch.nn.functional.normalize(torch.from_numpy(np.concatenate(per_view)).float(), dim=1)
-    ref = torch.cat([bundle.reference.float(), unit])
-    ref_groups = np.concatenate([np.full(len(bundle.reference), -1), np.tile(np.arange(n), len(per_view))])
+    old = bundle.reference.float()[:0] if replace else bundle.reference.float()
+    ref = torch.cat([old, unit])
+    ref_groups = np.concatenate([np.full(len(old), -1), np.tile(np.arange(n), len(per_view))])
     cross = knn_distance(per_view[0], ref.numpy(), bundle.knn_k, np.arange(n), ref_groups)
     rate = bundle.info.get("referral", {}).get("unfamiliar_rate", 0.02)
-    bundle.unfamiliar_threshold = max(bundle.unfamiliar_threshold, float(np.quantile(cross, 1 - rate)))
+    floor = -np.inf if replace else bundle.unfamiliar_threshold
+    bundle.unfamiliar_threshold = max(floor, float(np.quantile(cross, 1 - rate)))
     bundle.reference = ref
     bundle._net = None
 
@@ -179,6 +190,9 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         f"frozen features of {report['views']} quarter-turn / mirror views of each cell (prior {report['prior']} "
         f"towards the source head); temperature {report['temperature']:.3f} "
         f"from {report['out_of_fold_folds']}-fold out-of-fold predictions" + (
+            f"; then every weight fine-tuned on the cells ({ft['steps']} AdamW steps from lr {ft['lr']:g}, "
+            "batch-norm statistics frozen; the unfamiliar-image reference is now the lab's cells alone)"
+            if (ft := report.get("finetune")) else "") + (
             f"; every view of the lab's cells added to the unfamiliar-image reference, its threshold "
             f"{report['unfamiliar_threshold'][0]:.4f} -> {report['unfamiliar_threshold'][1]:.4f} (the lab's cells, "
             "each scored without its own views)." if math.isfinite(report["unfamiliar_threshold"][1]) else ".")),
