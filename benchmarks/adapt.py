@@ -19,7 +19,7 @@ from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.selective import selective_summary
 from leukodx.models.artifact import ModelBundle
-from leukodx.train.adapt import adapt_bundle
+from leukodx.train.adapt import FINETUNE, adapt_bundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 ap = argparse.ArgumentParser()
@@ -48,7 +48,8 @@ def write_md(res: dict) -> None:
              ("- Methods: `head` = linear head refit on frozen features with a prior towards the shipped head; "
              "`bn+head` = batch-norm statistics re-estimated on the k-shot images first; `8 views` = the head "
              "fitted on the 8 quarter turns / mirror images of each k-shot cell; `head+finetune` = that head, then "
-             "every weight fine-tuned on the k-shot cells (120 AdamW steps from lr 3e-4, cosine, batch-norm "
+             f"every weight fine-tuned on the k-shot cells ({FINETUNE['steps']} AdamW steps from lr {FINETUNE['lr']:g}, "
+             "cosine, batch-norm "
              "statistics frozen, a random view each step; the lab's cells become the whole unfamiliar-image "
              "reference). Temperature from out-of-fold "
              "predictions; every view of the lab's cells joins the unfamiliar-image reference, whose threshold rises "

@@ -1,5 +1,6 @@
 """Referral reasons fire on made-up inputs, survive save / load / ONNX export, and adapt behaves."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -283,7 +284,7 @@ def test_adapt_with_finetuning_moves_the_body_and_rebuilds_the_reference(fitted,
     for r in shots:  # a folder of 4 labelled cells per class
         dst = tmp_path / "shots" / lab.classes[r.label] / r.path.rsplit("/", 1)[1]
         dst.parent.mkdir(parents=True, exist_ok=True)
-        dst.write_bytes(open(r.path, "rb").read())
+        dst.write_bytes(Path(r.path).read_bytes())
     assert main(["adapt", str(tmp_path / "src.pt"), str(tmp_path / "shots"), "--out", str(tmp_path / "ft.pt"),
                  "--mode", "head+finetune", "--quiet"]) == 0
     assert (tmp_path / "src.pt").read_bytes() == before

@@ -4,8 +4,8 @@ Steps (chosen by measurement, benchmarks/adapt.py): optionally re-estimate batch
 the lab's images; refit the linear head on frozen features with a prior towards the original head;
 fit the temperature on out-of-fold predictions; optionally fine-tune every weight on the lab's cells
 (`head+finetune`); add the lab's cells to the reference features so its images stop counting as
-unfamiliar (after fine-tuning the features have moved, so the lab's cells become the whole reference). The original file is never touched; the new file's info and card
-name the adaptation data.
+unfamiliar (after fine-tuning the features have moved, so the lab's cells become the whole reference).
+The original file is never touched; the new file's info and card name the adaptation data.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from leukodx.transforms.preprocess import PreprocessConfig, normalize
 from leukodx.transforms.views import dihedral_views
 
 MODES = ("head", "bn+head", "head+finetune")
-FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: chosen on two wbc_external draws (benchmarks/adapt.py)
+FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: picked on 2 scratch draws per wbc_external lab; results/adapt.md
 
 
 def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
