@@ -19,7 +19,7 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import make_split
 from leukodx.evaluate.model_card import add_audit
 from leukodx.explain import Explainer
-from leukodx.explain.audit import attribution_shares, grid_ceiling, summarise
+from leukodx.explain.audit import attribution_shares, summarise
 from leukodx.explain.faithfulness import deletion_insertion, randomised_copy, rank_similarity
 from leukodx.models.artifact import ModelBundle
 from leukodx.predict.shipped import shipped_model
@@ -69,7 +69,7 @@ def main(name: str, audit_only: bool = False) -> None:
                 with torch.no_grad():
                     grid = bundle.model.forward_features(x).shape[-1]  # the CAM's resolution
                 audit_rows.append({"label": bundle.classes[r.label], "predicted": e.label,
-                                   **attribution_shares(u8, e.map), **grid_ceiling(u8, grid)})
+                                   **attribution_shares(u8, e.map, grid)})
     audit = summarise(audit_rows)
     out = common.ROOT / "results" / f"explain_{name}"
     if audit_only:

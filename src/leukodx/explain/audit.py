@@ -23,26 +23,25 @@ def regions(image: np.ndarray) -> dict[str, np.ndarray]:
     return {"cell": cell, "stained": stained, "background": ~(cell | stained), "corner": corner}
 
 
-def attribution_shares(image: np.ndarray, heat: np.ndarray) -> dict[str, float]:
+def attribution_shares(image: np.ndarray, heat: np.ndarray, grid: int | None = None) -> dict[str, float]:
     """Share of the total attribution in each region, and each region's share of the area
-    (a map that ignores content gives share == area)."""
+    (a map that ignores content gives share == area). With `grid` (a CAM's feature-map size), also
+    `ceiling_share`: the stained share of the best map at that resolution, the stained-cell mask
+    averaged over the grid and scaled back up."""
     total = float(heat.sum()) or 1.0
     out = {}
-    for name, r in regions(image).items():
+    masks = regions(image)
+    for name, r in masks.items():
         out[f"{name}_share"] = float(heat[r].sum() / total)
         out[f"{name}_area"] = float(r.mean())
+    if grid is not None:
+        import torch
+
+        m = torch.from_numpy(masks["stained"].astype(np.float32))[None, None]
+        best = torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(m, grid),
+                                               size=image.shape[:2], mode="bilinear")[0, 0].numpy()
+        out["ceiling_share"] = float(best[masks["stained"]].sum() / (float(best.sum()) or 1.0))
     return out
-
-
-def grid_ceiling(image: np.ndarray, grid: int) -> dict[str, float]:
-    """The best a map with `grid` x `grid` cells (a CAM's feature map) can do: the stained-cell mask
-    averaged over the grid and scaled back up; its `ceiling_share` is the stained share such a map gets."""
-    import torch
-
-    m = torch.from_numpy(stained_cells(Image.fromarray(image)).astype(np.float32))[None, None]
-    heat = torch.nn.functional.interpolate(torch.nn.functional.adaptive_avg_pool2d(m, grid), size=image.shape[:2],
-                                           mode="bilinear")[0, 0].numpy()
-    return {"ceiling_share": attribution_shares(image, heat)["stained_share"] if m.any() else 0.0}
 
 
 def summarise(rows: list[dict]) -> dict:
