@@ -1,8 +1,8 @@
 """Can a change at prediction time rescue other labs' cells? (issues 13, 14) Each wbc_external image is
 scored zero-shot as it is, in grayscale, stain-normalised onto PBC training images (Reinhard and
-Macenko, torchstain, one row per reference image), and with the answer limited to the classes the
-lab has (a five-part differential: erythroblast, ig and platelet dropped). Classes mapped by name,
-95% CIs by bootstrap over images; a confusion matrix per lab for the image as it is. No training,
+Macenko, torchstain, one row per reference image), and with the answer limited to a five-part
+differential (`leukodx predict --classes`: erythroblast, ig and platelet dropped). Classes mapped by
+name, 95% CIs by bootstrap over images, the model's own referral on each; a confusion matrix per lab for the image as it is. No training,
 nothing fitted on the external sets. Writes results/external_inputs.{json,md}.
   python benchmarks/external_inputs.py [MODEL]   # default: the shipped WBC model
 """
@@ -19,12 +19,15 @@ from leukodx.data.class_map import map_classes
 from leukodx.data.recipes import lab_of, load_dataset
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.robustness import accuracy_ci
+from leukodx.evaluate.selective import selective_summary
+from leukodx.heads.expected import expected_mask, restrict
 from leukodx.models.artifact import ModelBundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 from leukodx.transforms.shifts import build_shift
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_CLASSES = ("neutrophil", "lymphocyte", "monocyte")  # one PBC image each: its first file
+FIVE_PART = "basophil,eosinophil,lymphocyte,monocyte,neutrophil"  # a normal blood differential's white cells
 
 
 def references(pbc) -> dict[str, Path]:
@@ -50,20 +53,26 @@ def main():
         lab_classes = np.unique(y)
         raw = [Image.open(r.path).convert("RGB") for r in recs]
         for name, shift in variants.items():
-            probs = bundle_outputs(bundle, torch.stack([pre(shift(im)) for im in raw]))[1]
-            answers = [(name, probs.argmax(1))]
+            images = torch.stack([pre(shift(im)) for im in raw])
+            _, probs, dist = bundle_outputs(bundle, images)
+            answers = [(name, probs, None)]
             if name == "as is":
-                answers.append(("as is, answer limited to the lab's classes", lab_classes[probs[:, lab_classes].argmax(1)]))
+                limited, share = restrict(probs, expected_mask(FIVE_PART, bundle.classes))
+                answers.append((f"as is, `--classes {FIVE_PART}`", limited, share))
                 confusion[lab] = {"true": [bundle.classes[c] for c in lab_classes], "predicted": bundle.classes,
-                                  "counts": [np.bincount(answers[0][1][y == c], minlength=len(bundle.classes)).tolist()
+                                  "counts": [np.bincount(probs.argmax(1)[y == c], minlength=len(bundle.classes)).tolist()
                                              for c in lab_classes]}
-            for variant, pred in answers:
-                ok = pred == y
+            for variant, p, share in answers:
+                ok = p.argmax(1) == y
+                sel = selective_summary(p, y, dist, bundle.referral, images.permute(0, 2, 3, 1).numpy(),
+                                        expected_share=share)
                 rows.append({"lab": lab, "variant": variant, "n": len(y), "accuracy": float(ok.mean()),
                              "ci95": accuracy_ci(ok, n_boot=500),
                              "lymphocyte_recall": float(ok[y == bundle.classes.index("lymphocyte")].mean()),
-                             "monocyte_recall": float(ok[y == bundle.classes.index("monocyte")].mean())})
-            print(rows[-1], flush=True)
+                             "monocyte_recall": float(ok[y == bundle.classes.index("monocyte")].mean()),
+                             "referred": sel["referred"], "accuracy_on_kept": sel["accuracy_on_kept"],
+                             "auroc_errors": sel["auroc_errors"], "reasons": sel["reasons"]})
+                print(rows[-1], flush=True)
     out = ROOT / "results" / "external_inputs"
     res = {"model": str(model), "model_sha256_16": hashlib.sha256(model_file.read_bytes()).hexdigest()[:16],
            "classes": cmap.describe(), "references": {c: str(p) for c, p in refs.items()}, "rows": rows,
@@ -73,12 +82,17 @@ def main():
              (f"- Command: `python benchmarks/external_inputs.py {model}` (model sha256 {res['model_sha256_16']}...). "
              "2 CPU cores."),
              ("- Stain normalisation maps each image onto one PBC training image (torchstain; the first file of "
-             "that class); limited to the lab's classes = the argmax over the classes the lab has, which a "
-             "lab cannot know in advance (it hides erythroblasts, immature granulocytes and platelets)."),
-             "- accuracy [95% CI by bootstrap over images].", "",
-             "| lab | variant | n | accuracy | lymphocyte recall | monocyte recall |", "|---|---|---|---|---|---|"]
+             "that class). `--classes` = the answer limited to the white cells of a five-part differential, "
+             "as `leukodx predict --classes` does (erythroblast, ig and platelet dropped; a cell whose probability "
+             "lies mostly on them is referred as unexpected_class). A lab that counts a differential of normal "
+             "blood can say this in advance; these two labs hold exactly these classes."),
+             ("- accuracy [95% CI by bootstrap over images]; referred / accuracy on kept / error AUROC: the "
+             "model's own referral (reasons as in `leukodx predict`)."), "",
+             ("| lab | variant | n | accuracy | lymphocyte recall | monocyte recall | referred | accuracy on kept | "
+             "error AUROC |"), "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['lab']} | {r['variant']} | {r['n']} | {r['accuracy']:.3f} [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}] | "
-              f"{r['lymphocyte_recall']:.3f} | {r['monocyte_recall']:.3f} |" for r in rows]
+              f"{r['lymphocyte_recall']:.3f} | {r['monocyte_recall']:.3f} | {r['referred']:.3f} | "
+              f"{r['accuracy_on_kept']:.3f} | {r['auroc_errors']:.3f} |" for r in rows]
     for lab in confusion:
         c = res["confusion_as_is"][lab]
         lines += ["", f"Confusion, {lab}, as is (rows: true class; columns: answer)", "",

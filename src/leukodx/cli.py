@@ -91,17 +91,21 @@ def cmd_smear(a) -> int:
     from leukodx.detect.detector import Detector
     from leukodx.detect.outputs import write_case
     from leukodx.detect.smear import SmearAnalyzer
+    from leukodx.heads.expected import expected_mask
     from leukodx.predict.predictor import Predictor, collect_images
 
     files, skipped = collect_images(a.target)
     det_path, model_path = resolve_model(a.detector), resolve_model(a.model)
-    analyzer = SmearAnalyzer(Detector.load(det_path), Predictor.load(model_path, backend=a.backend), a.pixels_per_um)
+    predictor = Predictor.load(model_path, backend=a.backend)
+    expected = expected_mask(a.classes, predictor.classes)
+    analyzer = SmearAnalyzer(Detector.load(det_path), predictor, a.pixels_per_um, expected)
     root = Path(a.target) if Path(a.target).is_dir() else Path(a.target).parent
     names = [str(f.relative_to(root)) for f in files]
     case = analyzer.analyse(files, names)
     case.errors += skipped
     d = write_case(case, a.out, analyzer.predictor.bundle.classes, dict(zip(names, files)),
-                   {"wbc_model": str(model_path), "detector": str(det_path)})
+                   {"wbc_model": str(model_path), "detector": str(det_path),
+                    "expected_classes": None if expected is None else [c for c, m in zip(predictor.classes, expected) if m]})
     print(f"{d['fields']} field(s): {d['white_cells_detected']} white cells ({d['white_cells_referred']} referred), "
           f"{sum(f['rbc'] for f in d['per_field'].values())} red cells, "
           f"{sum(f['platelet'] for f in d['per_field'].values())} platelets; scale: {d['scale_note']}")
@@ -193,6 +197,7 @@ def _run_data(run_dir: Path) -> str:
 
 
 def cmd_predict(a) -> int:
+    from leukodx.heads.expected import expected_mask
     from leukodx.heads.referral import lab_shift_flag
     from leukodx.predict.results import collect_images, write_predictions
 
@@ -206,6 +211,7 @@ def cmd_predict(a) -> int:
         if str(a.model).endswith(".onnx"):
             raise LeukodxError("an .onnx model runs with --backend onnx")
         predictor = Predictor.load(resolve_model(a.model), backend=a.backend)
+    expected = expected_mask(a.classes, predictor.classes)
     paths, skipped = collect_images(a.target)
     journal = None
     if a.out:  # finished rows survive a kill; a re-run skips them
@@ -214,10 +220,11 @@ def cmd_predict(a) -> int:
         from leukodx.predict.results import Journal
         model_file = resolve_model(a.model, ".onnx" if hasattr(predictor, "session") else ".pt")
         model_file = model_file / "model.pt" if model_file.is_dir() else model_file
-        journal = Journal(a.out, hashlib.sha256(model_file.read_bytes()).hexdigest())
+        run_id = hashlib.sha256(model_file.read_bytes()).hexdigest() + (f" limited to {a.classes}" if a.classes else "")
+        journal = Journal(a.out, run_id)  # another model or class limit starts afresh
         paths = [p for p in paths if str(p) not in journal.done]
     preds, errors = predictor.predict_paths(paths, progress=len(paths) > 1 and not a.quiet,
-                                            on_row=journal.add if journal else None)
+                                            on_row=journal.add if journal else None, expected=expected)
     if journal:
         preds, errors = journal.preds + preds, journal.errors + errors
     errors += skipped
@@ -454,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--model", default="wbc", help="WBC-type model file or run folder ('wbc' = shipped)")
     sm.add_argument("--pixels-per-um", type=float, help="the camera's scale, if known (else measured from red cells)")
     sm.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="WBC model runtime")
+    sm.add_argument("--classes", help="white-cell classes the answers are limited to (comma list, as in predict)")
     sm.set_defaults(func=cmd_smear)
 
     e = sub.add_parser("evaluate", help="metrics with 95%% CIs, calibration and an HTML report for a model")
@@ -480,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run with PyTorch or ONNX Runtime")
     pr.add_argument("--explain", metavar="DIR", help="also write explanation overlays, raw maps and panels here")
     pr.add_argument("--methods", default="gradcam", help="methods for --explain (comma list; see `leukodx explain`)")
+    pr.add_argument("--classes", help="only these classes can be the answer (comma list, e.g. a five-part differential: "
+                                      "basophil,eosinophil,lymphocyte,monocyte,neutrophil); a cell that looks most like "
+                                      "another class is referred as unexpected_class")
     pr.add_argument("--outline", metavar="DIR", help="also write each image's cell mask and the image with the "
                                                      "detected cell outlined (classic pipeline output)")
     pr.set_defaults(func=cmd_predict)

@@ -81,6 +81,14 @@ def test_smear_command_writes_a_case(setup, tmp_path):
     assert diff["fields"] == 3 and diff["white_cells_detected"] == 3
     assert diff["low_count_flag"] and [e["path"] for e in diff["unusable_files"]] == ["broken.jpg"]
     assert len(list((out / "fields").glob("*.png"))) == 3 and (out / "report.html").is_file()
+    assert main(["smear", str(case), "--out", str(tmp_path / "out2"), "--classes", "lymphocyte,neutrophil"]) == 0
+    with open(tmp_path / "out2" / "detections.csv") as fh:
+        limited = [r for r in csv.DictReader(fh) if r["kind"] == "wbc"]
+    assert len(limited) == 3 and {r["label"] for r in limited} <= {"lymphocyte", "neutrophil"}
+    assert json.loads((tmp_path / "out2" / "differential.json").read_text())["expected_classes"] == ["lymphocyte", "neutrophil"]
+    assert "Answers limited to: lymphocyte, neutrophil" in (tmp_path / "out2" / "report.html").read_text()
+    assert main(["smear", str(case), "--out", str(tmp_path / "out3"), "--classes", "blast,neutrophil"]) == 2
+    assert not (tmp_path / "out3").exists()
 
 
 def test_onnx_detector_gives_the_torch_answers(setup, tmp_path):

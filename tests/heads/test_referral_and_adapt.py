@@ -300,3 +300,57 @@ def test_adapt_with_finetuning_moves_the_body_and_rebuilds_the_reference(fitted,
     _, probs, dist = bundle_outputs(new, ds.images)
     assert (dist > new.unfamiliar_threshold).mean() <= 0.2  # the lab's other cells are familiar now
     assert (probs.argmax(1) == ds.labels.numpy()).mean() >= 0.8 and len(rest) == len(ds.labels)
+
+
+def test_expected_classes_limit_the_answer_and_refer_the_unexpected():
+    from leukodx.heads.conformal import ConformalSets
+    from leukodx.heads.expected import expected_mask, restrict
+    from leukodx.predict.results import to_prediction
+
+    classes = ["erythroblast", "lymphocyte", "monocyte"]
+    with pytest.raises(LeukodxError, match="unknown to this model: platelet"):
+        expected_mask("lymphocyte,platelet", classes)
+    with pytest.raises(LeukodxError, match="at least two"):
+        expected_mask("lymphocyte", classes)
+    mask = expected_mask(" monocyte, lymphocyte ", classes)
+    assert mask.tolist() == [False, True, True] and expected_mask(None, classes) is None
+    q, share = restrict(np.array([[0.7, 0.2, 0.1], [0.1, 0.85, 0.05], [0.0, 0.5, 0.5]]), mask)
+    assert q[0].tolist() == pytest.approx([0, 2 / 3, 1 / 3]) and share.tolist() == pytest.approx([0.3, 0.9, 1.0])
+    rule, sets = Referral(0.8, 1.0), ConformalSets(0.1)
+    sets.qhat_ = 0.75  # classes with probability >= 0.25 join the set
+    mostly_excluded = to_prediction("a", np.array([0.7, 0.2, 0.1]), 0.1, None, classes, rule, sets, mask)
+    assert (mostly_excluded.label, mostly_excluded.refer_reason) == ("lymphocyte", "unexpected_class")
+    assert mostly_excluded.probability == pytest.approx(2 / 3)
+    assert mostly_excluded.prediction_set == ["lymphocyte"]  # erythroblast left the set; never empty
+    assert mostly_excluded.expected_classes == ["lymphocyte", "monocyte"]
+    clear = to_prediction("b", np.array([0.1, 0.85, 0.05]), 0.1, None, classes, rule, sets, mask)
+    assert (clear.label, clear.refer) == ("lymphocyte", False) and clear.probability == pytest.approx(0.85 / 0.9)
+    far = to_prediction("c", np.array([0.7, 0.2, 0.1]), 2.0, None, classes, rule, None, mask)
+    assert far.refer_reason == "unfamiliar_image"  # the more serious reason wins
+    unlimited = to_prediction("d", np.array([0.7, 0.2, 0.1]), 0.1, None, classes, rule, sets)
+    assert (unlimited.label, unlimited.refer_reason, unlimited.expected_classes) == ("erythroblast", "low_confidence", None)
+
+
+def test_predict_classes_option_in_torch_onnx_and_cli(fitted, tmp_path):
+    b, index, _ = fitted
+    b.save(tmp_path / "m.pt")
+    onnx = export_onnx(b, tmp_path / "m.onnx")
+    files = [r.path for r in index.records[1::4]]  # validation and training side, every class
+    truth = [index.classes[r.label] for r in index.records[1::4]]
+    mask = np.array([c != "cleft" for c in b.classes])
+    t, _ = Predictor(b).predict_paths(files, expected=mask)
+    o, _ = OnnxPredictor(onnx).predict_paths(files, expected=mask)
+    for a, c in zip(t, o):
+        assert (a.label, a.refer, a.refer_reason) == (c.label, c.refer, c.refer_reason)
+    assert all(p.label != "cleft" and p.probabilities["cleft"] == 0 for p in t)
+    assert all(abs(sum(p.probabilities.values()) - 1) < 1e-6 for p in t)
+    kept = [(p, y) for p, y in zip(t, truth) if y != "cleft"]
+    assert np.mean([p.label == y for p, y in kept]) >= 0.8
+    cleft = [p for p, y in zip(t, truth) if y == "cleft"]
+    assert np.mean([p.refer_reason == "unexpected_class" for p in cleft]) >= 0.7
+    out = tmp_path / "p.json"
+    assert main(["predict", str(Path(files[0]).parent), "--model", str(tmp_path / "m.pt"), "--classes",
+                 "round,large", "--out", str(out), "--quiet"]) == 0
+    rows = json.loads(out.read_text())["predictions"]
+    assert rows and all(set(r["expected_classes"]) == {"round", "large"} and r["label"] in ("round", "large") for r in rows)
+    assert main(["predict", files[0], "--model", str(tmp_path / "m.pt"), "--classes", "round,lobed"]) == 2

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from leukodx.data.dataset import from_manifest
+from leukodx.heads.expected import expected_mask
 from leukodx.predict.predictor import Predictor
 from leukodx.predict.shipped import shipped_model
 from leukodx.serve.app import MAX_UPLOAD_BYTES, create_app
@@ -32,12 +33,20 @@ def test_predict_returns_what_the_cli_writes_plus_id_and_overlay(client):
     for k in ("id", "label", "probability", "probabilities", "refer", "refer_reason", "overlay", "model_sha256"):
         assert k in j
     assert j["path"] == "cell.jpg"
-    cli = Predictor.load(shipped_model("wbc")).predict_images([Image.open(io.BytesIO(cell))])[0]
+    predictor = Predictor.load(shipped_model("wbc"))
+    cli = predictor.predict_images([Image.open(io.BytesIO(cell))])[0]
     assert (j["label"], j["refer_reason"]) == (cli.label, cli.refer_reason)  # the same package function
     assert j["probability"] == pytest.approx(cli.probability, abs=1e-5)
     o = client.get(j["overlay"])
     assert o.status_code == 200 and o.headers["content-type"] == "image/png" and o.content[:4] == b"\x89PNG"
     assert client.get(j["file"]).content == cell
+    five = "basophil,eosinophil,lymphocyte,monocyte,neutrophil"
+    r = client.post("/api/v1/predict", files={"file": ("cell.jpg", cell)}, data={"model": "wbc", "classes": five})
+    limited = predictor.predict_images([Image.open(io.BytesIO(cell))], expected_mask(five, predictor.classes))[0]
+    assert r.status_code == 200 and r.json()["expected_classes"] == five.split(",")
+    assert (r.json()["label"], r.json()["refer_reason"]) == (limited.label, limited.refer_reason)
+    r = client.post("/api/v1/predict", files={"file": ("cell.jpg", cell)}, data={"model": "wbc", "classes": "blast,ig"})
+    assert r.status_code == 422 and "unknown to this model: blast" in r.text
 
 
 def test_bad_uploads_get_clear_errors(client, tmp_path):
@@ -156,6 +165,24 @@ def test_zip_upload_and_fhir_export(client):
     assert fhir["status"] in ("preliminary", "final") and all(o["resourceType"] == "Observation" for o in fhir["contained"])
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
     DiagnosticReport.model_validate(json.loads(json.dumps(fhir)))  # round-trips through the FHIR models
+
+
+def test_a_case_limited_to_a_five_part_differential_says_so(client):
+    import zipfile
+    five = "basophil,eosinophil,lymphocyte,monocyte,neutrophil"
+    case = client.post("/api/v1/cases", json={"name": "differential", "model": "wbc"}).json()
+    cell = next((shared("pbc192") / "lymphocyte").iterdir()).read_bytes()
+    j = client.post(f"/api/v1/cases/{case['id']}/images", files={"file": ("c.jpg", cell)}, data={"classes": five}).json()
+    assert j["expected_classes"] == five.split(",") and j["label"] in five.split(",")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("a.jpg", cell)
+    bad = client.post(f"/api/v1/cases/{case['id']}/archive", files={"file": ("c.zip", buf.getvalue())},
+                      data={"classes": "lymphocyte,blast"})
+    assert bad.status_code == 422 and "blast" in bad.text
+    detail = client.get(f"/api/v1/cases/{case['id']}").json()
+    assert detail["summary"]["limited_to"] == [five.replace(",", ", ")] and len(detail["images"]) == 1
+    assert "Answers limited to: basophil, eosinophil" in client.get(f"/cases/{case['id']}").text
 
 
 def test_users_command_adds_an_account(tmp_path, monkeypatch, capsys):

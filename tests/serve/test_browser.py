@@ -64,13 +64,17 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         page.screenshot(path=str(shots / "1_home.png"), full_page=True)
         assert accessibility_problems(page) == []
         page.fill("#name", "case A")
+        page.select_option("#model", "all")
+        assert not page.is_visible("#five")  # the five-part limit is for the WBC model only
         page.select_option("#model", "wbc")
+        page.check("#five")
         page.set_input_files("#files", [str(f) for f in files])
         page.click("#go")
         page.wait_for_url("**/cases/*", timeout=60_000)
         page.wait_for_selector("tbody tr")
         assert page.locator("tbody tr").count() == 3
         assert "refer" in page.locator("tbody tr").nth(2).inner_text()  # the noise image is referred
+        assert "Answers limited to: basophil, eosinophil, lymphocyte, monocyte, neutrophil" in page.inner_text("main")
         # keyboard only: first row has focus; accept it, move on, open Grad-CAM, correct the second
         page.keyboard.press("a")
         page.wait_for_function("document.querySelector('#status').textContent.startsWith('Saved')")
@@ -89,7 +93,7 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         page.click("text=Case report")
         page.wait_for_selector("h1")
         text = page.inner_text("main")
-        assert "Case report: case A" in text and "3 images, 2 reviewed" in text
+        assert "Case report: case A" in text and "3 images, 2 reviewed" in text and "Answers limited to" in text
         page.screenshot(path=str(shots / "3_report.png"), full_page=True)
         assert accessibility_problems(page) == []
         page.goto(server + "/login")

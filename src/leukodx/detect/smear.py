@@ -48,8 +48,11 @@ class SmearCase:
 
 
 class SmearAnalyzer:
-    def __init__(self, detector: Detector, predictor, pixels_per_um: float | None = None):
+    def __init__(self, detector: Detector, predictor, pixels_per_um: float | None = None,
+                 expected: np.ndarray | None = None):
+        """`expected`: a mask of the white-cell classes the answers are limited to (leukodx.heads.expected)."""
         self.detector, self.predictor, self.pixels_per_um = detector, predictor, pixels_per_um
+        self.expected = expected
 
     def detect(self, image: np.ndarray) -> Detections:
         """All boxes of a field already at training scale (tiled when larger than the detector input)."""
@@ -75,7 +78,7 @@ class SmearAnalyzer:
             case.sizes[name] = (img.shape[1], img.shape[0])
             d = self.field_boxes(img, case.scale)
             wbc = [i for i, k in enumerate(d.kinds) if k == "wbc"]
-            preds = self.predictor.predict_images([cell_crop(img, d.boxes[i]) for i in wbc]) if wbc else []
+            preds = self.predictor.predict_images([cell_crop(img, d.boxes[i]) for i in wbc], self.expected) if wbc else []
             typed = dict(zip(wbc, preds))
             for i, (box, kind, score) in enumerate(zip(d.boxes, d.kinds, d.scores)):
                 p = typed.get(i)

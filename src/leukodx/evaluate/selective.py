@@ -30,15 +30,16 @@ def risk_coverage(score: np.ndarray, correct: np.ndarray) -> dict:
 
 
 def selective_summary(probs: np.ndarray, y: np.ndarray, distance: np.ndarray, referral: Referral,
-                      images: np.ndarray | None = None, conformal=None) -> dict:
+                      images: np.ndarray | None = None, conformal=None, expected_share=None) -> dict:
     """Referral as the model applies it (reasons, with image checks when `images` (N, S, S, 3) are
-    given), the risk-coverage view of its score, and with `conformal` the sets' coverage and size."""
+    given), the risk-coverage view of its score, and with `conformal` the sets' coverage and size.
+    `expected_share`: where `probs` were limited to a lab's expected classes (leukodx.heads.expected)."""
     probs, y = np.asarray(probs), np.asarray(y)
     problems = [image_problem(a) for a in images] if images is not None else None
-    reasons = referral.reasons(probs, distance, problems)
+    reasons = referral.reasons(probs, distance, problems, expected_share)
     refer = np.array([r is not None for r in reasons], bool)
     correct = np.nan_to_num(probs, nan=-1).argmax(1) == y
-    score = referral.score(probs, distance)
+    score = referral.score(probs, distance, expected_share)
     if problems is not None:
         score = np.where([p is not None for p in problems], np.inf, score)
     sets = {}

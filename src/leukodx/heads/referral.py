@@ -2,7 +2,8 @@
 
 Reasons, most serious first: `invalid_output` (NaN / infinite probabilities), `unreadable` (blank or
 burnt-out image), `not_a_cell` (no stained object), `unfamiliar_image` (pooled features far from
-every training image: another lab, another kind of picture), `low_confidence` (top probability
+every training image: another lab, another kind of picture), `unexpected_class` (most of the probability
+on classes the lab said its images do not hold: leukodx.heads.expected), `low_confidence` (top probability
 under the threshold). Thresholds are fitted on validation data only and travel in the model file
 and the ONNX metadata, so both predictors answer alike.
 """
@@ -12,7 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-REASONS = ("invalid_output", "unreadable", "not_a_cell", "unfamiliar_image", "low_confidence")
+from leukodx.heads.expected import UNEXPECTED_MASS
+
+REASONS = ("invalid_output", "unreadable", "not_a_cell", "unfamiliar_image", "unexpected_class", "low_confidence")
 SHIFT_EXPECTED = 0.05  # unfamiliar share of a batch that raises no flag: the threshold refers 2% of val, plus room
 SHIFT_ALPHA = 0.001    # one-sided binomial test level of the lab-shift flag
 
@@ -40,28 +43,37 @@ class Referral:
         if np.isnan(self.unfamiliar) or self.unfamiliar <= 0:
             raise ValueError(f"unfamiliar-image threshold must be positive, got {self.unfamiliar}")
 
-    def score(self, probs: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    def score(self, probs: np.ndarray, distance: np.ndarray, expected_share: np.ndarray | None = None) -> np.ndarray:
         """One number per case, >= 1 exactly when a threshold refers it (NaN outputs: infinity).
         Sorting by it gives the risk-coverage curve of the rule the model applies."""
         probs, distance = np.asarray(probs, float), np.asarray(distance, float)
         p = probs.max(1)
         s = np.maximum((1 - p) / max(1 - self.confidence, 1e-9), distance / self.unfamiliar)
+        if expected_share is not None:
+            with np.errstate(divide="ignore"):
+                s = np.maximum(s, UNEXPECTED_MASS / np.asarray(expected_share, float))
         bad = ~np.isfinite(probs).all(1) | ~np.isfinite(distance)
         return np.where(bad, np.inf, s)
 
-    def reasons(self, probs: np.ndarray, distance: np.ndarray, problems=None) -> list[str | None]:
+    def reasons(self, probs: np.ndarray, distance: np.ndarray, problems=None,
+                expected_share: np.ndarray | None = None) -> list[str | None]:
         """A reason per case, or None when the answer can stand. `problems` are per-image findings
-        ('unreadable' / 'not_a_cell' / None) from leukodx.heads.image_checks."""
+        ('unreadable' / 'not_a_cell' / None) from leukodx.heads.image_checks; `expected_share` is the
+        share of the probability the lab's expected classes held (leukodx.heads.expected), where the
+        answer was limited to them."""
         probs, distance = np.asarray(probs, float), np.asarray(distance, float)
         problems = problems if problems is not None else [None] * len(probs)
+        share = np.ones(len(probs)) if expected_share is None else np.asarray(expected_share, float)
         out = []
-        for p, d, prob in zip(probs, distance, problems):
+        for p, d, prob, s in zip(probs, distance, problems, share):
             if not (np.isfinite(p).all() and np.isfinite(d)):
                 out.append("invalid_output")
             elif prob:
                 out.append(prob)
             elif d > self.unfamiliar:
                 out.append("unfamiliar_image")
+            elif s < UNEXPECTED_MASS:
+                out.append("unexpected_class")
             elif p.max() < self.confidence:
                 out.append("low_confidence")
             else:

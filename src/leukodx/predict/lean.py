@@ -5,6 +5,7 @@ temperature and referral thresholds; the unfamiliar-image distance is an output 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +57,13 @@ class OnnxPredictor:
     def probabilities(self, batch_uint8: np.ndarray) -> np.ndarray:
         return self.scores(batch_uint8)[0]
 
-    def predict_paths(self, paths, progress: bool = False, on_row=None) -> tuple[list[Prediction], list[dict]]:
-        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress, on_row)
+    def predict_paths(self, paths, progress: bool = False, on_row=None,
+                      expected: np.ndarray | None = None) -> tuple[list[Prediction], list[dict]]:
+        return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
+                               self.batch_size, progress, on_row)
 
-    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
-        return to_prediction(path, p, d, arr, self.classes, self.referral, self.conformal)
+    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None, expected=None) -> Prediction:
+        return to_prediction(path, p, d, arr, self.classes, self.referral, self.conformal, expected)
 
 
 def check_meta(meta: dict, path, session) -> dict:

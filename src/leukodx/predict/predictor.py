@@ -4,6 +4,7 @@ Bad files never stop a folder run: they are listed with their problem and the re
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ class Predictor:
     def __init__(self, bundle: ModelBundle, batch_size: int = 32, backend: str = "torch", onnx_path=None):
         """backend 'onnx' exports the model to ONNX (or uses `onnx_path`) and runs ONNX Runtime."""
         self.bundle = bundle
+        self.classes, self.referral = bundle.classes, bundle.referral
         self.pre = Preprocess(PreprocessConfig(**bundle.preprocess))
         self.batch_size = batch_size
         if backend == "onnx" and bundle.tree_head is not None:
@@ -57,15 +59,18 @@ class Predictor:
     def probabilities(self, batch_uint8) -> np.ndarray:
         return self.scores(batch_uint8)[0]
 
-    def predict_images(self, images) -> list[Prediction]:
-        """PIL images (already loaded) -> predictions with path ''."""
+    def predict_images(self, images, expected: np.ndarray | None = None) -> list[Prediction]:
+        """PIL images (already loaded) -> predictions with path ''. `expected`: a class mask that limits
+        the answers (leukodx.heads.expected)."""
         arrs = np.stack([self.pre.array(im) for im in images])
         probs, dists = self.scores(arrs)
-        return [self._to_pred("", p, d, a) for p, d, a in zip(probs, dists, arrs)]
+        return [self._to_pred("", p, d, a, expected) for p, d, a in zip(probs, dists, arrs)]
 
-    def predict_paths(self, paths, progress: bool = False, on_row=None) -> tuple[list[Prediction], list[dict]]:
+    def predict_paths(self, paths, progress: bool = False, on_row=None,
+                      expected: np.ndarray | None = None) -> tuple[list[Prediction], list[dict]]:
         """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file."""
-        return predict_batches(paths, self.pre.array, self.scores, self._to_pred, self.batch_size, progress, on_row)
+        return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
+                               self.batch_size, progress, on_row)
 
-    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None) -> Prediction:
-        return to_prediction(path, p, d, arr, self.bundle.classes, self.bundle.referral, self.bundle.conformal())
+    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None, expected=None) -> Prediction:
+        return to_prediction(path, p, d, arr, self.classes, self.referral, self.bundle.conformal(), expected)

@@ -11,6 +11,7 @@ import numpy as np
 from leukodx.data.images import is_image_file, load_image
 from leukodx.data.walk import walk_files
 from leukodx.errors import BadImageError, LeukodxError
+from leukodx.heads.expected import restrict
 from leukodx.heads.image_checks import image_problem
 from leukodx.heads.referral import Referral
 
@@ -25,12 +26,13 @@ class Prediction:
     refer_reason: str | None = None   # one of leukodx.heads.referral.REASONS when refer is true
     unfamiliarity: float = 0.0        # k-NN feature distance to the training images
     prediction_set: list[str] | None = None  # conformal set of classes (None: the model has no conformal fit)
+    expected_classes: list[str] | None = None  # the answer was limited to these (leukodx.heads.expected)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "probability": _num(self.probability),
                 "probabilities": {k: _num(v) for k, v in self.probabilities.items()}, "refer": self.refer,
                 "refer_reason": self.refer_reason, "unfamiliarity": _num(self.unfamiliarity),
-                "prediction_set": self.prediction_set}
+                "prediction_set": self.prediction_set, "expected_classes": self.expected_classes}
 
 
     @classmethod
@@ -39,7 +41,7 @@ class Prediction:
         return cls(d["path"], d["label"], nan if d["probability"] is None else d["probability"],
                    {k: nan if v is None else v for k, v in d["probabilities"].items()}, d["refer"],
                    d.get("refer_reason"), nan if d.get("unfamiliarity") is None else d["unfamiliarity"],
-                   d.get("prediction_set"))
+                   d.get("prediction_set"), d.get("expected_classes"))
 
 
 class Journal:
@@ -135,15 +137,24 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
 
 
 def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray | None, classes: list[str],
-                  referral: Referral, conformal=None) -> Prediction:
+                  referral: Referral, conformal=None, expected: np.ndarray | None = None) -> Prediction:
     """Label, probability, the referral decision with its reason (image checks need `image`) and,
-    with a conformal fit, the set of classes that holds the true one at the fitted coverage."""
+    with a conformal fit, the set of classes that holds the true one at the fitted coverage.
+    `expected` (a mask over the classes, leukodx.heads.expected) limits the answer to those classes."""
+    pset = None if conformal is None else conformal.predict_set(p[None])[0]
+    share = None
+    if expected is not None:
+        p, share = restrict(p[None], expected)
+        p, pset = p[0], None if pset is None else pset & expected
     k = int(np.nan_to_num(p, nan=-1.0).argmax())
+    if pset is not None:
+        pset[k] = True  # never empty: the answer is always in its set
     problem = image_problem(image) if image is not None else None
-    reason = referral.reasons(p[None], np.array([distance]), [problem])[0]
-    pset = None if conformal is None else [c for c, m in zip(classes, conformal.predict_set(p[None])[0]) if m]
+    reason = referral.reasons(p[None], np.array([distance]), [problem], share)[0]
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
-                      reason is not None, reason, float(distance), pset)
+                      reason is not None, reason, float(distance),
+                      None if pset is None else [c for c, m in zip(classes, pset) if m],
+                      None if expected is None else [c for c, m in zip(classes, expected) if m])
 
 
 def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None,

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.expected import expected_mask
 from leukodx.heads.referral import lab_shift_flag
 from leukodx.serve.storage import Case, Image, Review, Store
 
@@ -103,7 +104,14 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
             raise HTTPException(403, f"{who} is a viewer: uploading and reviewing need the reviewer role")
         return who
 
-    def predict_upload(upload: UploadFile, model: str, case_id: int | None, who: str) -> dict:
+    def limit(model: str, classes: str | None):
+        """The mask of the classes an answer is limited to (None: all), or a 422 naming the unknown ones."""
+        try:
+            return expected_mask(classes or None, registry.get(model)[0].classes)
+        except LeukodxError as e:
+            raise HTTPException(422, str(e)) from None
+
+    def predict_upload(upload: UploadFile, model: str, case_id: int | None, who: str, classes: str | None = None) -> dict:
         data = upload.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"upload larger than {MAX_UPLOAD_BYTES // 2**20} MB")
@@ -112,8 +120,9 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         name = Path(upload.filename or "upload").name[:300]  # display only: never used as a path
         path, digest = store.save_upload(data, Path(name).suffix)
         predictor, model_sha = registry.get(model)
+        expected = limit(model, classes)
         with registry.lock:
-            preds, errors = predictor.predict_paths([path])
+            preds, errors = predictor.predict_paths([path], expected=expected)
         if errors:
             raise HTTPException(422, f"{name}: {errors[0]['error']}")
         pred = {**preds[0].to_dict(), "path": name}
@@ -153,9 +162,11 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return {"ok": True, "models": list(registry.paths)}
 
     @app.post("/api/v1/predict")
-    def predict(file: Annotated[UploadFile, File()], model: str = Form("all"), who: str = Depends(reviewer)):
-        """One image -> the prediction JSON `leukodx predict` writes, plus an id and overlay link."""
-        return predict_upload(file, model, None, who)
+    def predict(file: Annotated[UploadFile, File()], model: str = Form("all"), classes: str | None = Form(None),
+                who: str = Depends(reviewer)):
+        """One image -> the prediction JSON `leukodx predict` writes, plus an id and overlay link.
+        `classes`: the answer is limited to these (comma list, as `leukodx predict --classes`)."""
+        return predict_upload(file, model, None, who, classes)
 
     @app.post("/api/v1/cases", status_code=201)
     def create_case(body: CaseIn, who: str = Depends(reviewer)):
@@ -181,10 +192,11 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                     "images": [image_json(i) for i in c.images], "summary": summary(c)}
 
     @app.post("/api/v1/cases/{case_id}/images", status_code=201)
-    def add_image(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(reviewer)):
+    def add_image(case_id: int, file: Annotated[UploadFile, File()], classes: str | None = Form(None),
+                  who: str = Depends(reviewer)):
         with store.session() as s:
             model = get_case(s, case_id).model
-        return predict_upload(file, model, case_id, who)
+        return predict_upload(file, model, case_id, who, classes)
 
     @app.get("/api/v1/images/{image_id}")
     def image_detail(image_id: int, who: str = Depends(user)):
@@ -257,7 +269,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return case_report(case_detail(case_id, who))
 
     @app.post("/api/v1/cases/{case_id}/archive", status_code=201)
-    def add_archive(case_id: int, file: Annotated[UploadFile, File()], who: str = Depends(reviewer)):
+    def add_archive(case_id: int, file: Annotated[UploadFile, File()], classes: str | None = Form(None),
+                    who: str = Depends(reviewer)):
         """A zip of images: unpacked with size, ratio and path limits; each image predicted and stored.
         Files that are not usable images are listed with the reason."""
         import tempfile
@@ -267,6 +280,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         from leukodx.data.walk import walk_files
         with store.session() as s:
             model = get_case(s, case_id).model
+        limit(model, classes)  # refused before anything is unpacked
         with tempfile.TemporaryDirectory(dir=store.root) as tmp:
             z = Path(tmp) / "upload.zip"
             z.write_bytes(file.file.read(MAX_UPLOAD_BYTES + 1))
@@ -282,7 +296,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
             for f in files:
                 try:
                     with open(f, "rb") as fh:
-                        done.append(predict_upload(UploadFile(fh, filename=f.name), model, case_id, who))
+                        done.append(predict_upload(UploadFile(fh, filename=f.name), model, case_id, who, classes))
                 except HTTPException as e:
                     errors.append({"file": f.name, "error": e.detail})
         return {"images": done, "errors": errors}
@@ -328,7 +342,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
 def summary(case: Case) -> dict:
     """Counts per final label: the reviewer's if reviewed, else the model's; a referred image nobody
     reviewed is not counted (it must be checked first). The lab-shift flag warns when many of the
-    case's images look unlike the model's training images (`lab_shift_flag`)."""
+    case's images look unlike the model's training images (`lab_shift_flag`); `limited_to` lists the class
+    limits its answers were given (leukodx.heads.expected)."""
     counts, referred, reviewed = {}, 0, 0
     for img in case.images:
         r = img.review()
@@ -339,5 +354,7 @@ def summary(case: Case) -> dict:
         counts[label] = counts.get(label, 0) + 1
         reviewed += r is not None
     shift = lab_shift_flag([img.prediction.get("refer_reason") for img in case.images])
+    limits = sorted({", ".join(img.prediction["expected_classes"]) for img in case.images
+                     if img.prediction.get("expected_classes")})
     return {"n": len(case.images), "counted": sum(counts.values()), "counts": counts,
-            "referred_unreviewed": referred, "reviewed": reviewed, "lab_shift_flag": shift}
+            "referred_unreviewed": referred, "reviewed": reviewed, "lab_shift_flag": shift, "limited_to": limits}

@@ -29,6 +29,7 @@ def case_pdf(case: dict) -> bytes:
             f"{s['referred_unreviewed']} referred and NOT reviewed (left out of the counts)."),
             ("Final label = the reviewer's where reviewed, else the model's. Model labels are suggestions "
             "for a person to check."),
+            *(w for lim in s.get("limited_to", []) for w in textwrap.wrap(f"Answers limited to: {lim}.", 110)),
             *(textwrap.wrap(f"WARNING: {s['lab_shift_flag']}", 110) if s.get("lab_shift_flag") else []), ""]
     counts = [["label", "images", "share [95% CI]"]] + [[k, str(v), _ci(v, s["counted"])]
                                                          for k, v in sorted(s["counts"].items())]
