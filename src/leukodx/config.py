@@ -73,6 +73,7 @@ class TrainConfig(YamlConfig):
     cell_centre: float = 0.0             # >0: centre the white cell, crop this many nucleus diameters around it
     mask_corner: bool = False            # cover a burned-in scale-bar label (bottom-right corner)
     white_balance: bool = False          # divide each image by its background colour (neutral background)
+    stained_only: bool = False           # whiten all but the stained cells (fields of many cells: ALL)
     augment: str = "seed"
     augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
     mixstyle: float = 0.0                # >0: MixStyle probability in the first 3 stages (training only)

@@ -334,3 +334,24 @@ def test_stained_cells_finds_every_purple_cell_and_no_red_cell():
     assert inside[(30, 90)] and inside[(90, 90)] and not inside[(25, 25)] and not inside[(95, 30)]
     assert abs(m.sum() - 2 * np.pi * 12 ** 2) < 0.15 * 2 * np.pi * 12 ** 2  # the two blasts, whole
     assert not stained_cells(Image.new("RGB", (64, 64), (240, 238, 230))).any()  # a blank field
+
+
+def test_stained_only_whitens_all_but_the_stained_cells_in_colour_and_grayscale():
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig, StainedOnly
+
+    yy, xx = np.mgrid[:120, :120]
+    a = np.full((120, 120, 3), (240, 238, 200), np.uint8)  # yellowish background
+    red, blast = (yy - 30) ** 2 + (xx - 30) ** 2 <= 12 ** 2, (yy - 85) ** 2 + (xx - 80) ** 2 <= 14 ** 2
+    a[red], a[blast] = (200, 170, 175), (120, 70, 180)
+    out = np.asarray(StainedOnly()(Image.fromarray(a)))
+    assert (out[red] == 255).all() and (out[:5, :5] == 255).all()  # red cell and background whitened
+    assert (out[blast] == a[blast]).all()  # the blast untouched, its rim kept by the widening
+    ring = ((yy - 85) ** 2 + (xx - 80) ** 2 <= 16 ** 2) & ~blast
+    assert (out[ring] != 255).any()
+    gray = np.repeat(a.mean(2, keepdims=True).astype(np.uint8), 3, 2)  # no colour: the darkest object stays
+    g = np.asarray(StainedOnly()(Image.fromarray(gray)))
+    assert (g[blast] == gray[blast]).all() and (g[red] == 255).all()
+    blank = Image.new("RGB", (64, 64), (240, 238, 230))
+    assert np.array_equal(np.asarray(StainedOnly()(blank)), np.asarray(blank))  # nothing found: unchanged
+    pre = Preprocess(PreprocessConfig(64, stained_only=True))
+    assert pre.array(Image.fromarray(a)).shape == (64, 64, 3) and pre.to_dict()["stained_only"] is True

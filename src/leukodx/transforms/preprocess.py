@@ -122,6 +122,34 @@ class MaskBackground:
         return Image.fromarray(a)
 
 
+class StainedOnly:
+    """Every pixel but the stained cells (blasts and other white cells: `stained_cells`, widened by
+    `grow` of the image side) becomes white, so the network cannot read the red cells, the background
+    or the slide's look around them. An image without colour (grayscale) keeps its darkest objects
+    (darkest of three Otsu classes); an image where nothing is found is left as it is."""
+
+    def __init__(self, grow: float = 0.02):
+        self.grow = grow
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        from scipy import ndimage
+        from skimage.filters import threshold_multiotsu
+
+        from leukodx.transforms.cell_finder import stained_cells
+
+        a = np.array(img.convert("RGB"))
+        if np.ptp(a.astype(np.int16) - a.mean(2, keepdims=True).astype(np.int16)) > 20:
+            mask = stained_cells(img)
+        else:
+            g = ndimage.gaussian_filter(a.mean(2), 1.5)
+            mask = g < threshold_multiotsu(g, classes=3)[0] if np.ptp(g) > 1 else np.zeros(g.shape, bool)
+        if not mask.any():
+            return img
+        mask = ndimage.binary_dilation(mask, iterations=max(1, round(self.grow * max(a.shape[:2]))))
+        a[~mask] = 255
+        return Image.fromarray(a)
+
+
 @dataclass
 class PreprocessConfig:
     image_size: int = 224
@@ -133,6 +161,7 @@ class PreprocessConfig:
     cell_centre: float = 0.0     # >0: crop a square of this many nucleus diameters around the white cell
     mask_corner: bool = False    # cover a burned-in scale-bar label in the bottom-right corner
     white_balance: bool = False  # divide by the background colour first (neutral background)
+    stained_only: bool = False   # whiten everything but the stained cells (fields with many cells)
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
@@ -158,6 +187,8 @@ class Preprocess:
         if cfg.mask_corner:
             steps.append(MaskCorner())
         steps.append(Resize(cfg.image_size))
+        if cfg.stained_only:
+            steps.append(StainedOnly())
         if cfg.mask_background:
             steps.append(MaskBackground())
         if cfg.gaussian_sigma > 0:
