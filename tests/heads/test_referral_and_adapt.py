@@ -316,6 +316,9 @@ def test_expected_classes_limit_the_answer_and_refer_the_unexpected():
     assert mask.tolist() == [False, True, True] and expected_mask(None, classes) is None
     q, share = restrict(np.array([[0.7, 0.2, 0.1], [0.1, 0.85, 0.05], [0.0, 0.5, 0.5]]), mask)
     assert q[0].tolist() == pytest.approx([0, 2 / 3, 1 / 3]) and share.tolist() == pytest.approx([0.3, 0.9, 1.0])
+    q, share = restrict(np.array([[1.0, 0.0, 0.0], [np.nan, np.nan, np.nan]]), mask)
+    assert q[0].tolist() == [0, 0.5, 0.5] and share[0] == 0 and np.isnan(q[1]).all()
+    assert Referral(0.8, 1.0).reasons(q, np.zeros(2), None, share) == ["unexpected_class", "invalid_output"]
     rule, sets = Referral(0.8, 1.0), ConformalSets(0.1)
     sets.qhat_ = 0.75  # classes with probability >= 0.25 join the set
     mostly_excluded = to_prediction("a", np.array([0.7, 0.2, 0.1]), 0.1, None, classes, rule, sets, mask)

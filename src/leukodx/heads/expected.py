@@ -34,9 +34,11 @@ def expected_mask(spec: str | list[str] | None, classes: list[str]) -> np.ndarra
 
 def restrict(probs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, C) -> (probabilities renormalised over the expected classes, zero elsewhere;
-    the share the expected classes held). No share at all (or NaN) gives NaN probabilities."""
+    the share the expected classes held). A share of exactly zero spreads evenly over the expected
+    classes (and is referred as unexpected_class); NaN stays NaN (invalid_output)."""
     probs = np.asarray(probs, float)
     mass = probs[:, mask].sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(mask, probs, 0.0) / mass[:, None]
+    out[mass == 0] = mask / mask.sum()
     return out, mass

@@ -142,7 +142,10 @@ class StainedOnly:
             mask = stained_cells(img)
         else:
             g = ndimage.gaussian_filter(a.mean(2), 1.5)
-            mask = g < threshold_multiotsu(g, classes=3)[0] if np.ptp(g) > 1 else np.zeros(g.shape, bool)
+            try:
+                mask = g < threshold_multiotsu(g, classes=3)[0]
+            except ValueError:  # too few grey levels for three classes: a blank or two-tone image
+                return img
         if not mask.any():
             return img
         mask = ndimage.binary_dilation(mask, iterations=max(1, round(self.grow * max(a.shape[:2]))))
