@@ -91,7 +91,7 @@ def cmd_smear(a) -> int:
     from leukodx.detect.detector import Detector
     from leukodx.detect.outputs import write_case
     from leukodx.detect.smear import SmearAnalyzer
-    from leukodx.heads.expected import expected_mask
+    from leukodx.heads.expected import expected_mask, expected_names
     from leukodx.predict.predictor import Predictor, collect_images
 
     files, skipped = collect_images(a.target)
@@ -105,7 +105,7 @@ def cmd_smear(a) -> int:
     case.errors += skipped
     d = write_case(case, a.out, analyzer.predictor.bundle.classes, dict(zip(names, files)),
                    {"wbc_model": str(model_path), "detector": str(det_path),
-                    "expected_classes": None if expected is None else [c for c, m in zip(predictor.classes, expected) if m]})
+                    "expected_classes": expected_names(expected, predictor.classes)})
     print(f"{d['fields']} field(s): {d['white_cells_detected']} white cells ({d['white_cells_referred']} referred), "
           f"{sum(f['rbc'] for f in d['per_field'].values())} red cells, "
           f"{sum(f['platelet'] for f in d['per_field'].values())} platelets; scale: {d['scale_note']}")

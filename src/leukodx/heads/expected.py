@@ -32,6 +32,11 @@ def expected_mask(spec: str | list[str] | None, classes: list[str]) -> np.ndarra
     return np.array([c in names for c in classes])
 
 
+def expected_names(mask: np.ndarray | None, classes: list[str]) -> list[str] | None:
+    """The class names a mask keeps, in the model's order (None stays None)."""
+    return None if mask is None else [c for c, m in zip(classes, mask) if m]
+
+
 def restrict(probs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities (N, C) -> (probabilities renormalised over the expected classes, zero elsewhere;
     the share the expected classes held). A share of exactly zero spreads evenly over the expected

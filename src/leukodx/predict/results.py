@@ -11,7 +11,7 @@ import numpy as np
 from leukodx.data.images import is_image_file, load_image
 from leukodx.data.walk import walk_files
 from leukodx.errors import BadImageError, LeukodxError
-from leukodx.heads.expected import restrict
+from leukodx.heads.expected import expected_names, restrict
 from leukodx.heads.image_checks import image_problem
 from leukodx.heads.referral import Referral
 
@@ -154,7 +154,7 @@ def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray |
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
                       reason is not None, reason, float(distance),
                       None if pset is None else [c for c, m in zip(classes, pset) if m],
-                      None if expected is None else [c for c, m in zip(classes, expected) if m])
+                      expected_names(expected, classes))
 
 
 def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None,
