@@ -22,6 +22,6 @@ serve: setup
 	$(BIN)/leukodx serve
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks
 
 .PHONY: setup demo test lint serve

@@ -305,7 +305,7 @@ def test_adapt_with_finetuning_moves_the_body_and_rebuilds_the_reference(fitted,
 def test_expected_classes_limit_the_answer_and_refer_the_unexpected():
     from leukodx.heads.conformal import ConformalSets
     from leukodx.heads.expected import expected_mask, restrict
-    from leukodx.predict.results import to_prediction
+    from leukodx.predict.results import Prediction, to_prediction
 
     classes = ["erythroblast", "lymphocyte", "monocyte"]
     with pytest.raises(LeukodxError, match="unknown to this model: platelet"):
@@ -326,12 +326,15 @@ def test_expected_classes_limit_the_answer_and_refer_the_unexpected():
     assert mostly_excluded.probability == pytest.approx(2 / 3)
     assert mostly_excluded.prediction_set == ["lymphocyte"]  # erythroblast left the set; never empty
     assert mostly_excluded.expected_classes == ["lymphocyte", "monocyte"]
+    assert mostly_excluded.expected_share == pytest.approx(0.3)  # what was left out is kept, and survives JSON
+    assert Prediction.from_dict(json.loads(json.dumps(mostly_excluded.to_dict()))).expected_share == pytest.approx(0.3)
     clear = to_prediction("b", np.array([0.1, 0.85, 0.05]), 0.1, None, classes, rule, sets, mask)
     assert (clear.label, clear.refer) == ("lymphocyte", False) and clear.probability == pytest.approx(0.85 / 0.9)
     far = to_prediction("c", np.array([0.7, 0.2, 0.1]), 2.0, None, classes, rule, None, mask)
     assert far.refer_reason == "unfamiliar_image"  # the more serious reason wins
     unlimited = to_prediction("d", np.array([0.7, 0.2, 0.1]), 0.1, None, classes, rule, sets)
     assert (unlimited.label, unlimited.refer_reason, unlimited.expected_classes) == ("erythroblast", "low_confidence", None)
+    assert unlimited.expected_share is None
 
 
 def test_predict_classes_option_in_torch_onnx_and_cli(fitted, tmp_path):

@@ -174,6 +174,10 @@ def test_a_case_limited_to_a_five_part_differential_says_so(client):
     cell = next((shared("pbc192") / "lymphocyte").iterdir()).read_bytes()
     j = client.post(f"/api/v1/cases/{case['id']}/images", files={"file": ("c.jpg", cell)}, data={"classes": five}).json()
     assert j["expected_classes"] == five.split(",") and j["label"] in five.split(",")
+    assert j["expected_share"] > 0.5 and j["refer_reason"] != "unexpected_class"  # a lymphocyte is expected
+    platelet = min((shared("pbc192") / "platelet").iterdir()).read_bytes()
+    p = client.post(f"/api/v1/cases/{case['id']}/images", files={"file": ("p.jpg", platelet)}, data={"classes": five}).json()
+    assert p["refer_reason"] == "unexpected_class" and p["expected_share"] < 0.5  # the model sees a platelet
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("a.jpg", cell)
@@ -181,8 +185,13 @@ def test_a_case_limited_to_a_five_part_differential_says_so(client):
                       data={"classes": "lymphocyte,blast"})
     assert bad.status_code == 422 and "blast" in bad.text
     detail = client.get(f"/api/v1/cases/{case['id']}").json()
-    assert detail["summary"]["limited_to"] == [five.replace(",", ", ")] and len(detail["images"]) == 1
-    assert "Answers limited to: basophil, eosinophil" in client.get(f"/cases/{case['id']}").text
+    assert detail["summary"]["limited_to"] == [five.replace(",", ", ")] and len(detail["images"]) == 2
+    page = client.get(f"/cases/{case['id']}").text
+    assert "Answers limited to: basophil, eosinophil" in page
+    outside = round(100 * (1 - p["expected_share"]))
+    assert f"{outside}% on classes outside the limit" in page  # the share left out is shown, not only the reason
+    assert ">platelet (outside the limit)</option>" in page and ">lymphocyte</option>" in page
+    assert f"{outside}% on classes outside the limit" in client.get(f"/cases/{case['id']}/report").text
 
 
 def test_users_command_adds_an_account(tmp_path, monkeypatch, capsys):

@@ -27,12 +27,14 @@ class Prediction:
     unfamiliarity: float = 0.0        # k-NN feature distance to the training images
     prediction_set: list[str] | None = None  # conformal set of classes (None: the model has no conformal fit)
     expected_classes: list[str] | None = None  # the answer was limited to these (leukodx.heads.expected)
+    expected_share: float | None = None  # with a limit: the share of the model's probability on those classes
 
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "probability": _num(self.probability),
                 "probabilities": {k: _num(v) for k, v in self.probabilities.items()}, "refer": self.refer,
                 "refer_reason": self.refer_reason, "unfamiliarity": _num(self.unfamiliarity),
-                "prediction_set": self.prediction_set, "expected_classes": self.expected_classes}
+                "prediction_set": self.prediction_set, "expected_classes": self.expected_classes,
+                "expected_share": None if self.expected_share is None else _num(self.expected_share)}  # NaN -> None
 
 
     @classmethod
@@ -41,7 +43,7 @@ class Prediction:
         return cls(d["path"], d["label"], nan if d["probability"] is None else d["probability"],
                    {k: nan if v is None else v for k, v in d["probabilities"].items()}, d["refer"],
                    d.get("refer_reason"), nan if d.get("unfamiliarity") is None else d["unfamiliarity"],
-                   d.get("prediction_set"), d.get("expected_classes"))
+                   d.get("prediction_set"), d.get("expected_classes"), d.get("expected_share"))
 
 
 class Journal:
@@ -154,7 +156,7 @@ def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray |
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
                       reason is not None, reason, float(distance),
                       None if pset is None else [c for c, m in zip(classes, pset) if m],
-                      expected_names(expected, classes))
+                      expected_names(expected, classes), None if share is None else float(share[0]))
 
 
 def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None,
@@ -170,13 +172,14 @@ def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Pa
         # UTF-8; bytes of file names that are not UTF-8 are written as \\xNN escapes
         with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
             w = csv.writer(f)
-            w.writerow(["path", "label", "probability", "refer", "refer_reason", "unfamiliarity", "error"]
-                       + [f"p_{c}" for c in classes])
+            w.writerow(["path", "label", "probability", "refer", "refer_reason", "unfamiliarity", "expected_share",
+                        "error"] + [f"p_{c}" for c in classes])
             for p in preds:
+                share = "" if p.expected_share is None else f"{p.expected_share:.6f}"
                 w.writerow([p.path, p.label, f"{p.probability:.6f}", int(p.refer), p.refer_reason or "",
-                            f"{p.unfamiliarity:.4f}", ""] + [f"{p.probabilities[c]:.6f}" for c in classes])
+                            f"{p.unfamiliarity:.4f}", share, ""] + [f"{p.probabilities[c]:.6f}" for c in classes])
             for e in errors:
-                w.writerow([e["path"], "", "", 1, "unreadable", "", e["error"]] + [""] * len(classes))
+                w.writerow([e["path"], "", "", 1, "unreadable", "", "", e["error"]] + [""] * len(classes))
     else:
         tmp.write_text(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors,
                                    "warnings": warnings or []}, indent=1))

@@ -38,8 +38,11 @@ def case_pdf(case: dict) -> bytes:
         p = "invalid" if im["probability"] is None else f"{im['probability']:.2f}"
         rev = im["review"]["label"] + f" ({im['review']['reviewer']})" if im["review"] else \
             ("NOT REVIEWED" if im["refer"] else "-")
-        rows.append([im["filename"][:40], f"{im['label']} ({p})", (im["refer_reason"] or "-") if im["refer"] else "no",
-                     rev, im["sha256"][:12]])
+        refer = (im["refer_reason"] or "-") if im["refer"] else "no"
+        share = im.get("expected_share")
+        if share is not None and share < 0.995:
+            refer += f" ({100 * (1 - share):.0f}% outside limit)"
+        rows.append([im["filename"][:40], f"{im['label']} ({p})", refer, rev, im["sha256"][:12]])
     buf = io.BytesIO()
     per_page = 30
     with PdfPages(buf) as pdf:
