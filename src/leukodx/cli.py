@@ -348,6 +348,22 @@ def _data_dir(a) -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "leukodx"
 
 
+def serve_models(specs: list[str]) -> dict[str, Path]:
+    """['NAME=PATH', ...] -> {name: model file}, each checked to load now rather than at the first upload."""
+    from leukodx.predict.predictor import Predictor
+    from leukodx.serve.models import check_name
+
+    out = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not path:
+            raise LeukodxError(f"--model {spec!r}: give NAME=PATH")
+        file = resolve_model(path)
+        out[check_name(name)] = file / "model.pt" if file.is_dir() else file
+        Predictor.load(out[name])
+    return out
+
+
 def cmd_serve(a) -> int:
     import os
 
@@ -358,11 +374,12 @@ def cmd_serve(a) -> int:
     if a.host not in ("127.0.0.1", "localhost", "::1") and not token and not Store(data_dir, a.db_url).has_users():
         raise LeukodxError(f"refusing to serve on {a.host} without accounts: add users with `leukodx users add` "
                            "or give --token / LEUKODX_TOKEN (the default 127.0.0.1 needs neither)")
+    models = serve_models(a.model)
     import uvicorn
 
     from leukodx.serve.app import create_app
     print(f"leukodx: serving http://{a.host}:{a.port}/ (API docs /docs); data in {data_dir}", file=sys.stderr)
-    uvicorn.run(create_app(data_dir, a.db_url, token), host=a.host, port=a.port, log_level="warning")
+    uvicorn.run(create_app(data_dir, a.db_url, token, models), host=a.host, port=a.port, log_level="warning")
     return 0
 
 
@@ -565,6 +582,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--data-dir", help="uploads and database (default ~/.local/share/leukodx)")
     sv.add_argument("--db-url", help="SQLAlchemy database URL (default: SQLite in --data-dir), e.g. postgresql://...")
     sv.add_argument("--token", help="access token required by the API and pages (or LEUKODX_TOKEN)")
+    sv.add_argument("--model", action="append", default=[], metavar="NAME=PATH",
+                    help="offer another model file under NAME (repeatable; e.g. one made by `leukodx adapt`)")
     sv.set_defaults(func=cmd_serve)
 
     us = sub.add_parser("users", help="web app accounts: add a reviewer or a viewer")

@@ -217,3 +217,49 @@ def test_a_case_of_another_labs_cells_carries_the_lab_shift_flag(client):
         assert "Images unlike the training data" in client.get(page).text
     assert client.get(f"/api/v1/cases/{case['id']}/report.pdf").status_code == 200
     assert "WARNING: " + flag in client.get(f"/api/v1/cases/{case['id']}/fhir").json()["conclusion"]
+
+
+def test_a_lab_adapts_the_model_from_a_reviewed_case_and_uses_it_for_new_cases(tmp_path):
+    import hashlib
+
+    from leukodx.cli import serve_models
+    from leukodx.errors import LeukodxError
+
+    client = TestClient(create_app(tmp_path / "data"))
+    case = client.post("/api/v1/cases", json={"name": "our lab", "model": "wbc"}).json()
+    cells = [(c, f) for c in ("lymphocyte", "monocyte", "neutrophil") for f in sorted((shared("pbc192") / c).iterdir())[:4]]
+    ids = [client.post(f"/api/v1/cases/{case['id']}/images", files={"file": (f.name, f.read_bytes())}).json()["id"]
+           for _, f in cells]
+    client.post(f"/api/v1/images/{ids[0]}/review", json={"label": "lymphocyte", "reviewer": "dana"})
+    one_class = client.post(f"/api/v1/cases/{case['id']}/adapt", json={"name": "mylab"})
+    assert one_class.status_code == 422 and "at least two classes" in one_class.text
+    for i, (label, _) in zip(ids[1:], cells[1:]):
+        assert client.post(f"/api/v1/images/{i}/review", json={"label": label, "reviewer": "dana"}).status_code == 201
+    assert client.post(f"/api/v1/cases/{case['id']}/adapt", json={"name": "My Lab"}).status_code == 422
+    r = client.post(f"/api/v1/cases/{case['id']}/adapt", json={"name": "mylab"})
+    assert r.status_code == 201, r.text
+    assert r.json()["per_class"] == {"lymphocyte": 4, "monocyte": 4, "neutrophil": 4} and r.json()["source"] == "wbc"
+    assert client.post(f"/api/v1/cases/{case['id']}/adapt", json={"name": "mylab"}).status_code == 409
+    card = client.get(r.json()["card"])
+    assert card.status_code == 200 and f"case {case['id']} (reviewed cells)" in card.text and "12 cells" in card.text
+    assert client.get("/api/v1/models/wbc/card").status_code == 200  # the shipped card too
+    listed = {m["name"]: m for m in client.get("/api/v1/models").json()}
+    assert listed["mylab"]["label"].startswith("mylab: adapted on 12 cells") and listed["mylab"]["five_part"]
+    assert not listed["all"]["five_part"]
+    assert ">mylab: adapted on 12 cells" in client.get("/").text  # offered on the upload page
+    # a restart finds it; a new case with it answers with the adapted file, the shipped one is unchanged
+    again = TestClient(create_app(tmp_path / "data"))
+    new = again.post("/api/v1/cases", json={"name": "next", "model": "mylab"})
+    assert new.status_code == 201
+    j = again.post(f"/api/v1/cases/{new.json()['id']}/images", files={"file": ("x.jpg", cells[0][1].read_bytes())}).json()
+    adapted = tmp_path / "data" / "models" / "mylab.pt"
+    assert j["model"] == "mylab" and j["model_sha256"] == hashlib.sha256(adapted.read_bytes()).hexdigest()
+    assert again.post("/api/v1/cases", json={"name": "x", "model": "nosuch"}).status_code == 422
+    shipped_sha = hashlib.sha256(shipped_model("wbc").read_bytes()).hexdigest()
+    assert client.get(f"/api/v1/images/{ids[0]}").json()["model_sha256"] == shipped_sha != j["model_sha256"]
+    assert [a.action for a in client.app.state.store.audit_rows()].count("adapt") == 1
+    # `leukodx serve --model NAME=PATH`: checked before serving
+    assert serve_models([f"ours={adapted}"]) == {"ours": adapted}
+    for bad in ("ours", f"Bad Name={adapted}", f"ours={tmp_path / 'missing.pt'}"):
+        with pytest.raises((LeukodxError, OSError)):
+            serve_models([bad])

@@ -89,6 +89,7 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         page.wait_for_function("document.querySelectorAll('td.rev').length == 3 && "
                                "document.querySelectorAll('td.rev')[1].textContent.includes('(reviewer)')")
         page.screenshot(path=str(shots / "2_case.png"), full_page=True)
+        case_url = page.url
         assert accessibility_problems(page) == []
         page.click("text=Case report")
         page.wait_for_selector("h1")
@@ -96,6 +97,20 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         assert "Case report: case A" in text and "3 images, 2 reviewed" in text and "Answers limited to" in text
         page.screenshot(path=str(shots / "3_report.png"), full_page=True)
         assert accessibility_problems(page) == []
+        page.goto(case_url)  # adapt the model to this lab from the two reviewed cells, then find it on the upload page
+        assert "2 reviewed" in page.inner_text("main")
+        page.fill("#adapt-name", "ourlab")
+        page.click("#adapt button")
+        page.wait_for_function("document.querySelector('#adapt-status').textContent.startsWith('Saved')", timeout=120_000)
+        assert "adapted on 2 cells" in page.inner_text("#adapt-status")
+        page.screenshot(path=str(shots / "4_adapted.png"), full_page=True)
+        assert accessibility_problems(page) == []
+        page.click("#adapt-status >> text=upload page")
+        page.wait_for_selector("#model")
+        assert "ourlab: adapted on 2 cells" in page.inner_text("#model")
+        page.select_option("#model", "ourlab")
+        assert page.is_visible("#five")  # an adapted WBC model keeps the five-part box
+        page.screenshot(path=str(shots / "5_home_after_adapting.png"), full_page=True)
         page.goto(server + "/login")
         assert accessibility_problems(page) == []
         browser.close()

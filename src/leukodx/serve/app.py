@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import hmac
 import io
-import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -20,16 +19,20 @@ from sqlalchemy import select
 from leukodx.errors import LeukodxError
 from leukodx.heads.expected import expected_mask
 from leukodx.heads.referral import lab_shift_flag
+from leukodx.serve.models import NAME, Models
 from leukodx.serve.storage import Case, Image, Review, Store
 
 MAX_UPLOAD_BYTES = 25 * 1024 * 1024
 MAX_ARCHIVE_BYTES = 500 * 1024 * 1024  # unpacked size of one case archive
-MODELS = ("all", "wbc")
 
 
 class CaseIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
-    model: str = Field(default="wbc", pattern="^(all|wbc)$")
+    model: str = Field(default="wbc", pattern=NAME.pattern)
+
+
+class AdaptIn(BaseModel):
+    name: str = Field(pattern=NAME.pattern, description="name of the new model (1-20 of a-z, 0-9, '-', '_')")
 
 
 class ReviewIn(BaseModel):
@@ -37,30 +40,12 @@ class ReviewIn(BaseModel):
     reviewer: str = Field(min_length=1, max_length=100)
 
 
-class Models:
-    """One Predictor per model name, loaded on first use; calls are serialised (one CPU pool)."""
-
-    def __init__(self, paths: dict[str, Path] | None = None):
-        from leukodx.predict.shipped import resolve_model
-        self.paths = {k: Path(v) for k, v in (paths or {k: resolve_model(k) for k in MODELS}).items()}
-        self._cache, self.lock = {}, threading.Lock()
-
-    def get(self, name: str):
-        if name not in self.paths:
-            raise HTTPException(422, f"unknown model '{name}' (one of {', '.join(self.paths)})")
-        if name not in self._cache:
-            import hashlib
-
-            from leukodx.predict.predictor import Predictor
-            p = self.paths[name]
-            self._cache[name] = (Predictor.load(p), hashlib.sha256(p.read_bytes()).hexdigest())
-        return self._cache[name]
-
-
 def create_app(data_dir: str | Path, db_url: str | None = None, token: str | None = None,
                models: dict[str, Path] | None = None) -> FastAPI:
+    """`models`: extra name -> model file (`leukodx serve --model NAME=PATH`), beside the shipped ones
+    and those adapted in this data folder."""
     store = Store(data_dir, db_url)
-    registry = Models(models)
+    registry = Models(models, store.root / "models")
     app = FastAPI(title="leukodx", version="1", description="Explainable leukemia diagnosis: predict, review, report")
     pages = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -170,6 +155,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
 
     @app.post("/api/v1/cases", status_code=201)
     def create_case(body: CaseIn, who: str = Depends(reviewer)):
+        registry.get(body.model)  # a 422 for a name nobody registered
         with store.session() as s:
             case = Case(name=body.name, model=body.model)
             s.add(case)
@@ -255,6 +241,52 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                                 img.prediction["label"], r.reviewer])
         return PlainTextResponse(buf.getvalue(), media_type="text/csv")
 
+    @app.get("/api/v1/models")
+    def list_models(who: str = Depends(user)):
+        return [registry.describe(name) for name in registry.paths]
+
+    @app.get("/api/v1/models/{name}/card", response_class=PlainTextResponse)
+    def model_card(name: str, who: str = Depends(user)):
+        """The model's card (Markdown): what it was trained or adapted on, and how it scores."""
+        registry.get(name)
+        card = registry.paths[name].with_suffix(".md")
+        if not card.is_file():
+            raise HTTPException(404, f"model '{name}' has no card beside its file")
+        return PlainTextResponse(card.read_text(encoding="utf-8"), media_type="text/markdown")
+
+    @app.post("/api/v1/cases/{case_id}/adapt", status_code=201)
+    def adapt(case_id: int, body: AdaptIn, who: str = Depends(reviewer)):
+        """A new model for this lab: the case's model with its head refit on the case's reviewed cells
+        (`leukodx adapt`, mode head), saved as DATA_DIR/models/NAME.pt with its card; the original is
+        never touched. New cases can then choose it."""
+        from leukodx.data.dataset import DatasetIndex, ImageRecord
+        from leukodx.train.adapt import adapt_model
+
+        if body.name in registry.paths:
+            raise HTTPException(409, f"a model called '{body.name}' exists; choose another name")
+        with store.session() as s:
+            case = get_case(s, case_id)
+            reviewed = [(str(store.root / i.stored), i.review().label) for i in case.images if i.review()]
+            source = case.model
+        classes = sorted({label for _, label in reviewed})
+        if len(classes) < 2:
+            raise HTTPException(422, f"adapting needs reviewed cells of at least two classes; this case has "
+                                     f"{len(reviewed)} reviewed cell(s) of {len(classes)} class(es)")
+        index = DatasetIndex(f"case {case_id} (reviewed cells)", "", classes,
+                             [ImageRecord(path, classes.index(label), f"case{case_id}") for path, label in reviewed])
+        out = store.root / "models" / f"{body.name}.pt"
+        out.parent.mkdir(exist_ok=True)
+        with registry.lock:
+            r = adapt_model(registry.paths[source], index, out, mode="head")
+        registry.add(body.name, out)
+        with store.session() as s:
+            store.audit(s, who, "adapt", case=case_id, model=body.name, source=source, n_images=r["n_images"],
+                        model_sha256=registry.get(body.name)[1])
+            s.commit()
+        return {"model": body.name, "source": source, "n_images": r["n_images"], "per_class": r["per_class"],
+                "out_of_fold_accuracy": r["out_of_fold_accuracy"] if r["out_of_fold_folds"] >= 2 else None,
+                "card": f"/api/v1/models/{body.name}/card"}
+
     @app.get("/api/v1/cases/{case_id}/report.pdf")
     def report_pdf(case_id: int, who: str = Depends(user)):
         """The case report as a PDF to file."""
@@ -317,7 +349,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request, who: str = Depends(user)):
-        return pages.TemplateResponse(request, "index.html", {"title": "leukodx", "cases": list_cases(who)})
+        return pages.TemplateResponse(request, "index.html", {"title": "leukodx", "cases": list_cases(who),
+                                                              "models": list_models(who)})
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse)
     def case_page(request: Request, case_id: int, who: str = Depends(user)):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+ALL_CLASSES = {"Benign", "Early", "Pre", "Pro"}  # the ALL severity model's classes (an adapted copy keeps them)
+
 
 def case_report(case: dict) -> dict:
     from fhir.resources.R4B.diagnosticreport import DiagnosticReport
@@ -20,7 +22,7 @@ def case_report(case: dict) -> dict:
                  f"image sha256 {im['sha256']}; model sha256 {im['model_sha256']}"]
         status = "final" if review or not im["refer"] else "preliminary"
         obs.append(Observation(id=f"image-{im['id']}", status=status,
-                               code={"text": "white cell type" if case["model"] == "wbc" else "ALL severity class"},
+                               code={"text": "ALL severity class" if final in ALL_CLASSES else "white cell type"},
                                valueCodeableConcept={"text": final}, note=[{"text": n} for n in notes]))
     counts = ", ".join(f"{k} {v}" for k, v in sorted(case["summary"]["counts"].items()))
     pending = case["summary"]["referred_unreviewed"]
