@@ -334,9 +334,16 @@ def cmd_adapt(a) -> int:
     from leukodx.data.recipes import load_dataset
     from leukodx.train.adapt import adapt_model
 
-    r = adapt_model(resolve_model(a.model), load_dataset(a.data), a.out, a.mode, a.add_classes, a.seed, not a.quiet)
+    unlabelled = None
+    if a.unlabelled:
+        from leukodx.data.images import is_image_file
+        from leukodx.predict.results import collect_images
+        unlabelled = [f for f in collect_images(a.unlabelled)[0] if is_image_file(f)]
+    r = adapt_model(resolve_model(a.model), load_dataset(a.data), a.out, a.mode, a.add_classes, a.seed, not a.quiet,
+                    unlabelled)
     print(f"adapted on {r['n_images']} cells ({', '.join(f'{k} {v}' for k, v in r['per_class'].items())}); "
-          f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}")
+          f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}"
+          + (f"; self-trained on {r['pseudo_labelled']} of {r['unlabelled']} unlabelled cells" if r["unlabelled"] else ""))
     print(f"model: {r['model']}\ncard: {r['card']}")
     return 0
 
@@ -572,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "head+finetune: then fine-tune every weight on the cells (minutes on a CPU); "
                          "results/adapt.md compares them")
     ad.add_argument("--add-classes", action="store_true", help="add the folder's classes the model does not know")
+    ad.add_argument("--unlabelled", help="a folder of more of the lab's cells without labels: the head is self-trained "
+                                         "on those it is sure of (results/adapt.md)")
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--quiet", action="store_true")
     ad.set_defaults(func=cmd_adapt)

@@ -360,3 +360,33 @@ def test_predict_classes_option_in_torch_onnx_and_cli(fitted, tmp_path):
     rows = json.loads(out.read_text())["predictions"]
     assert rows and all(set(r["expected_classes"]) == {"round", "large"} and r["label"] in ("round", "large") for r in rows)
     assert main(["predict", files[0], "--model", str(tmp_path / "m.pt"), "--classes", "round,lobed"]) == 2
+
+
+def test_self_training_takes_only_confident_cells_of_classes_the_lab_showed(fitted, tmp_path):
+    from leukodx.heads.adapt import PriorLinearHead, self_train
+
+    rng = np.random.default_rng(0)
+    centres = np.array([[4.0, 0], [0, 4.0], [-4.0, -4.0]])
+    labelled = [centres[[0, 0, 1, 1]] + rng.normal(0, 0.3, (4, 2)) for _ in range(2)]  # two views each
+    labels = np.array([0, 0, 1, 1])
+    clear = np.repeat(centres, 5, axis=0) + rng.normal(0, 0.3, (15, 2))   # 5 cells near each centre
+    between = np.array([[2.0, 2.0]])                                       # on the line between classes 0 and 1
+    unlabelled = [np.concatenate([clear, between])] * 2
+    fit = PriorLinearHead(np.zeros((3, 2)), np.zeros(3), prior=1e-3).fit
+    head, n = self_train(fit, labelled, labels, unlabelled, threshold=0.95)
+    # the cells near class 0 and 1 join; class 2 (no labelled cell) and the ambiguous cell do not
+    assert n == 10
+    assert head.predict(clear[:10]).tolist() == [0] * 5 + [1] * 5
+    # through the CLI: the lab's unlabelled folder, the card and the report say what happened
+    b, _, _ = fitted
+    b.save(tmp_path / "src.pt")
+    lab = generate(tmp_path / "lab", n_per_class=4, size=S, seed=6, classes=list(b.classes))
+    more = generate(tmp_path / "more", n_per_class=6, size=S, seed=7, classes=list(b.classes))
+    (Path(more.root) / "round" / "broken.png").write_bytes(b"not an image")  # skipped, not fatal
+    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "st.pt"),
+                 "--unlabelled", more.root, "--quiet"]) == 0
+    report = ModelBundle.load(tmp_path / "st.pt").info["adapted"]
+    assert report["unlabelled"] == 18 and 0 < report["pseudo_labelled"] <= 18
+    assert "Self-training" in (tmp_path / "st.md").read_text()
+    preds, _ = Predictor.load(tmp_path / "st.pt").predict_paths([r.path for r in more.records])
+    assert np.mean([p.label == more.classes[r.label] for p, r in zip(preds, more.records)]) >= 0.8

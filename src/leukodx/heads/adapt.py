@@ -1,7 +1,8 @@
 """Few-shot adaptation to a new lab: refit a linear classifier on frozen pooled features, pulled
 towards the model's own head (an L2 prior), so 5-50 cells per class move it without erasing what it
-knows; a class the lab gave no cells for keeps its original weights. Plus re-estimating batch-norm
-statistics on the lab's images (AdaBN, Li et al. 2016), or fine-tuning every weight on them."""
+knows; a class the lab gave no cells for keeps its original weights. Plus self-training on the lab's
+unlabelled cells, re-estimating batch-norm statistics on the lab's images (AdaBN, Li et al. 2016), or
+fine-tuning every weight on them."""
 from __future__ import annotations
 
 import numpy as np
@@ -53,6 +54,25 @@ class PriorLinearHead(BaseEstimator, ClassifierMixin):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.decision_function(X).argmax(1)
+
+
+def self_train(fit, labelled: list[np.ndarray], labels: np.ndarray, unlabelled: list[np.ndarray],
+               threshold: float = 0.95, rounds: int = 3):
+    """Self-training on a lab's unlabelled cells: `fit(X, y)` -> head; `labelled` / `unlabelled` hold one
+    feature array per view of the same cells. Each round, an unlabelled cell whose view-averaged
+    probability is at least `threshold` for a class the labelled cells show joins the fit with that
+    label (all its views). A cell's confidence is judged over its views together, which sklearn's
+    SelfTrainingClassifier (one row at a time) cannot do. Returns (head, cells pseudo-labelled)."""
+    shown = np.unique(labels)
+    head, n = fit(np.concatenate(labelled), np.tile(labels, len(labelled))), 0
+    for _ in range(rounds):
+        p = np.mean([head.predict_proba(u) for u in unlabelled], 0)
+        keep = (p.max(1) >= threshold) & np.isin(p.argmax(1), shown)
+        n = int(keep.sum())
+        y = np.concatenate([labels, p.argmax(1)[keep]])
+        head = fit(np.concatenate([np.concatenate([f, u[keep]]) for f, u in zip(labelled, unlabelled)]),
+                   np.tile(y, len(labelled)))
+    return head, n
 
 
 @torch.no_grad()

@@ -257,8 +257,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
     @app.post("/api/v1/cases/{case_id}/adapt", status_code=201)
     def adapt(case_id: int, body: AdaptIn, who: str = Depends(reviewer)):
         """A new model for this lab: the case's model with its head refit on the case's reviewed cells
-        (`leukodx adapt`, mode head), saved as DATA_DIR/models/NAME.pt with its card; the original is
-        never touched. New cases can then choose it."""
+        and self-trained on its other cells (`leukodx adapt --unlabelled`), saved as DATA_DIR/models/NAME.pt
+        with its card; the original is never touched. New cases can then choose it."""
         from leukodx.data.dataset import DatasetIndex, ImageRecord
         from leukodx.train.adapt import adapt_model
 
@@ -267,6 +267,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         with store.session() as s:
             case = get_case(s, case_id)
             reviewed = [(str(store.root / i.stored), i.review().label) for i in case.images if i.review()]
+            others = [store.root / i.stored for i in case.images if not i.review()]
             source = case.model
         classes = sorted({label for _, label in reviewed})
         if len(classes) < 2:
@@ -277,13 +278,14 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         out = store.root / "models" / f"{body.name}.pt"
         out.parent.mkdir(exist_ok=True)
         with registry.lock:
-            r = adapt_model(registry.paths[source], index, out, mode="head")
+            r = adapt_model(registry.paths[source], index, out, mode="head", unlabelled=others)
         registry.add(body.name, out)
         with store.session() as s:
             store.audit(s, who, "adapt", case=case_id, model=body.name, source=source, n_images=r["n_images"],
                         model_sha256=registry.get(body.name)[1])
             s.commit()
         return {"model": body.name, "source": source, "n_images": r["n_images"], "per_class": r["per_class"],
+                "unlabelled": r["unlabelled"], "pseudo_labelled": r["pseudo_labelled"],
                 "out_of_fold_accuracy": r["out_of_fold_accuracy"] if r["out_of_fold_folds"] >= 2 else None,
                 "card": f"/api/v1/models/{body.name}/card"}
 

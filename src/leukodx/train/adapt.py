@@ -21,7 +21,7 @@ import torch
 from leukodx.data.class_map import map_classes
 from leukodx.data.dataset import DatasetIndex
 from leukodx.errors import ConfigError, LeukodxError
-from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm, finetune_network
+from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm, finetune_network, self_train
 from leukodx.heads.familiarity import knn_distance
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
@@ -41,9 +41,12 @@ def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
 
 
 def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, mode: str = "head",
-                 prior: float = 1e-3, seed: int = 0, views: int = 8) -> tuple[ModelBundle, dict]:
+                 prior: float = 1e-3, seed: int = 0, views: int = 8,
+                 unlabelled: torch.Tensor | None = None) -> tuple[ModelBundle, dict]:
     """uint8 images (N, 3, S, S) with labels in the bundle's class order -> adapted copy + what was done.
-    `views` (1-8): the head is fitted on this many quarter turns / mirror images of each cell."""
+    `views` (1-8): the head is fitted on this many quarter turns / mirror images of each cell.
+    `unlabelled`: more of the lab's cells, without labels: the head is then self-trained on them
+    (leukodx.heads.adapt.self_train; the temperature still comes from the labelled cells alone)."""
     if mode not in MODES:
         raise ConfigError(f"adapt mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not 1 <= views <= 8:
@@ -70,7 +73,10 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
 
     lin = _classifier(new.model)
     w0, b0 = lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()
-    head = PriorLinearHead(w0, b0, prior).fit(*stacked(np.arange(len(labels))))
+    head, n_pseudo = PriorLinearHead(w0, b0, prior).fit(*stacked(np.arange(len(labels)))), 0
+    if unlabelled is not None and len(unlabelled):
+        u_views = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(unlabelled, views)]
+        head, n_pseudo = self_train(PriorLinearHead(w0, b0, prior).fit, per_view, labels, u_views)
     # temperature from out-of-fold logits: each cell scored by a head that saw none of its views
     counts = np.bincount(labels)
     folds = int(min(5, counts[counts > 0].min()))
@@ -99,7 +105,8 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
               "batchnorm_layers_updated": n_bn, "finetune": FINETUNE if finetuned else None,
               "temperature": temperature,
               "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
-              "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds}
+              "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds,
+              "unlabelled": 0 if unlabelled is None else len(unlabelled), "pseudo_labelled": n_pseudo}
     return new, report
 
 
@@ -121,8 +128,10 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
 
 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
-                add_classes: bool = False, seed: int = 0, progress: bool = False) -> dict:
-    """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it."""
+                add_classes: bool = False, seed: int = 0, progress: bool = False,
+                unlabelled: list[Path] | None = None) -> dict:
+    """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it.
+    `unlabelled`: image files of more of the lab's cells, for self-training (unreadable ones are skipped)."""
     from leukodx.data.torch_dataset import ImageDataset
     from leukodx.transforms.preprocess import Preprocess
 
@@ -145,7 +154,9 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
     if len(ds) == 0:
         raise LeukodxError(f"{index.name}: no readable images to adapt on")
     t0 = time.perf_counter()
-    new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed)
+    pre = Preprocess(PreprocessConfig(**bundle.preprocess))
+    u_images = _readable(unlabelled, pre) if unlabelled else None
+    new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images)
     files = sorted(mapped.key(r) for r in ds.records)
     report.update({"source_model": str(src_file), "source_sha256": hashlib.sha256(src_file.read_bytes()).hexdigest(),
                    "data": str(index.root or index.name), "added_classes": unknown, "unreadable_files": ds.bad,
@@ -156,6 +167,19 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
     card = out.with_suffix(".md")
     card.write_text(adapt_card(new, report))
     return {**report, "model": str(out), "card": str(card)}
+
+
+def _readable(paths: list[Path], pre) -> torch.Tensor:
+    from leukodx.data.images import load_image
+    from leukodx.errors import BadImageError
+
+    out = []
+    for p in paths:
+        try:
+            out.append(pre(load_image(p)))
+        except BadImageError:
+            continue
+    return torch.stack(out) if out else torch.zeros((0, 3, pre.cfg.image_size, pre.cfg.image_size), dtype=torch.uint8)
 
 
 def _with_classes(bundle: ModelBundle, names: list[str]) -> ModelBundle:
@@ -196,6 +220,9 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
             f"; every view of the lab's cells added to the unfamiliar-image reference, its threshold "
             f"{report['unfamiliar_threshold'][0]:.4f} -> {report['unfamiliar_threshold'][1]:.4f} (the lab's cells, "
             "each scored without its own views)." if math.isfinite(report["unfamiliar_threshold"][1]) else ".")),
+        *([(f"- Self-training: {report['pseudo_labelled']} of {report['unlabelled']} unlabelled cells of the lab joined "
+            "the head's fit with the label it gave them (view-averaged probability >= 0.95, a class the labelled cells "
+            "show; 3 rounds).")] if report.get("unlabelled") else []),
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
