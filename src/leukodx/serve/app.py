@@ -262,8 +262,6 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         from leukodx.data.dataset import DatasetIndex, ImageRecord
         from leukodx.train.adapt import adapt_model
 
-        if body.name in registry.paths:
-            raise HTTPException(409, f"a model called '{body.name}' exists; choose another name")
         with store.session() as s:
             case = get_case(s, case_id)
             reviewed = [(str(store.root / i.stored), i.review().label) for i in case.images if i.review()]
@@ -277,9 +275,11 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                              [ImageRecord(path, classes.index(label), f"case{case_id}") for path, label in reviewed])
         out = store.root / "models" / f"{body.name}.pt"
         out.parent.mkdir(exist_ok=True)
-        with registry.lock:
+        with registry.lock:  # one adaptation at a time; the name is checked and taken under the lock
+            if body.name in registry.paths or out.exists():
+                raise HTTPException(409, f"a model called '{body.name}' exists; choose another name")
             r = adapt_model(registry.paths[source], index, out, mode="head", unlabelled=others)
-        registry.add(body.name, out)
+            registry.add(body.name, out)
         with store.session() as s:
             store.audit(s, who, "adapt", case=case_id, model=body.name, source=source, n_images=r["n_images"],
                         model_sha256=registry.get(body.name)[1])
