@@ -383,6 +383,8 @@ def test_self_training_takes_only_confident_cells_of_classes_the_lab_showed(fitt
     lab = generate(tmp_path / "lab", n_per_class=4, size=S, seed=6, classes=list(b.classes))
     more = generate(tmp_path / "more", n_per_class=6, size=S, seed=7, classes=list(b.classes))
     (Path(more.root) / "round" / "broken.png").write_bytes(b"not an image")  # skipped, not fatal
+    for name in ("blank", "noise"):  # the image checks keep them out (unreadable, not_a_cell)
+        (Path(more.root) / "round" / f"{name}.png").write_bytes(made_up(tmp_path)[name].read_bytes())
     assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "st.pt"),
                  "--unlabelled", more.root, "--quiet"]) == 0
     report = ModelBundle.load(tmp_path / "st.pt").info["adapted"]

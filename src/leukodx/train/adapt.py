@@ -170,15 +170,19 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
 
 
 def _readable(paths: list[Path], pre) -> torch.Tensor:
+    """The files that decode and pass the image checks (a blank or a non-cell must not be pseudo-labelled)."""
     from leukodx.data.images import load_image
     from leukodx.errors import BadImageError
+    from leukodx.heads.image_checks import image_problem
 
     out = []
     for p in paths:
         try:
-            out.append(pre(load_image(p)))
+            a = pre.array(load_image(p))
         except BadImageError:
             continue
+        if image_problem(a) is None:
+            out.append(torch.from_numpy(a).permute(2, 0, 1))
     return torch.stack(out) if out else torch.zeros((0, 3, pre.cfg.image_size, pre.cfg.image_size), dtype=torch.uint8)
 
 
