@@ -73,10 +73,12 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
 
     lin = _classifier(new.model)
     w0, b0 = lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()
-    head, n_pseudo = PriorLinearHead(w0, b0, prior).fit(*stacked(np.arange(len(labels)))), 0
+    fit = PriorLinearHead(w0, b0, prior).fit
     if unlabelled is not None and len(unlabelled):
         u_views = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(unlabelled, views)]
-        head, n_pseudo = self_train(PriorLinearHead(w0, b0, prior).fit, per_view, labels, u_views)
+        head, n_pseudo = self_train(fit, per_view, labels, u_views)
+    else:
+        head, n_pseudo = fit(*stacked(np.arange(len(labels)))), 0
     # temperature from out-of-fold logits: each cell scored by a head that saw none of its views
     counts = np.bincount(labels)
     folds = int(min(5, counts[counts > 0].min()))
@@ -131,7 +133,8 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
                 add_classes: bool = False, seed: int = 0, progress: bool = False,
                 unlabelled: list[Path] | None = None) -> dict:
     """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it.
-    `unlabelled`: image files of more of the lab's cells, for self-training (unreadable ones are skipped)."""
+    `unlabelled`: image files of more of the lab's cells, for self-training (files that do not decode or
+    fail the image checks are skipped)."""
     from leukodx.data.torch_dataset import ImageDataset
     from leukodx.transforms.preprocess import Preprocess
 
@@ -150,11 +153,11 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
     if unknown:
         bundle = _with_classes(bundle, unknown)
     mapped, _ = map_classes(index, bundle.classes)
-    ds = ImageDataset(mapped, Preprocess(PreprocessConfig(**bundle.preprocess)), progress=progress)
+    pre = Preprocess(PreprocessConfig(**bundle.preprocess))
+    ds = ImageDataset(mapped, pre, progress=progress)
     if len(ds) == 0:
         raise LeukodxError(f"{index.name}: no readable images to adapt on")
     t0 = time.perf_counter()
-    pre = Preprocess(PreprocessConfig(**bundle.preprocess))
     u_images = _readable(unlabelled, pre) if unlabelled else None
     new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images)
     files = sorted(mapped.key(r) for r in ds.records)
