@@ -20,7 +20,7 @@ from leukodx.data.recipes import lab_of, load_dataset
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.selective import selective_summary
-from leukodx.heads.expected import expected_mask, restrict
+from leukodx.heads.expected import FIVE_PART, expected_mask, restrict
 from leukodx.models.artifact import ModelBundle
 from leukodx.train.adapt import FINETUNE, adapt_bundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
@@ -29,7 +29,6 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--model", default="src/leukodx/shipped/wbc_type.pt")
 ap.add_argument("--draws", type=int, default=10)
 ap.add_argument("--shots", default="5,10,20")
-FIVE_PART = "basophil,eosinophil,lymphocyte,monocyte,neutrophil"  # as `leukodx predict --classes`
 LIMITED = "+ --classes five-part"
 SELF = "head, 8 views, self-training"
 METHODS = {"head": ("head", 1), "bn+head": ("bn+head", 1), "head, 8 views": ("head", 8), SELF: ("head", 8),

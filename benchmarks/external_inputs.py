@@ -22,14 +22,13 @@ from leukodx.data.splits import make_split
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.robustness import accuracy_ci
 from leukodx.evaluate.selective import selective_summary
-from leukodx.heads.expected import expected_mask, restrict
+from leukodx.heads.expected import FIVE_PART, expected_mask, restrict
 from leukodx.models.artifact import ModelBundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 from leukodx.transforms.shifts import build_shift
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE_CLASSES = ("neutrophil", "lymphocyte", "monocyte")  # one PBC image each: its first file
-FIVE_PART = "basophil,eosinophil,lymphocyte,monocyte,neutrophil"  # a normal blood differential's white cells
 OWN = "pbc test, five classes"  # the model's own lab: what the limit costs or gives there
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from leukodx.errors import LeukodxError
 
 UNEXPECTED_MASS = 0.5  # refer when the expected classes hold less than this share of the probability
+FIVE_PART = "basophil,eosinophil,lymphocyte,monocyte,neutrophil"  # the white cells of a normal blood differential
+SHOWN_SHARE = 0.95  # pages and reports show the share outside a limit when the expected classes hold less than this
 
 
 def expected_mask(spec: str | list[str] | None, classes: list[str]) -> np.ndarray | None:
@@ -47,3 +49,9 @@ def restrict(probs: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarra
         out = np.where(mask, probs, 0.0) / mass[:, None]
     out[mass == 0] = mask / mask.sum()
     return out, mass
+
+
+def outside_percent(share: float | None) -> int | None:
+    """The percent of the probability outside a limit, where pages should show it (None: no limit, or too
+    little to matter)."""
+    return None if share is None or share >= SHOWN_SHARE else round(100 * (1 - share))

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from leukodx.errors import LeukodxError
-from leukodx.heads.expected import expected_mask
+from leukodx.heads.expected import FIVE_PART, expected_mask, outside_percent
 from leukodx.heads.referral import lab_shift_flag
 from leukodx.serve.models import NAME, Models
 from leukodx.serve.storage import Case, Image, Review, Store
@@ -127,6 +127,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                 "model": img.model, "model_sha256": img.model_sha256, **img.prediction, "path": img.filename,
                 "review": None if r is None else {"label": r.label, "reviewer": r.reviewer,
                                                   "at": r.created.isoformat()},
+                "outside_limit": outside_percent(img.prediction.get("expected_share")),
                 "overlay": f"/api/v1/images/{img.id}/overlay.png", "file": f"/api/v1/images/{img.id}/file"}
 
     def get_image(s, image_id: int) -> Image:
@@ -352,7 +353,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request, who: str = Depends(user)):
         return pages.TemplateResponse(request, "index.html", {"title": "leukodx", "cases": list_cases(who),
-                                                              "models": list_models(who)})
+                                                              "models": list_models(who), "five_part": FIVE_PART})
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse)
     def case_page(request: Request, case_id: int, who: str = Depends(user)):

@@ -10,10 +10,10 @@ from pathlib import Path
 from fastapi import HTTPException
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.expected import FIVE_PART
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")  # fits the database's model column (20 characters)
 SHIPPED = {"wbc": "White-cell type (8 PBC classes)", "all": "ALL severity (Benign / Early / Pre / Pro)"}
-FIVE_PART = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
 
 
 def check_name(name: str) -> str:
@@ -28,8 +28,8 @@ class Models:
     def __init__(self, extra: dict[str, Path] | None = None, folder: Path | None = None):
         from leukodx.predict.shipped import resolve_model
 
-        self.folder = folder
-        self.paths = {k: resolve_model(k) for k in SHIPPED}
+        self.shipped = {k: resolve_model(k) for k in SHIPPED}
+        self.paths = dict(self.shipped)
         found = sorted(folder.glob("*.pt")) if folder and folder.is_dir() else []
         self.paths.update({p.stem: p for p in found if NAME.fullmatch(p.stem)})
         for name, path in (extra or {}).items():
@@ -52,13 +52,9 @@ class Models:
         """What the upload page shows: a label, and whether the five-part differential box applies."""
         predictor = self.get(name)[0]
         adapted = predictor.bundle.info.get("adapted")
-        label = SHIPPED.get(name) if self.paths[name] == self._shipped(name) else None
-        if label is None:
+        if self.paths[name] == self.shipped.get(name):
+            label = SHIPPED[name]
+        else:
             label = f"{name}: " + (f"adapted on {adapted['n_images']} cells from {adapted['data']}" if adapted
                                    else f"{len(predictor.classes)} classes ({self.paths[name].name})")
-        return {"name": name, "label": label, "five_part": set(FIVE_PART) <= set(predictor.classes)}
-
-    @staticmethod
-    def _shipped(name: str) -> Path | None:
-        from leukodx.predict.shipped import resolve_model
-        return resolve_model(name) if name in SHIPPED else None
+        return {"name": name, "label": label, "five_part": set(FIVE_PART.split(",")) <= set(predictor.classes)}

@@ -39,9 +39,8 @@ def case_pdf(case: dict) -> bytes:
         rev = im["review"]["label"] + f" ({im['review']['reviewer']})" if im["review"] else \
             ("NOT REVIEWED" if im["refer"] else "-")
         refer = (im["refer_reason"] or "-") if im["refer"] else "no"
-        share = im.get("expected_share")
-        if share is not None and share < 0.95:  # a few percent outside is noise
-            refer += f" ({100 * (1 - share):.0f}% outside limit)"
+        if im.get("outside_limit") is not None:
+            refer += f" ({im['outside_limit']}% outside limit)"
         rows.append([im["filename"][:40], f"{im['label']} ({p})", refer, rev, im["sha256"][:12]])
     buf = io.BytesIO()
     per_page = 30
