@@ -69,6 +69,24 @@ def test_reasons_fire_on_made_up_inputs_and_not_on_known_cells(fitted, tmp_path)
     assert np.mean([p.label == index.classes[r.label] for p, r in zip(cells, index.records[1::8])]) >= 0.8
 
 
+def test_not_a_cell_refuses_objects_no_blood_stain_colours_and_keeps_stained_cells_in_any_light():
+    from leukodx.heads.image_checks import image_problem
+
+    def disc(fg, bg=(235, 218, 205), lamp=(1.0, 1.0, 1.0)):
+        im = Image.new("RGB", (96, 96), bg)
+        ImageDraw.Draw(im).ellipse((30, 30, 66, 66), fill=fg)
+        return (np.asarray(im, np.float32) * lamp).clip(0, 255).astype(np.uint8)
+
+    purple = disc((95, 45, 135))
+    assert image_problem(purple) is None
+    assert image_problem(disc((95, 45, 135), lamp=(1.0, 0.95, 0.7))) is None  # a yellow lamp: still a stain
+    assert image_problem(disc((95, 45, 135), lamp=(0.75, 0.85, 1.0))) is None  # a blue one
+    assert image_problem(np.repeat(purple.mean(2, keepdims=True), 3, 2).astype(np.uint8)) is None  # grayscale
+    assert image_problem(disc((110, 70, 40))) == "not_a_cell"   # brown: coffee, wood, a cat
+    assert image_problem(disc((60, 140, 60))) == "not_a_cell"   # green
+    assert image_problem(disc((200, 170, 30))) == "not_a_cell"  # yellow
+
+
 def test_invalid_output_is_always_referred():
     rule = Referral(0.8, 0.3)
     probs = np.array([[np.nan, np.nan], [0.95, 0.05], [0.6, 0.4], [0.99, 0.01]])

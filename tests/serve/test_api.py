@@ -250,7 +250,10 @@ def test_a_lab_adapts_the_model_from_a_reviewed_case_and_uses_it_for_new_cases(t
     assert listed["mylab"]["label"].startswith("mylab: adapted on 12 cells") and listed["mylab"]["five_part"]
     assert not listed["all"]["five_part"]
     assert ">mylab: adapted on 12 cells" in client.get("/").text  # offered on the upload page
-    # a restart finds it; a new case with it answers with the adapted file, the shipped one is unchanged
+    # a restart finds it (and a copy, `spare`); a new case with it answers with the adapted file, the shipped one is unchanged
+    models = tmp_path / "data" / "models"
+    for ext in (".pt", ".md"):
+        (models / f"spare{ext}").write_bytes((models / f"mylab{ext}").read_bytes())
     again = TestClient(create_app(tmp_path / "data"))
     new = again.post("/api/v1/cases", json={"name": "next", "model": "mylab"})
     assert new.status_code == 201
@@ -261,6 +264,22 @@ def test_a_lab_adapts_the_model_from_a_reviewed_case_and_uses_it_for_new_cases(t
     shipped_sha = hashlib.sha256(shipped_model("wbc").read_bytes()).hexdigest()
     assert client.get(f"/api/v1/images/{ids[0]}").json()["model_sha256"] == shipped_sha != j["model_sha256"]
     assert [a.action for a in client.app.state.store.audit_rows()].count("adapt") == 1
+    # deleting: only a model adapted here, and only while nothing has used it
+    used = again.delete("/api/v1/models/mylab")
+    assert used.status_code == 409 and f"case {new.json()['id']}" in used.json()["detail"] and adapted.exists()
+    assert again.delete("/api/v1/models/wbc").status_code == 409 and shipped_model("wbc").exists()
+    assert again.delete("/api/v1/models/nosuch").status_code == 404
+    assert again.delete("/api/v1/models/spare").status_code == 204
+    assert not (models / "spare.pt").exists() and not (models / "spare.md").exists()
+    assert "spare" not in {m["name"] for m in again.get("/api/v1/models").json()}
+    assert again.post("/api/v1/cases", json={"name": "y", "model": "spare"}).status_code == 422
+    assert [a.action for a in again.app.state.store.audit_rows()].count("delete_model") == 1
+    # a name being adapted is taken until the adaptation ends; a failed one frees it
+    registry = again.app.state.registry
+    registry.reserve("pending")
+    assert again.post(f"/api/v1/cases/{case['id']}/adapt", json={"name": "pending"}).status_code == 409
+    registry.finish("pending", made=False)
+    assert registry.reserve("pending") == models / "pending.pt" and "pending" not in registry.paths
     # `leukodx serve --model NAME=PATH`: checked before serving
     assert serve_models([f"ours={adapted}"]) == {"ours": adapted}
     for bad in ("ours", f"Bad Name={adapted}", f"ours={tmp_path / 'missing.pt'}"):

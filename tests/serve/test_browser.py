@@ -111,6 +111,11 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         page.select_option("#model", "ourlab")
         assert page.is_visible("#five")  # an adapted WBC model keeps the five-part box
         page.screenshot(path=str(shots / "5_home_after_adapting.png"), full_page=True)
+        assert accessibility_problems(page) == []
+        page.once("dialog", lambda d: d.accept())  # nothing has used it yet, so it can be deleted
+        page.click("text=Delete ourlab")
+        page.wait_for_function("!document.querySelector('#model').textContent.includes('ourlab')")
+        assert "Models adapted here" not in page.inner_text("main")
         page.goto(server + "/login")
         assert accessibility_problems(page) == []
         browser.close()

@@ -1,27 +1,43 @@
 """Image checks behind two referral reasons, on the preprocessed image (numpy, no torch):
 `unreadable` - blank, or nearly all pixels burnt out or black;
-`not_a_cell` - no stained dark object at all, or a noise-like texture (fine detail far above any
-stained smear's). A grayscale cell passes: the nucleus is found by darkness.
-Text, photos of other things and other labs' cells are left to the feature-distance check
-(`unfamiliar_image`), which separates them far better than image statistics do
-(results/referral_scores.md). The thresholds below flagged none of 600 real cells from PBC,
-Taleqani and wbc_external, in colour or grayscale (a check run while writing them; the referral
-rows of the robustness tables show what they do on whole test sides)."""
+`not_a_cell` - no stained dark object at all, a noise-like texture (fine detail far above any
+stained smear's), or a darkest object coloured unlike any stain for blood cells (it absorbs blue
+light more than green: brown, orange, yellow or green things such as a cup of coffee or a cat).
+A grayscale cell passes: the nucleus is found by darkness, and gray has no hue to judge.
+Grayscale text and photos are left to the feature-distance check (`unfamiliar_image`), which
+separates them far better than image statistics do (results/referral_scores.md). On the real
+cells of results/image_checks.md (all of PBC, Taleqani and wbc_external, and samples of each under
+every shift of leukodx.transforms.shifts; `python benchmarks/image_checks.py`) `not_a_cell` fires
+on none; `unreadable` on 2 of 200 under Macenko normalisation (tecom; Taleqani), which burns them out."""
 from __future__ import annotations
 
 import numpy as np
 from PIL import Image
 
-from leukodx.transforms.cell_finder import has_nucleus, shrink
+from leukodx.transforms.cell_finder import darkest_object, shrink
+
+# Romanowsky and haematoxylin stains colour a nucleus purple or blue: it absorbs green light most and
+# blue least, so its blue share of the optical density is negative (real cells: -0.12 or lower, -0.04
+# on Taleqani fields under Macenko normalisation). Brown, yellow and green things: 0.1-0.5.
+MAX_BLUE_SHARE = 0.06
+
+
+def blue_share(small: Image.Image, mask: np.ndarray) -> float:
+    """(OD blue - OD green) / total OD of the masked pixels, the optical density taken against the
+    image's own bright background (its 95th percentile per channel), so a lamp's colour cast cancels."""
+    a = np.asarray(small.convert("RGB"), np.float32)
+    white = np.percentile(a.reshape(-1, 3), 95, axis=0) + 1
+    od = (-np.log(np.clip(a[mask], 1, None) / white)).clip(0, None).mean(0)
+    return float((od[2] - od[1]) / (od.sum() + 1e-6))
 
 
 def image_problem(arr: np.ndarray) -> str | None:
-    """uint8 (H, W, 3) -> 'unreadable', 'not_a_cell' or None. A noise-like texture has no nucleus
-    (`has_nucleus` checks the fine detail itself)."""
-    small = shrink(Image.fromarray(np.asarray(arr, dtype=np.uint8)), 64)  # both checks run on a 64-px copy
+    """uint8 (H, W, 3) -> 'unreadable', 'not_a_cell' or None."""
+    small = shrink(Image.fromarray(np.asarray(arr, dtype=np.uint8)), 64)  # every check runs on a 64-px copy
     g = np.asarray(small.convert("L"), np.float32)
     if g.std() < 4 or ((g < 8) | (g > 247)).mean() > 0.9:
         return "unreadable"
-    if not has_nucleus(small):
+    core = darkest_object(small)
+    if core is None or blue_share(small, core) > MAX_BLUE_SHARE:
         return "not_a_cell"
     return None

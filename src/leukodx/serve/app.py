@@ -156,8 +156,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
 
     @app.post("/api/v1/cases", status_code=201)
     def create_case(body: CaseIn, who: str = Depends(reviewer)):
-        registry.get(body.model)  # a 422 for a name nobody registered
-        with store.session() as s:
+        with registry.lock, store.session() as s:  # a model is never deleted between this check and the case
+            registry.get(body.model)  # a 422 for a name nobody registered
             case = Case(name=body.name, model=body.model)
             s.add(case)
             s.flush()
@@ -255,6 +255,24 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
             raise HTTPException(404, f"model '{name}' has no card beside its file")
         return PlainTextResponse(card.read_text(encoding="utf-8"), media_type="text/markdown")
 
+    def used_by(name: str) -> str:
+        """'cases 2, 5 and 3 images' (or '') for the cases and single images a model answered."""
+        with store.session() as s:
+            cases = s.scalars(select(Case.id).where(Case.model == name)).all()
+            loose = len(s.scalars(select(Image.id).where(Image.model == name, Image.case_id.is_(None))).all())
+        parts = ([("case " if len(cases) == 1 else "cases ") + ", ".join(map(str, cases))] if cases else []) + \
+            ([f"{loose} image(s) outside cases"] if loose else [])
+        return " and ".join(parts)
+
+    @app.delete("/api/v1/models/{name}", status_code=204)
+    def delete_model(name: str, who: str = Depends(reviewer)):
+        """Delete a model adapted here, with its card, while no case or image has used it."""
+        registry.remove(name, used_by)
+        with store.session() as s:
+            store.audit(s, who, "delete_model", model=name)
+            s.commit()
+        return Response(status_code=204)
+
     @app.post("/api/v1/cases/{case_id}/adapt", status_code=201)
     def adapt(case_id: int, body: AdaptIn, who: str = Depends(reviewer)):
         """A new model for this lab: the case's model with its head refit on the case's reviewed cells
@@ -274,13 +292,11 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                                      f"{len(reviewed)} reviewed cell(s) of {len(classes)} class(es)")
         index = DatasetIndex(f"case {case_id} (reviewed cells)", "", classes,
                              [ImageRecord(path, classes.index(label), f"case{case_id}") for path, label in reviewed])
-        out = store.root / "models" / f"{body.name}.pt"
-        out.parent.mkdir(exist_ok=True)
-        with registry.lock:  # one adaptation at a time; the name is checked and taken under the lock
-            if body.name in registry.paths or out.exists():
-                raise HTTPException(409, f"a model called '{body.name}' exists; choose another name")
+        out = registry.reserve(body.name)  # the name is taken now; uploads go on while it adapts
+        try:
             r = adapt_model(registry.paths[source], index, out, mode="head", unlabelled=others)
-            registry.add(body.name, out)
+        finally:
+            registry.finish(body.name, made=out.exists())
         with store.session() as s:
             store.audit(s, who, "adapt", case=case_id, model=body.name, source=source, n_images=r["n_images"],
                         model_sha256=registry.get(body.name)[1])
@@ -371,7 +387,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
     def leukodx_error(_, e: LeukodxError):
         return Response(str(e), status_code=422)
 
-    app.state.store = store
+    app.state.store, app.state.registry = store, registry
     return app
 
 

@@ -61,9 +61,18 @@ def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
 
 
 def has_nucleus(img: Image.Image, work_size: int = 64) -> bool:
-    """Whether `find_nucleus` would find one, without building its mask (the `not_a_cell` check)."""
-    small = shrink(img, work_size)
-    return fine_detail(small) <= MAX_FINE_DETAIL and _candidates(small) is not None
+    """Whether `find_nucleus` would find one, without building its mask."""
+    return darkest_object(shrink(img, work_size)) is not None
+
+
+def darkest_object(img: Image.Image) -> np.ndarray | None:
+    """The mask of the darkest stained object (the core `find_nucleus` starts from), or None where
+    `find_nucleus` finds nothing (noise-like texture, nothing stained enough). Used by the
+    `not_a_cell` check on a 64-px copy."""
+    if fine_detail(img) > MAX_FINE_DETAIL or (found := _candidates(img)) is None:
+        return None
+    lab, best = _pieces(*found)
+    return lab == best
 
 
 def _candidates(img: Image.Image):
@@ -84,6 +93,14 @@ def _candidates(img: Image.Image):
     return (dark, t, cand) if cand.any() else None
 
 
+def _pieces(dark, t, cand) -> tuple[np.ndarray, int]:
+    """Labelled candidate pieces and the label of the one holding most darkness above the threshold."""
+    from scipy import ndimage
+
+    lab, n = ndimage.label(cand)
+    return lab, 1 + int(np.argmax(ndimage.sum(dark - t, lab, range(1, n + 1))))
+
+
 def _find(img: Image.Image) -> Nucleus:
     from scipy import ndimage
 
@@ -92,9 +109,7 @@ def _find(img: Image.Image) -> Nucleus:
     if found is None:
         return Nucleus(np.zeros((h, w), bool), (w / 2, h / 2), 0.0, False)
     dark, t, cand = found
-    lab, n = ndimage.label(cand)
-    mass = ndimage.sum(dark - t, lab, range(1, n + 1))
-    best = 1 + int(np.argmax(mass))
+    lab, best = _pieces(dark, t, cand)
     core = lab == best
     d_core = 2 * np.sqrt(core.sum() / np.pi)
     # lobes: pieces whose nearest pixel is within half a nucleus diameter of the main piece
