@@ -49,6 +49,8 @@ TABLES = {
                                           ("ResNet-50", "resnet50", {}), ("ResNet-101", "resnet101", {})]),
     "ddrnet_ablation_pbc4": ("pbc4", "ddrnet", {}, [(f"DDRNet {v}", "ddrnet", {} if v == "full" else {"variant": v})
                                                      for v in VARIANTS]),
+    "ddrnet_ablation_taleqani": ("taleqani_all", "ddrnet", {}, [(f"DDRNet {v}", "ddrnet", {} if v == "full" else
+                                                                 {"variant": v}) for v in VARIANTS]),
     "ddrnet_taleqani": ("taleqani_all", "ddrnet", {}, [("DDRNet (full)", "ddrnet", {}), ("ResNet-18", "resnet18", {}),
                                                        ("ResNet-50", "resnet50", {}), ("ResNet-101", "resnet101", {})]),
     "classic_pbc": ("pbc", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}), ("ResNet-34", "resnet34", {}),
@@ -70,6 +72,7 @@ TITLES = {
     "ddrnet_pbc4": "DDRNet vs ResNets, PBC 4 WBC types (paper Tables 4-5 form)",
     "ddrnet_ablation_pbc4": "DDRNet ablation, PBC 4 WBC types (paper Table 6 form)",
     "ddrnet_taleqani": "DDRNet vs ResNets on taleqani_all (4 ALL classes)",
+    "ddrnet_ablation_taleqani": "DDRNet ablation, taleqani_all (4 ALL classes; paper Table 6 form)",
     "classic_pbc": "Classic CNN pipeline, PBC 8 WBC types (Sudhakar et al. form)",
     "classic_taleqani_all": "Classic CNN pipeline, taleqani_all (Sudhakar et al. form)",
     "classic_pbc_colour": "Controls: the classic Conv2D CNN on PBC 8 types without the classic preprocessing, "
