@@ -307,17 +307,20 @@ def test_white_balance_makes_the_background_neutral_and_keeps_the_cell_darker():
     assert np.abs(same.astype(int) - grey).max() <= 1
 
 
-def test_has_nucleus_answers_as_find_nucleus_does():
-    from leukodx.transforms.cell_finder import find_nucleus, has_nucleus, shrink
+def test_darkest_object_answers_as_find_nucleus_does():
+    from leukodx.transforms.cell_finder import darkest_object, find_nucleus, shrink
 
     rng = np.random.default_rng(4)
     images = [cell(size=s, r=r) for s, r in ((64, 8), (128, 20), (160, 30))] + [
         Image.new("RGB", (96, 96), (235, 215, 200)),  # blank background
         Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)),  # noise
         Image.fromarray(np.tile(np.linspace(0, 255, 96, dtype=np.uint8), (96, 1))).convert("RGB")]  # a ramp
-    got = [has_nucleus(im) for im in images]
-    assert got[:5] == [True, True, True, False, False]
-    assert got == [find_nucleus(shrink(im, 64)).found for im in images]
+    got = [darkest_object(shrink(im, 64)) for im in images]
+    assert [g is not None for g in got[:5]] == [True, True, True, False, False]
+    assert [g is not None for g in got] == [find_nucleus(shrink(im, 64)).found for im in images]
+    for g, im in zip(got[:3], images[:3]):  # the disc itself: inside the found nucleus, centred
+        n = find_nucleus(shrink(im, 64))
+        assert (g <= n.mask).all() and g.sum() >= 0.8 * n.mask.sum()
 
 
 def test_stained_cells_finds_every_purple_cell_and_no_red_cell():

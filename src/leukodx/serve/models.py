@@ -46,6 +46,9 @@ class Models:
             raise HTTPException(409, "this server keeps no adapted models (no data folder)")
         return self.folder / f"{check_name(name)}.pt"
 
+    def adapted_here(self, name: str) -> bool:
+        return self.folder is not None and self.paths.get(name) == self.adapted_path(name)
+
     def reserve(self, name: str) -> Path:
         """Take `name` for a model about to be adapted (a 409 if a model has it or is being made with it);
         `finish` ends the reservation. The adaptation itself runs outside the lock."""
@@ -68,7 +71,7 @@ class Models:
         with self.lock:
             if name not in self.paths:
                 raise HTTPException(404, f"no model called '{name}'")
-            if self.paths[name] != self.adapted_path(name):
+            if not self.adapted_here(name):
                 raise HTTPException(409, f"'{name}' was not adapted here (shipped, or given at start): not deleted")
             users = in_use(name)
             if users:
@@ -96,6 +99,5 @@ class Models:
         else:
             label = f"{name}: " + (f"adapted on {adapted['n_images']} cells from {adapted['data']}" if adapted
                                    else f"{len(predictor.classes)} classes ({self.paths[name].name})")
-        here = self.folder is not None and self.paths[name] == self.folder / f"{name}.pt"
         return {"name": name, "label": label, "five_part": set(FIVE_PART.split(",")) <= set(predictor.classes),
-                "adapted_here": here}
+                "adapted_here": self.adapted_here(name)}

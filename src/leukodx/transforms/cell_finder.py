@@ -60,15 +60,10 @@ def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
     return Nucleus(mask, (n.centre[0] * w0 / small.width, n.centre[1] * h0 / small.height), n.diameter * k, n.found)
 
 
-def has_nucleus(img: Image.Image, work_size: int = 64) -> bool:
-    """Whether `find_nucleus` would find one, without building its mask."""
-    return darkest_object(shrink(img, work_size)) is not None
-
-
 def darkest_object(img: Image.Image) -> np.ndarray | None:
-    """The mask of the darkest stained object (the core `find_nucleus` starts from), or None where
-    `find_nucleus` finds nothing (noise-like texture, nothing stained enough). Used by the
-    `not_a_cell` check on a 64-px copy."""
+    """The mask of the darkest stained object (the core `find_nucleus` starts from, without its lobes),
+    or None exactly where `find_nucleus` finds nothing (noise-like texture, nothing stained enough).
+    The `not_a_cell` check runs it on a 64-px copy."""
     if fine_detail(img) > MAX_FINE_DETAIL or (found := _candidates(img)) is None:
         return None
     lab, best = _pieces(*found)
