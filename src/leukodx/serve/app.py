@@ -302,7 +302,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                         model_sha256=registry.get(body.name)[1])
             s.commit()
         return {"model": body.name, "source": source, "n_images": r["n_images"], "per_class": r["per_class"],
-                "unlabelled": r["unlabelled"], "pseudo_labelled": r["pseudo_labelled"],
+                "unreviewed": len(others), "unlabelled": r["unlabelled"], "pseudo_labelled": r["pseudo_labelled"],
                 "out_of_fold_accuracy": r["out_of_fold_accuracy"] if r["out_of_fold_folds"] >= 2 else None,
                 "card": f"/api/v1/models/{body.name}/card"}
 
