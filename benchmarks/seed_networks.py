@@ -222,15 +222,30 @@ def fmt(r: dict) -> str:
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
 
 
+def committed_row(table: str, label: str, model: str, kwargs: dict, steps: int | None) -> dict | None:
+    """The committed row for `label`, or another table's committed row trained by the same runs (same
+    data, augmentation, preprocessing, model and step budget: the ablation's full model), whichever
+    holds more seeds."""
+    def rows(t):
+        f = ROOT / "results" / f"{t}.json"
+        return {r["name"]: r for r in json.loads(f.read_text())["rows"]} if f.is_file() else {}
+    found = [rows(table).get(label)]
+    for other in TABLES:
+        if other != table and TABLES[other][:3] == TABLES[table][:3]:
+            theirs = rows(other)
+            found += [theirs.get(label2) for label2, m2, kw2, steps2 in rows_of(other)
+                      if (m2, kw2, steps2) == (model, kwargs, steps)]
+    found = [r for r in found if r and r.get("status") == "done"]
+    return max(found, key=lambda r: len(r.get("runs", [])), default=None)
+
+
 def write_table(table: str, args) -> None:
     data, augment, pre, _ = TABLES[table]
     out = ROOT / "results" / table
-    # runs/ is not committed: seeds whose runs are not in this checkout come from the committed file
-    before = {r["name"]: r for r in json.loads(out.with_suffix(".json").read_text())["rows"]} \
-        if out.with_suffix(".json").is_file() else {}
+    # runs/ is not committed: seeds whose runs are not in this checkout come from the committed files
     results, kept = [], []
     for label, m, kw, steps in rows_of(table):
-        row, from_file = merge(row_for(table, m, kw, steps), before.get(label))
+        row, from_file = merge(row_for(table, m, kw, steps), committed_row(table, label, m, kw, steps))
         results.append((label, summarise(row)))
         kept += [f"{label} {run.rsplit('_', 1)[-1]}" for run in from_file]
     n = next((r["n"] for _, r in results if r["status"] == "done"), "-")
@@ -244,7 +259,7 @@ def write_table(table: str, args) -> None:
           f"the sweep); augmentation preset '{augment}'"
           + (f"; preprocessing {pre}" if pre else "") + ".",
           "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
-          *([f"- Seeds kept from the committed results file (their runs are not in this checkout): {', '.join(kept)}."]
+          *([f"- Seeds kept from committed results files (their runs are not in this checkout; a row shared with another table takes its seeds from there too): {', '.join(kept)}."]
             if kept else []),
           "", head, "|" + "---|" * 10]
     md += [f"| {label} " + fmt(r) for label, r in results]
