@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from leukodx.errors import LeukodxError
@@ -246,7 +247,10 @@ def cmd_predict(a) -> int:
     if a.out:
         write_predictions(preds, errors, a.out, a.format, warnings)
         journal.finish()
-        print(f"{len(preds)} predictions, {len(errors)} unusable or skipped files -> {a.out}")
+        reasons = Counter(p.refer_reason or "low_confidence" for p in preds if p.refer)
+        referred = f"{sum(reasons.values())} referred" + (" (" + ", ".join(
+            f"{n} {r.replace('_', ' ')}" for r, n in reasons.most_common()) + ")" if reasons else "")
+        print(f"{len(preds)} predictions, {referred}, {len(errors)} unusable or skipped files -> {a.out}")
     elif a.format == "csv":
         import tempfile
         with tempfile.TemporaryDirectory() as d:

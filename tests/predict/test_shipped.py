@@ -64,4 +64,10 @@ def test_shipped_wbc_model_warns_on_another_labs_folder(tmp_path, capsys):
         res[name] = json.loads((tmp_path / f"{name}.json").read_text())["warnings"]
     assert res["own"] == []  # 30 cells from the training lab: no warning
     assert len(res["other"]) == 1 and "of 32 images" in res["other"][0]  # another lab's camera and stain
-    assert "look unlike the model's training images" in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert "look unlike the model's training images" in out.err
+    other = json.loads((tmp_path / "other.json").read_text())["predictions"]
+    n_unfamiliar = sum(p["refer_reason"] == "unfamiliar_image" for p in other)
+    referred = sum(p["refer"] for p in other)
+    assert n_unfamiliar > 0 and f"32 predictions, {referred} referred (" in out.out  # the summary counts reasons
+    assert f"{n_unfamiliar} unfamiliar image" in out.out
