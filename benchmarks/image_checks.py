@@ -3,6 +3,7 @@ and on pictures of other things (issue 14). Each image goes through the shipped 
 preprocessing (cell-centred 128 px for WBC, 160 px fields for ALL), then the checks:
 - real cells: every image of PBC, Taleqani and wbc_external as it is, and `--per-shift` images of each
   under every named shift of leukodx.transforms.shifts (how many a check flags: it should be none);
+  every BCCD white cell cut from its field as `leukodx smear` cuts it (leukodx.detect.smear.cell_crop);
 - other pictures: the photos, text and drawings shipped with scikit-image (local files), in colour and
   in grayscale, through both shipped models: the referral reason each gets.
 For each row: the count flagged by each check and the largest blue share of the darkest object (the
@@ -21,6 +22,7 @@ import skimage.data
 from PIL import Image
 
 from leukodx.data.recipes import lab_of, load_recipe
+from leukodx.detect.smear import cell_crop
 from leukodx.heads.image_checks import MAX_BLUE_SHARE, blue_share, image_problem
 from leukodx.predict.predictor import Predictor
 from leukodx.transforms.cell_finder import darkest_object, shrink
@@ -76,6 +78,11 @@ def main():
                 use = paths if shift == "none" else sample
                 rows.append(row(name, shift, (pre.array(f(Image.open(p).convert("RGB"))) for p in use)))
                 print(rows[-1], flush=True)
+    bccd = load_recipe("bccd")
+    boxes = [r for r in bccd.records if bccd.classes[r.label] == "WBC"]
+    rows.append(row("bccd white cells (smear crops)", "none", (predictors["wbc_type"].pre.array(
+        cell_crop(np.asarray(Image.open(r.path).convert("RGB")), r.box)) for r in boxes)))
+    print(rows[-1], flush=True)
     others = []
     tmp = ROOT / "runs" / "image_checks_pictures"
     tmp.mkdir(parents=True, exist_ok=True)

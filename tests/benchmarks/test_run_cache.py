@@ -98,3 +98,27 @@ def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
     (tmp_path / short / "test" / "metrics.json").write_text("{}")
     assert seed_networks.finished(seed_networks.run_name("classic_pbc_colour", model, kw, "seed*")) == [short]
     assert seed_networks.row_for("classic_pbc_colour", model, kw, 6000) == {"status": "not run"}
+
+
+def test_the_ablations_full_model_takes_committed_seeds_from_the_table_that_shares_its_runs(tmp_path, monkeypatch):
+    import json
+
+    full = ("ddrnet", {}, None)
+    assert seed_networks.run_name("ddrnet_ablation_taleqani", *full[:2], "seed0") == \
+        seed_networks.run_name("ddrnet_taleqani", *full[:2], "seed0")  # the same runs
+    monkeypatch.setattr(seed_networks, "ROOT", tmp_path)
+    (tmp_path / "results").mkdir()
+
+    def commit(table, label, runs):
+        row = {"name": label, **_old_row(runs, [0.9] * len(runs))}
+        (tmp_path / "results" / f"{table}.json").write_text(json.dumps({"rows": [row]}))
+
+    assert seed_networks.committed_row("ddrnet_ablation_taleqani", "DDRNet full", *full) is None
+    commit("ddrnet_taleqani", "DDRNet (full)", ["ddrnet_taleqani_all_seed0", "ddrnet_taleqani_all_seed1"])
+    assert len(seed_networks.committed_row("ddrnet_ablation_taleqani", "DDRNet full", *full)["runs"]) == 2
+    commit("ddrnet_ablation_taleqani", "DDRNet full", ["ddrnet_taleqani_all_seed1"])  # fewer: the other wins
+    assert len(seed_networks.committed_row("ddrnet_ablation_taleqani", "DDRNet full", *full)["runs"]) == 2
+    # a row of another data set or model never lends its seeds
+    assert seed_networks.committed_row("ddrnet_ablation_pbc4", "DDRNet full", *full) is None
+    assert seed_networks.committed_row("ddrnet_ablation_taleqani", "DDRNet conv", "ddrnet", {"variant": "conv"},
+                                       None) is None

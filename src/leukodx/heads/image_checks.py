@@ -26,9 +26,10 @@ MAX_BLUE_SHARE = 0.06
 def blue_share(small: Image.Image, mask: np.ndarray) -> float:
     """(OD blue - OD green) / total OD of the masked pixels, the optical density taken against the
     image's own bright background (its 95th percentile per channel), so a lamp's colour cast cancels."""
-    a = np.asarray(small.convert("RGB"), np.float32)
-    white = np.percentile(a.reshape(-1, 3), 95, axis=0) + 1
-    od = (-np.log(np.clip(a[mask], 1, None) / white)).clip(0, None).mean(0)
+    a = np.asarray(small.convert("RGB")).reshape(-1, 3)
+    k = int(0.95 * (len(a) - 1))
+    white = np.partition(a, k, axis=0)[k].astype(np.float32) + 1
+    od = (-np.log(np.maximum(a[mask.ravel()], 1) / white)).clip(0, None).mean(0)
     return float((od[2] - od[1]) / (od.sum() + 1e-6))
 
 
