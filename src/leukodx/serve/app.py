@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Upload
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from leukodx.errors import LeukodxError
 from leukodx.heads.expected import FIVE_PART, expected_mask, outside_percent
@@ -259,7 +259,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         """'cases 2, 5 and 3 images' (or '') for the cases and single images a model answered."""
         with store.session() as s:
             cases = s.scalars(select(Case.id).where(Case.model == name)).all()
-            loose = len(s.scalars(select(Image.id).where(Image.model == name, Image.case_id.is_(None))).all())
+            loose = s.scalar(select(func.count(Image.id)).where(Image.model == name, Image.case_id.is_(None)))
         parts = ([("case " if len(cases) == 1 else "cases ") + ", ".join(map(str, cases))] if cases else []) + \
             ([f"{loose} image(s) outside cases"] if loose else [])
         return " and ".join(parts)
