@@ -64,7 +64,9 @@ TABLES = {
                                                ("Conv2D CNN + BatchNorm before the dense layer, colour input",
                                                 "classic_cnn", {"batchnorm": True}),
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
-                                                 "6000 steps"), "classic_cnn", {"batchnorm": True}, 6000)]),
+                                                 "6000 steps"), "classic_cnn", {"batchnorm": True}, 6000),
+                                               (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
+                                                 "10000 steps"), "classic_cnn", {"batchnorm": True}, 10000)]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }
