@@ -1,6 +1,6 @@
 """Does nucleus shape alone transfer to other labs, where the WBC model does not? (issue 13)
 Each cell's nucleus is found as `cell_centre` finds it (`find_nucleus`), rescaled to a 48-px diameter
-and described by 19 stain-free shape numbers (solidity, eccentricity, extent, circularity, lobes left
+and described by 21 stain-free shape numbers (solidity, eccentricity, extent, circularity, lobes left
 after eroding by 5-20% of the diameter, the radial profile's first 8 Fourier amplitudes, convexity
 defects, radius spread, thickness). A logistic regression on them is fitted on the PBC training side
 only (grouped split of configs/wbc_type.yaml) and scored on PBC val / test and, zero-shot, on
@@ -37,7 +37,7 @@ from leukodx.transforms.cell_finder import find_nucleus
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-N_FEATURES = 19
+N_FEATURES = 21
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 
 
@@ -149,7 +149,7 @@ def main():
     five = ("basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil")
     lines = ["# Nucleus shape alone, and fused with the WBC model (issue 13 probe)", "",
              f"- Command: `python benchmarks/shape_probe.py {model}` (model sha256 {res['model_sha256_16']}...). 2 CPU cores.",
-             ("- Shape: 19 stain-free numbers of the nucleus mask `find_nucleus` gives (see the script), logistic regression "
+             ("- Shape: 21 stain-free numbers of the nucleus mask `find_nucleus` gives (see the script), logistic regression "
               f"(C 0.1, balanced classes) fitted on the PBC training side only (n {len(sets['train'])}). Fused: log p = "
               f"log p_model + w log p_shape; w = {chosen} chosen as the largest with PBC val accuracy not below the model's "
               f"(val accuracy by w: {', '.join(f'{w}: {a:.3f}' for w, a in val_acc.items())})."),
