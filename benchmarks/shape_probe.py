@@ -32,6 +32,7 @@ from leukodx.data.recipes import lab_of, load_dataset
 from leukodx.data.splits import make_split
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.robustness import accuracy_ci
+from leukodx.heads.temperature import softmax
 from leukodx.models.artifact import ModelBundle
 from leukodx.transforms.cell_finder import find_nucleus
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
@@ -83,9 +84,8 @@ def feature_matrix(records) -> np.ndarray:
 
 
 def fuse(p_model: np.ndarray, p_shape: np.ndarray, w: float) -> np.ndarray:
-    z = np.log(p_model + 1e-9) + w * np.log(p_shape + 1e-9)
-    z = np.exp(z - z.max(1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
+    """Log-linear pooling: softmax(log p_model + w log p_shape)."""
+    return softmax(np.log(p_model + 1e-9) + w * np.log(p_shape + 1e-9))
 
 
 def main():
