@@ -1,12 +1,15 @@
 """End-to-end `predict` throughput and peak memory over a folder of real JPEGs (decode included).
 
 Each backend runs in a fresh process so peak RSS is its own. Writes results/predict_throughput.{json,md} (`--model all`) or results/predict_throughput_MODEL.{json,md}.
-Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_all] [--n 512] [--threads 2] [--repeats 5]
+Files are prepared (decode, cell-finding, image checks) on one thread while the network runs on the others
+(`leukodx.predict.results.network_threads`: all cores but one); `--threads N` sets the ONNX network's threads.
+Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_all] [--n 512] [--threads N] [--repeats 5]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import statistics
@@ -30,11 +33,14 @@ def one(model: str, data: str, n: int, backend: str, threads: int, repeats: int)
         p = OnnxPredictor(resolve_model(model, ".onnx"), threads=threads)
         size = p.meta["preprocess"]["image_size"]
         arch = p.meta["arch"]
+        net_threads = p.session.get_session_options().intra_op_num_threads
     else:
         import torch
 
         from leukodx.predict.predictor import Predictor
-        torch.set_num_threads(threads)
+        from leukodx.predict.results import network_threads
+        net_threads = min(threads or network_threads(), network_threads())  # predict_paths caps torch there
+        torch.set_num_threads(net_threads)
         p = Predictor.load(resolve_model(model))
         size, arch = p.bundle.preprocess["image_size"], p.bundle.arch
     p.predict_paths(paths[:32])  # warm-up not timed
@@ -56,7 +62,7 @@ def one(model: str, data: str, n: int, backend: str, threads: int, repeats: int)
             "image_checks_ms_per_image": min(checks),
             "images_per_second": statistics.median(rates), "images_per_second_per_pass": rates,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": threads, "image_size": size, "arch": arch}
+            "network_threads": net_threads, "image_size": size, "arch": arch}
 
 
 def main() -> None:
@@ -64,7 +70,7 @@ def main() -> None:
     ap.add_argument("--model", default="all")
     ap.add_argument("--data", default="taleqani_all")
     ap.add_argument("--n", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="the network's threads (0: the predictor's default)")
     ap.add_argument("--repeats", type=int, default=5, help="timed passes over the images; the median is reported")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -77,16 +83,16 @@ def main() -> None:
                               "--threads", str(a.threads), "--repeats", str(a.repeats), "--child", backend], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     res = {"command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]), "model": a.model,
-           "data": a.data, "machine": f"{platform.machine()}, {a.threads} threads, no GPU", "results": rows,
-           "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax + image checks and referral per image, batch 32; median of the timed passes"}
+           "data": a.data, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "results": rows,
+           "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax + image checks and referral per image, batch 32; files prepared on one thread while the network runs on network_threads; median of the timed passes"}
     stem = ROOT / "results" / ("predict_throughput" + ("" if a.model == "all" else f"_{a.model}"))
     stem.parent.mkdir(exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    md = ["| backend | images | images/s (median of passes) | each pass | image checks (ms/image) | peak RSS (MB) | input px |",
-          "|---|---|---|---|---|---|---|"]
+    md = ["| backend | images | images/s (median of passes) | each pass | image checks (ms/image) | peak RSS (MB) | input px | network threads |",
+          "|---|---|---|---|---|---|---|---|"]
     md += [f"| {r['backend']} | {r['images']} | {r['images_per_second']:.1f} | "
            f"{', '.join(f'{v:.0f}' for v in r['images_per_second_per_pass'])} | {r['image_checks_ms_per_image']:.2f} | "
-           f"{r['peak_rss_mb']:.0f} | {r['image_size']} |" for r in rows]
+           f"{r['peak_rss_mb']:.0f} | {r['image_size']} | {r['network_threads']} |" for r in rows]
     stem.with_suffix(".md").write_text(
         f"# predict throughput ({res['model']} model on {res['data']}, {res['machine']})\n\n`{res['command']}`\n\n"
         + "\n".join(md) + "\n")

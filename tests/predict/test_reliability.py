@@ -151,3 +151,34 @@ def test_model_kwargs_are_checked():
     for name in ("efficientnet_lite0", "ddrnet"):
         with pytest.raises(LeukodxError, match="does not take"):
             create_model(name, 3, bogus_argument=1)
+
+
+def test_prepared_ahead_results_keep_file_order_and_a_failing_network_stops_cleanly(bad_files):
+    """Files are prepared on a thread ahead of the network: predictions still come in the order of the
+    paths, every bad file is listed, and an error in the network propagates with no thread left behind."""
+    import threading
+
+    import numpy as np
+
+    from leukodx.predict.results import predict_batches
+
+    folder, bad = bad_files
+    paths = sorted(folder.iterdir()) * 3  # more files than two batches in flight
+    seen = []
+
+    def scores(batch):
+        return batch.reshape(len(batch), -1)[:, :2].astype(float), np.zeros(len(batch))
+
+    preds, errors = predict_batches(paths, lambda im: np.asarray(im.convert("RGB").resize((8, 8))), scores,
+                                    lambda path, p, d, problem: (path, problem), batch_size=4, on_row=seen.append)
+    good = [str(p) for p in paths if p.name not in bad]
+    assert [p for p, _ in preds] == good
+    assert [e["path"] for e in errors] == [str(p) for p in paths if p.name in bad]
+    assert len(seen) == len(paths) and all(pr is None or isinstance(pr, str) for _, pr in preds)
+
+    def broken(batch):
+        raise RuntimeError("network failed")
+
+    with pytest.raises(RuntimeError, match="network failed"):
+        predict_batches(paths, lambda im: np.asarray(im.convert("RGB").resize((8, 8))), broken, None, batch_size=4)
+    assert not [t for t in threading.enumerate() if t.name.startswith("leukodx-prepare")]

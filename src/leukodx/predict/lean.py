@@ -13,12 +13,14 @@ import numpy as np
 from leukodx.errors import LeukodxError
 from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.referral import Referral
-from leukodx.predict.results import Prediction, predict_batches, to_prediction
+from leukodx.predict.results import Prediction, network_threads, predict_batches, to_prediction
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 
 class OnnxPredictor:
     def __init__(self, onnx_path: str | Path, batch_size: int = 32, threads: int | None = None):
+        """`threads`: the network's threads (default `network_threads()`: all cores but the one that
+        prepares the next files)."""
         import onnxruntime as ort
 
         path = Path(onnx_path)
@@ -26,8 +28,7 @@ class OnnxPredictor:
             raise LeukodxError(f"{path}: ONNX model not found")
         opts = ort.SessionOptions()
         opts.enable_cpu_mem_arena = False  # the arena keeps peak-batch buffers: ~250 MB more resident
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = threads or network_threads()
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - any load failure is a bad file for the user
@@ -62,8 +63,8 @@ class OnnxPredictor:
         return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
                                self.batch_size, progress, on_row)
 
-    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None, expected=None) -> Prediction:
-        return to_prediction(path, p, d, arr, self.classes, self.referral, self.conformal, expected)
+    def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, expected=None) -> Prediction:
+        return to_prediction(path, p, d, problem, self.classes, self.referral, self.conformal, expected)
 
 
 def check_meta(meta: dict, path, session) -> dict:

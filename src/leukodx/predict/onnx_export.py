@@ -8,6 +8,7 @@ import torch
 
 from leukodx.errors import LeukodxError
 from leukodx.models.artifact import ModelBundle
+from leukodx.predict.results import network_threads
 
 
 def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
@@ -47,8 +48,7 @@ class OnnxRunner:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
+        opts.intra_op_num_threads = threads or network_threads()
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,8 +11,16 @@ import numpy as np
 import torch
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.image_checks import image_problem
 from leukodx.models.artifact import ModelBundle
-from leukodx.predict.results import Prediction, collect_images, predict_batches, to_prediction, write_predictions
+from leukodx.predict.results import (
+    Prediction,
+    collect_images,
+    network_threads,
+    predict_batches,
+    to_prediction,
+    write_predictions,
+)
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 __all__ = ["Prediction", "Predictor", "collect_images", "write_predictions"]
@@ -64,13 +72,19 @@ class Predictor:
         the answers (leukodx.heads.expected)."""
         arrs = np.stack([self.pre.array(im) for im in images])
         probs, dists = self.scores(arrs)
-        return [self._to_pred("", p, d, a, expected) for p, d, a in zip(probs, dists, arrs)]
+        return [self._to_pred("", p, d, image_problem(a), expected) for p, d, a in zip(probs, dists, arrs)]
 
     def predict_paths(self, paths, progress: bool = False, on_row=None,
                       expected: np.ndarray | None = None) -> tuple[list[Prediction], list[dict]]:
-        """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file."""
-        return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
-                               self.batch_size, progress, on_row)
+        """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file. The network
+        runs on `network_threads()` meanwhile, leaving a core to the thread that prepares the next files."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(min(before, network_threads()))
+        try:
+            return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
+                                   self.batch_size, progress, on_row)
+        finally:
+            torch.set_num_threads(before)
 
-    def _to_pred(self, path: str, p: np.ndarray, d: float, arr: np.ndarray | None, expected=None) -> Prediction:
-        return to_prediction(path, p, d, arr, self.classes, self.referral, self.bundle.conformal(), expected)
+    def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, expected=None) -> Prediction:
+        return to_prediction(path, p, d, problem, self.classes, self.referral, self.bundle.conformal(), expected)

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -98,11 +102,27 @@ def collect_images(target: str | Path) -> tuple[list[Path], list[dict]]:
     raise LeukodxError(f"{p}: no such file or folder")
 
 
+def network_threads() -> int:
+    """Threads for the network while `predict_batches` prepares files on one more: all cores but one
+    (results/predict_throughput_wbc.md measured this split against the network on every core)."""
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+def prepare(path, to_input) -> tuple[np.ndarray, str | None]:
+    """One file -> (model input array, image-check problem or None); a bad file raises BadImageError."""
+    if not is_image_file(path):
+        raise BadImageError(path, f"not an image file type ({Path(path).suffix or 'no extension'})")
+    arr = to_input(load_image(path))
+    return arr, image_problem(arr)
+
+
 def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progress: bool = False, on_row=None):
-    """Decode and preprocess each file (`to_input`), run `scores` (-> probabilities, distances) on full
-    batches, build results with `make(path, probs, distance, image_array)`. Returns (predictions, errors);
-    a bad file is listed in errors, never fatal. `on_row` sees each result as it is made."""
-    preds, errors, batch, batch_paths = [], [], [], []
+    """Decode, preprocess and check each file (`prepare`), run `scores` (-> probabilities, distances) on
+    full batches, build results with `make(path, probs, distance, image_problem)`. Returns (predictions,
+    errors); a bad file is listed in errors, never fatal. `on_row` sees each result as it is made.
+    Files are prepared one thread ahead of the network (at most two batches in flight), so decoding
+    and cell-finding overlap the forward pass; results come in the order of `paths`."""
+    preds, errors, batch, batch_info = [], [], [], []
     bar = None
     if progress:
         from tqdm import tqdm
@@ -111,36 +131,45 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
     def flush():
         if batch:
             probs, dists = scores(np.stack(batch))
-            for bp, p, d, arr in zip(batch_paths, probs, dists, batch):
-                preds.append(make(str(bp), p, d, arr))
+            for (bp, problem), p, d in zip(batch_info, probs, dists):
+                preds.append(make(str(bp), p, d, problem))
                 if on_row:
                     on_row(preds[-1])
             batch.clear()
-            batch_paths.clear()
+            batch_info.clear()
 
-    for path in paths:
-        try:
-            if not is_image_file(path):
-                raise BadImageError(path, f"not an image file type ({Path(path).suffix or 'no extension'})")
-            batch.append(to_input(load_image(path)))
-            batch_paths.append(path)
-        except BadImageError as e:
-            errors.append({"path": str(path), "error": e.problem})
-            if on_row:
-                on_row(errors[-1])
-        if len(batch) >= batch_size:
-            flush()
+    todo, pending = iter(paths), deque()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="leukodx-prepare")
+    try:
+        while True:
+            for path in islice(todo, 2 * batch_size - len(pending)):
+                pending.append((path, pool.submit(prepare, path, to_input)))
+            if not pending:
+                break
+            path, job = pending.popleft()
+            try:
+                arr, problem = job.result()
+                batch.append(arr)
+                batch_info.append((path, problem))
+            except BadImageError as e:
+                errors.append({"path": str(path), "error": e.problem})
+                if on_row:
+                    on_row(errors[-1])
+            if len(batch) >= batch_size:
+                flush()
+            if bar:
+                bar.update(1)
+        flush()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         if bar:
-            bar.update(1)
-    flush()
-    if bar:
-        bar.close()
+            bar.close()
     return preds, errors
 
 
-def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray | None, classes: list[str],
+def to_prediction(path: str, p: np.ndarray, distance: float, problem: str | None, classes: list[str],
                   referral: Referral, conformal=None, expected: np.ndarray | None = None) -> Prediction:
-    """Label, probability, the referral decision with its reason (image checks need `image`) and,
+    """Label, probability, the referral decision with its reason (`problem`: the image checks' finding) and,
     with a conformal fit, the set of classes that holds the true one at the fitted coverage.
     `expected` (a mask over the classes, leukodx.heads.expected) limits the answer to those classes."""
     pset = None if conformal is None else conformal.predict_set(p[None])[0]
@@ -151,7 +180,6 @@ def to_prediction(path: str, p: np.ndarray, distance: float, image: np.ndarray |
     k = int(np.nan_to_num(p, nan=-1.0).argmax())
     if pset is not None:
         pset[k] = True  # never empty: the answer is always in its set
-    problem = image_problem(image) if image is not None else None
     reason = referral.reasons(p[None], np.array([distance]), [problem], share)[0]
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
                       reason is not None, reason, float(distance),
