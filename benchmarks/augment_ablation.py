@@ -51,6 +51,13 @@ VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 re-run with current code": V3,
                  "v3 + random convolutions p 0.5": {**V3, "random_conv": 0.5},
                  "v3 + weight average (EMA 0.99)": {**V3, "ema_decay": 0.99}})
+# stain-free input (nucleus mask + stretched darkness): the colour ingredients have nothing left to vary
+VARIANTS.update({"v3 with stain-free input": {**V3, "stain_free": True,
+                                              "augment_drop": ["scale", "background", "hed", "colour", "hue", "grayscale"]},
+                 "v3 with nucleus-only input": {**V3, "nucleus_only": True},
+                 "v3 with stain-free nucleus-only input": {**V3, "stain_free": True, "nucleus_only": True,
+                                                           "augment_drop": ["scale", "background", "hed", "colour", "hue",
+                                                                            "grayscale"]}})
 
 
 def slug(name: str) -> str:
@@ -123,6 +130,10 @@ def main():
               "domain generalisation, Arpit et al. 2022). "
               "`v3 re-run with current code` repeats the v3 row with today's code: its distance from the first v3 row is "
               "the run-to-run noise. Those rows and the EMA row ran beside other jobs on the same 2 cores, so their minutes are not comparable."),
+             ("- The last rows change what the network sees (issue 13's lymphocyte question): `stain_free` renders each "
+              "centred cell as its nucleus mask (red) and its green-light absorption stretched per image (green, blue), "
+              "with the colour ingredients dropped; `nucleus_only` paints everything beyond 0.1 nucleus diameters of the "
+              "nucleus with the background colour; the last row does both. Per-class recalls are in the JSON file."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

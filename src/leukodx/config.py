@@ -74,6 +74,9 @@ class TrainConfig(YamlConfig):
     mask_corner: bool = False            # cover a burned-in scale-bar label (bottom-right corner)
     white_balance: bool = False          # divide each image by its background colour (neutral background)
     stained_only: bool = False           # whiten all but the stained cells (fields of many cells: ALL)
+    # ablation only (results/augment_ablation.md): the image checks then see the rendered input
+    stain_free: bool = False             # nucleus mask + stretched darkness instead of colours
+    nucleus_only: bool = False           # paint all but the nucleus with the background colour
     augment: str = "seed"
     augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
     mixstyle: float = 0.0                # >0: MixStyle probability in the first 3 stages (training only)

@@ -358,3 +358,31 @@ def test_stained_only_whitens_all_but_the_stained_cells_in_colour_and_grayscale(
     assert np.array_equal(np.asarray(StainedOnly()(blank)), np.asarray(blank))  # nothing found: unchanged
     pre = Preprocess(PreprocessConfig(64, stained_only=True))
     assert pre.array(Image.fromarray(a)).shape == (64, 64, 3) and pre.to_dict()["stained_only"] is True
+
+
+def test_stain_free_input_marks_the_nucleus_and_looks_alike_under_two_stains():
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+    pre = Preprocess(PreprocessConfig(image_size=64, stain_free=True))
+    purple = pre.array(cell(bg=(235, 215, 200), fg=(90, 40, 130))).astype(int)
+    magenta = pre.array(cell(bg=(250, 245, 170), fg=(150, 50, 90))).astype(int)  # yellow lamp, red-purple stain
+    inside, outside = (slice(28, 36), slice(28, 36)), (slice(0, 6), slice(0, 6))
+    for a in (purple, magenta):
+        assert (a[inside][..., 0] == 255).all() and (a[outside][..., 0] == 0).all()  # red: the nucleus mask
+        assert a[inside][..., 1].mean() > 200 and a[outside][..., 1].mean() < 30     # green: stretched darkness
+    assert np.abs(purple - magenta).mean() < 8  # the stain's colours are gone
+    assert np.abs(pre.array(cell()).astype(int) - np.asarray(cell().resize((64, 64)))).mean() > 50
+
+
+def test_nucleus_only_paints_the_cytoplasm_with_the_background():
+    from leukodx.transforms.preprocess import NucleusOnly
+
+    img = cell(r=14)
+    ImageDraw.Draw(img).ellipse((64 - 30, 64 - 30, 64 + 30, 64 + 30), outline=(200, 170, 210), width=8)  # a cytoplasm ring
+    a = np.asarray(img)
+    b = np.asarray(NucleusOnly()(img))
+    ring = (a == (200, 170, 210)).all(axis=2)
+    assert ring.sum() > 500 and (b[ring] == (235, 215, 200)).all()  # the ring is gone
+    assert (b[60:68, 60:68] == a[60:68, 60:68]).all()                # the nucleus is kept
+    blank = Image.new("RGB", (64, 64), (230, 230, 230))
+    assert NucleusOnly()(blank) is blank                              # no nucleus: left as it is

@@ -59,7 +59,8 @@ def preprocess_for(cfg: TrainConfig, model) -> Preprocess:
     return Preprocess(PreprocessConfig(cfg.image_size, cfg.gaussian_sigma, cfg.grayscale,
                                        tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
                                        tuple(pcfg.get("std", (0.229, 0.224, 0.225))), cfg.mask_background,
-                                       cfg.cell_centre, cfg.mask_corner, cfg.white_balance, cfg.stained_only))
+                                       cfg.cell_centre, cfg.mask_corner, cfg.white_balance, cfg.stained_only,
+                                       cfg.stain_free, cfg.nucleus_only))
 
 
 def _trainer(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool):

@@ -153,6 +153,45 @@ class StainedOnly:
         return Image.fromarray(a)
 
 
+class StainFree:
+    """Render the cell without its stain's colours: red = the nucleus mask (`find_nucleus`), green and
+    blue = green-light absorption stretched per image from background (5th percentile) to its
+    maximum, so only shape and relative darkness remain; a lab's stain, lamp and camera colours do not."""
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        from scipy import ndimage
+
+        from leukodx.transforms.cell_finder import find_nucleus
+
+        a = np.asarray(img.convert("RGB"), dtype=np.float32)
+        dark = ndimage.gaussian_filter(255 - a[..., 1], 0.7)
+        lo, hi = np.percentile(dark, 5), dark.max()
+        stretched = np.clip((dark - lo) / max(hi - lo, 1.0), 0, 1) * 255
+        out = np.stack([find_nucleus(img).mask * 255.0, stretched, stretched], axis=2)
+        return Image.fromarray(out.round().astype(np.uint8))
+
+
+class NucleusOnly:
+    """Paint everything farther than `margin` nucleus diameters from the nucleus (`find_nucleus`) with
+    the background colour: the network sees the nucleus, not how much cytoplasm surrounds it."""
+
+    def __init__(self, margin: float = 0.1):
+        self.margin = margin
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        from scipy import ndimage
+
+        from leukodx.transforms.cell_finder import find_nucleus
+
+        n = find_nucleus(img)
+        if not n.found:
+            return img
+        a = np.array(img.convert("RGB"))
+        keep = ndimage.distance_transform_edt(~n.mask) <= self.margin * n.diameter
+        a[~keep] = background_colour(a)
+        return Image.fromarray(a)
+
+
 @dataclass
 class PreprocessConfig:
     image_size: int = 224
@@ -165,6 +204,8 @@ class PreprocessConfig:
     mask_corner: bool = False    # cover a burned-in scale-bar label in the bottom-right corner
     white_balance: bool = False  # divide by the background colour first (neutral background)
     stained_only: bool = False   # whiten everything but the stained cells (fields with many cells)
+    stain_free: bool = False     # nucleus mask + stretched darkness instead of colours (StainFree)
+    nucleus_only: bool = False   # paint all but the nucleus with the background colour (NucleusOnly)
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
@@ -198,6 +239,10 @@ class Preprocess:
             steps.append(GaussianLowPass(cfg.gaussian_sigma))
         if cfg.grayscale:
             steps.append(Grayscale())
+        if cfg.nucleus_only:
+            steps.append(NucleusOnly())
+        if cfg.stain_free:
+            steps.append(StainFree())
         self.steps = steps
 
     def array(self, img: Image.Image) -> np.ndarray:
