@@ -63,3 +63,29 @@ def test_lean_onnx_predictor_matches_torch_without_importing_torch(bundle, tmp_p
     (tmp_path / "junk.onnx").write_bytes(b"nope")
     with pytest.raises(Exception, match="not a readable ONNX"):
         OnnxPredictor(tmp_path / "junk.onnx")
+
+
+def test_a_folder_run_gives_the_answers_of_a_single_batch_and_restores_torch_threads(bundle, tmp_path, monkeypatch):
+    """More files than a batch: the network runs on fewer threads while files are prepared ahead;
+    the answers equal one big batch's, and torch's process-wide thread count comes back."""
+    import torch
+
+    from leukodx.predict import predictor as predictor_module
+
+    files = []
+    for i in range(7):
+        rgb(i, 80).save(tmp_path / f"{i}.png")
+        files.append(tmp_path / f"{i}.png")
+    monkeypatch.setattr(predictor_module, "network_threads", lambda: 1)
+    real, original = torch.set_num_threads, torch.get_num_threads()
+    real(2)
+    seen = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
+    try:
+        small, _ = Predictor(bundle, batch_size=3).predict_paths(files)
+        whole, _ = Predictor(bundle, batch_size=32).predict_paths(files)
+        assert seen == [1, 2] and torch.get_num_threads() == 2  # lowered for the folder run only, then restored
+    finally:
+        real(original)
+    assert [p.path for p in small] == [str(f) for f in files]
+    np.testing.assert_allclose([p.probability for p in small], [p.probability for p in whole], atol=1e-5)

@@ -4,6 +4,7 @@ Bad files never stop a folder run: they are listed with their problem and the re
 """
 from __future__ import annotations
 
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from leukodx.predict.results import (
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 __all__ = ["Prediction", "Predictor", "collect_images", "write_predictions"]
+_THREADS_LOCK = threading.Lock()
 
 
 class Predictor:
@@ -76,15 +78,22 @@ class Predictor:
 
     def predict_paths(self, paths, progress: bool = False, on_row=None,
                       expected: np.ndarray | None = None) -> tuple[list[Prediction], list[dict]]:
-        """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file. The network
-        runs on `network_threads()` meanwhile, leaving a core to the thread that prepares the next files."""
-        before = torch.get_num_threads()
-        torch.set_num_threads(min(before, network_threads()))
-        try:
+        """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file. For more than
+        a batch of files the network runs on `network_threads()`, leaving a core to the thread that
+        prepares the next files (torch's thread count is process-wide: such runs take turns)."""
+        def run():
             return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
                                    self.batch_size, progress, on_row)
-        finally:
-            torch.set_num_threads(before)
+
+        if len(paths) <= self.batch_size:  # one batch (a web upload): nothing to overlap
+            return run()
+        with _THREADS_LOCK:
+            before = torch.get_num_threads()
+            torch.set_num_threads(min(before, network_threads()))
+            try:
+                return run()
+            finally:
+                torch.set_num_threads(before)
 
     def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, expected=None) -> Prediction:
         return to_prediction(path, p, d, problem, self.classes, self.referral, self.bundle.conformal(), expected)
