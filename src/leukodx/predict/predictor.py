@@ -81,6 +81,8 @@ class Predictor:
         """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file. For more than
         a batch of files the network runs on `network_threads()`, leaving a core to the thread that
         prepares the next files (torch's thread count is process-wide: such runs take turns)."""
+        paths = list(paths)
+
         def run():
             return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
                                    self.batch_size, progress, on_row)
