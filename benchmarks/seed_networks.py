@@ -21,12 +21,14 @@ Runs are cached under runs/seed_networks/ keyed by config and code (common.run);
 finished runs whatever code made them and lists each run's code key. runs/ is not committed: seeds whose
 runs are not in this checkout are kept from the committed results file and merged with the new ones (same
 learning rate, steps and test size only). A row with no runs anywhere says "not run".
-The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU.
+The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU: its runs
+and results files carry the size (results/TABLE_224px.md), beside the CPU tables, never merged with them.
 """
 import argparse
 import csv
 import json
 import statistics
+from pathlib import Path
 
 import common
 import yaml
@@ -40,6 +42,8 @@ from leukodx.models.ddrnet import VARIANTS
 ROOT = common.ROOT
 RUNS = ROOT / "runs" / "seed_networks"
 SWEEP_LRS, STEPS = [3e-4, 1e-3, 3e-3], 2000  # the protocol's learning-rate grid and default step budget
+CPU_SIZE = 64  # the CPU protocol's input size; another --size (the papers' 224 px on a GPU) gets its own run
+size = CPU_SIZE  # names and results files (`..._px224_seed0`, results/TABLE_224px.md), so it never mixes with these
 CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
 
 # table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs[, steps]));
@@ -103,7 +107,17 @@ def run_name(table: str, model: str, kwargs: dict, tag: str, steps: int | None =
     """Runs of a row with its own step budget carry it (`..._steps6000_seed0`); sweeps never do."""
     data, _, pre, _ = TABLES[table]
     return "_".join([model, *[str(v) for v in kwargs.values()], data, *(["classic"] if pre else []),
-                     *([f"steps{steps}"] if steps else []), tag])
+                     *([f"steps{steps}"] if steps else []), *([f"px{size}"] if size != CPU_SIZE else []), tag])
+
+
+def results_stem(table: str) -> Path:
+    return ROOT / "results" / (table if size == CPU_SIZE else f"{table}_{size}px")
+
+
+def hardware() -> str:
+    import torch
+
+    return f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "2 CPU cores, no GPU"
 
 
 def rows_of(table: str) -> list[tuple[str, str, dict, int | None]]:
@@ -229,7 +243,7 @@ def committed_row(table: str, label: str, model: str, kwargs: dict, steps: int |
     data, augmentation, preprocessing, model and step budget: the ablation's full model), whichever
     holds more seeds."""
     def rows(t):
-        f = ROOT / "results" / f"{t}.json"
+        f = results_stem(t).with_suffix(".json")
         return {r["name"]: r for r in json.loads(f.read_text())["rows"]} if f.is_file() else {}
     found = [rows(table).get(label)]
     for other in TABLES:
@@ -243,7 +257,7 @@ def committed_row(table: str, label: str, model: str, kwargs: dict, steps: int |
 
 def write_table(table: str, args) -> None:
     data, augment, pre, _ = TABLES[table]
-    out = ROOT / "results" / table
+    out = results_stem(table)
     # runs/ is not committed: seeds whose runs are not in this checkout come from the committed files
     results, kept = [], []
     for label, m, kw, steps in rows_of(table):
@@ -255,12 +269,13 @@ def write_table(table: str, args) -> None:
             "accuracy | colour baseline | lr (sweep) | steps | train min/run |")
     md = [f"# {TITLES[table]}", "",
           f"- Data {data}; grouped split seed 0 (split file runs/seed_networks/splits/{data}.json); test n = {n}.",
-          f"- CPU protocol: {args.size} px, from scratch, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
+          f"- {'CPU protocol' if size == CPU_SIZE else 'Protocol'}: {args.size} px, from scratch, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
           f"best checkpoint by val accuracy; lr chosen per model by a {args.sweep_steps}-step sweep over "
           f"{', '.join(f'{r:g}' for r in SWEEP_LRS)} on the val side (column lr: 'fixed' where a row skipped "
           f"the sweep); augmentation preset '{augment}'"
           + (f"; preprocessing {pre}" if pre else "") + ".",
-          "- Hardware: 2 CPU cores, no GPU. Command: `python benchmarks/seed_networks.py --tables " + table + "`.",
+          f"- Hardware: {hardware()}. Command: `python benchmarks/seed_networks.py --tables {table}"
+          + ("" if size == CPU_SIZE else f" --size {size}") + "`.",
           *([f"- Seeds kept from committed results files (their runs are not in this checkout; a row shared with another table takes its seeds from there too): {', '.join(kept)}."]
             if kept else []),
           "", head, "|" + "---|" * 10]
@@ -278,13 +293,15 @@ def main():
     ap.add_argument("--tables", nargs="*", choices=list(TABLES), default=list(TABLES))
     ap.add_argument("--models", nargs="*", help="only these registry names (default: every row)")
     ap.add_argument("--rows", nargs="*", help="only rows whose label is one of these (e.g. 'DDRNet conv')")
-    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--size", type=int, default=CPU_SIZE)
     ap.add_argument("--steps", type=int, default=STEPS)
     ap.add_argument("--sweep-steps", type=int, default=400)
     ap.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--table-only", action="store_true", help="write tables from finished runs, train nothing")
     args = ap.parse_args()
+    global size
+    size = args.size
     for table in args.tables:
         for label, model, kw, steps in rows_of(table):
             if args.table_only or (args.models and model not in args.models) or (args.rows and label not in args.rows):

@@ -122,3 +122,13 @@ def test_the_ablations_full_model_takes_committed_seeds_from_the_table_that_shar
     assert seed_networks.committed_row("ddrnet_ablation_pbc4", "DDRNet full", *full) is None
     assert seed_networks.committed_row("ddrnet_ablation_taleqani", "DDRNet conv", "ddrnet", {"variant": "conv"},
                                        None) is None
+
+
+def test_another_input_size_gets_its_own_run_names_and_results_file(monkeypatch):
+    """The papers' 224-px protocol (on a GPU) must never overwrite or merge with the 64-px CPU runs and tables."""
+    cpu_name = seed_networks.run_name("ddrnet_pbc4", "resnet18", {}, "seed0")
+    cpu_file = seed_networks.results_stem("ddrnet_pbc4")
+    monkeypatch.setattr(seed_networks, "size", 224)
+    gpu_name = seed_networks.run_name("ddrnet_pbc4", "resnet18", {}, "seed0")
+    assert cpu_name == "resnet18_pbc4_seed0" and gpu_name == "resnet18_pbc4_px224_seed0"
+    assert cpu_file.name == "ddrnet_pbc4" and seed_networks.results_stem("ddrnet_pbc4").name == "ddrnet_pbc4_224px"
