@@ -1,5 +1,5 @@
 """Deterministic preprocessing: white balance, cell centring, resize, Otsu background masking, Gaussian
-low-pass, grayscale, normalise.
+low-pass, grayscale, normalise (and, for ablations only, nucleus-only and stain-free renderings).
 
 Each step is a small callable on PIL images (MONAI-style), composed by `Preprocess`.
 The same `Preprocess` runs at training and at prediction time; its settings travel in the model file.
