@@ -29,9 +29,8 @@ K = 10
 
 
 def features(bundle: ModelBundle, pre: Preprocess, paths: list) -> np.ndarray:
-    cfg = PreprocessConfig(**bundle.preprocess)
     x = torch.stack([pre(Image.open(p).convert("RGB")) for p in paths])
-    return logits_for(bundle.model, x, cfg.mean, cfg.std, pre_logits=True)
+    return logits_for(bundle.model, x, pre.cfg.mean, pre.cfg.std, pre_logits=True)
 
 
 def unit(f: np.ndarray) -> np.ndarray:
