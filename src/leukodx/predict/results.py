@@ -104,8 +104,9 @@ def collect_images(target: str | Path) -> tuple[list[Path], list[dict]]:
 
 def network_threads() -> int:
     """Threads for the network while `predict_batches` prepares files on one more: all cores but one
-    (on 2 cores this split beat the network on both cores by 15-30%, measured side by side with
-    benchmarks/predict_throughput.py; README, predict throughput)."""
+    (on 2 cores, side by side: faster where preparing files is a large share, the WBC model's cell-finding,
+    ONNX 155.8 against 98.5 img/s; slower where the network dominates, ALL at 160 px, 99.2 against 111.7;
+    results/predict_throughput*_before.md)."""
     return max(1, (os.cpu_count() or 2) - 1)
 
 
