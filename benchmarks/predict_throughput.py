@@ -1,8 +1,9 @@
 """End-to-end `predict` throughput and peak memory over a folder of real JPEGs (decode included).
 
 Each backend runs in a fresh process so peak RSS is its own. Writes results/predict_throughput.{json,md} (`--model all`) or results/predict_throughput_MODEL.{json,md}.
-Files are prepared (decode, cell-finding, image checks) on one thread while the network runs on the others
-(`leukodx.predict.results.network_threads`: all cores but one); `--threads N` sets the ONNX network's threads.
+For a model whose preparing finds cells, files are prepared (decode, cell-finding, image checks) on one
+thread while the network runs on the others; otherwise between batches, the network on every core
+(`leukodx.predict.results.network_threads`). `--threads N` sets the ONNX network's threads.
 Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_all] [--n 512] [--threads N] [--repeats 5]
 """
 from __future__ import annotations
@@ -38,10 +39,12 @@ def one(model: str, data: str, n: int, backend: str, threads: int, repeats: int)
         import torch
 
         from leukodx.predict.predictor import Predictor
-        from leukodx.predict.results import network_threads
-        net_threads = min(threads or network_threads(), network_threads())  # predict_paths caps torch there
-        torch.set_num_threads(net_threads)
+        from leukodx.predict.results import finds_cells, network_threads
         p = Predictor.load(resolve_model(model))
+        torch.set_num_threads(threads or network_threads())
+        if finds_cells(p.pre.cfg):  # predict_paths caps torch there for folder runs
+            torch.set_num_threads(min(torch.get_num_threads(), network_threads(p.pre.cfg)))
+        net_threads = torch.get_num_threads()
         size, arch = p.bundle.preprocess["image_size"], p.bundle.arch
     p.predict_paths(paths[:32])  # warm-up not timed
     rates = []
@@ -84,7 +87,7 @@ def main() -> None:
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     res = {"command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]), "model": a.model,
            "data": a.data, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "results": rows,
-           "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax + image checks and referral per image, batch 32; files prepared on one thread while the network runs on network_threads; median of the timed passes"}
+           "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax + image checks and referral per image, batch 32; files prepared on one thread beside the network where the model finds cells, else between batches (network_threads); median of the timed passes"}
     stem = ROOT / "results" / ("predict_throughput" + ("" if a.model == "all" else f"_{a.model}"))
     stem.parent.mkdir(exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(res, indent=1))

@@ -66,8 +66,9 @@ def test_lean_onnx_predictor_matches_torch_without_importing_torch(bundle, tmp_p
 
 
 def test_a_folder_run_gives_the_answers_of_a_single_batch_and_restores_torch_threads(bundle, tmp_path, monkeypatch):
-    """More files than a batch: the network runs on fewer threads while files are prepared ahead;
-    the answers equal one big batch's, and torch's process-wide thread count comes back."""
+    """More files than a batch, with a cell-finding model: the network runs on fewer threads while
+    files are prepared ahead; the answers equal one big batch's, and torch's process-wide thread count
+    comes back. A resize-only model (the fixture) keeps every thread and prepares between batches."""
     import torch
 
     from leukodx.predict import predictor as predictor_module
@@ -76,16 +77,34 @@ def test_a_folder_run_gives_the_answers_of_a_single_batch_and_restores_torch_thr
     for i in range(7):
         rgb(i, 80).save(tmp_path / f"{i}.png")
         files.append(tmp_path / f"{i}.png")
-    monkeypatch.setattr(predictor_module, "network_threads", lambda: 1)
     real, original = torch.set_num_threads, torch.get_num_threads()
     real(2)
     seen = []
     monkeypatch.setattr(torch, "set_num_threads", lambda n: (seen.append(n), real(n)))
     try:
+        plain, _ = Predictor(bundle, batch_size=3).predict_paths(files)
+        assert seen == []  # resize only: no overlap, no thread change
+        monkeypatch.setattr(predictor_module, "finds_cells", lambda cfg: True)
+        monkeypatch.setattr(predictor_module, "network_threads", lambda cfg=None: 1)
         small, _ = Predictor(bundle, batch_size=3).predict_paths(files)
         whole, _ = Predictor(bundle, batch_size=32).predict_paths(files)
         assert seen == [1, 2] and torch.get_num_threads() == 2  # lowered for the folder run only, then restored
     finally:
         real(original)
-    assert [p.path for p in small] == [str(f) for f in files]
+    assert [p.path for p in small] == [str(f) for f in files] == [p.path for p in plain]
     np.testing.assert_allclose([p.probability for p in small], [p.probability for p in whole], atol=1e-5)
+    np.testing.assert_allclose([p.probability for p in plain], [p.probability for p in whole], atol=1e-5)
+
+
+def test_only_cell_finding_models_leave_a_core_to_preparing(monkeypatch):
+    import os
+
+    from leukodx.predict.results import finds_cells, network_threads
+    from leukodx.transforms.preprocess import PreprocessConfig
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert not finds_cells(PreprocessConfig()) and network_threads(PreprocessConfig()) == 4 == network_threads()
+    assert finds_cells(PreprocessConfig(cell_centre=3.0)) and network_threads(PreprocessConfig(cell_centre=3.0)) == 3
+    assert finds_cells(PreprocessConfig(mask_background=True))
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert network_threads(PreprocessConfig(cell_centre=3.0)) == 1

@@ -13,26 +13,18 @@ import numpy as np
 from leukodx.errors import LeukodxError
 from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.referral import Referral
-from leukodx.predict.results import Prediction, network_threads, predict_batches, to_prediction
+from leukodx.predict.results import Prediction, finds_cells, network_threads, predict_batches, to_prediction
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 
 class OnnxPredictor:
     def __init__(self, onnx_path: str | Path, batch_size: int = 32, threads: int | None = None):
-        """`threads`: the network's threads (default `network_threads()`: all cores but the one that
-        prepares the next files)."""
-        import onnxruntime as ort
-
+        """`threads`: the network's threads (default `network_threads(preprocessing)`: all cores, or all
+        but the one that prepares the next files where preparing finds cells)."""
         path = Path(onnx_path)
         if not path.is_file():
             raise LeukodxError(f"{path}: ONNX model not found")
-        opts = ort.SessionOptions()
-        opts.enable_cpu_mem_arena = False  # the arena keeps peak-batch buffers: ~250 MB more resident
-        opts.intra_op_num_threads = threads or network_threads()
-        try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - any load failure is a bad file for the user
-            raise LeukodxError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+        self.session = _session(path, threads or network_threads())
         meta = self.session.get_modelmeta().custom_metadata_map.get("leukodx")
         if not meta:
             raise LeukodxError(f"{path}: no leukodx metadata; export it with `leukodx export`")
@@ -40,6 +32,8 @@ class OnnxPredictor:
         self.classes = self.meta["classes"]
         self.referral = Referral(self.meta["refer_threshold"], self.meta.get("unfamiliar_threshold", float("inf")))
         self.pre = Preprocess(PreprocessConfig(**self.meta["preprocess"]))
+        if not threads and network_threads(self.pre.cfg) != network_threads():  # known once the metadata is read
+            self.session = _session(path, network_threads(self.pre.cfg))
         self.batch_size = batch_size
         self.conformal = None
         if self.meta.get("conformal_qhat") is not None:
@@ -61,10 +55,22 @@ class OnnxPredictor:
     def predict_paths(self, paths, progress: bool = False, on_row=None,
                       expected: np.ndarray | None = None) -> tuple[list[Prediction], list[dict]]:
         return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
-                               self.batch_size, progress, on_row)
+                               self.batch_size, progress, on_row, overlap=finds_cells(self.pre.cfg))
 
     def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, expected=None) -> Prediction:
         return to_prediction(path, p, d, problem, self.classes, self.referral, self.conformal, expected)
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.enable_cpu_mem_arena = False  # the arena keeps peak-batch buffers: ~250 MB more resident
+    opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - any load failure is a bad file for the user
+        raise LeukodxError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
 
 
 def check_meta(meta: dict, path, session) -> dict:

@@ -17,6 +17,7 @@ from leukodx.models.artifact import ModelBundle
 from leukodx.predict.results import (
     Prediction,
     collect_images,
+    finds_cells,
     network_threads,
     predict_batches,
     to_prediction,
@@ -44,7 +45,7 @@ class Predictor:
             from leukodx.predict.onnx_export import OnnxRunner, export_onnx
             if onnx_path is None:
                 onnx_path = export_onnx(bundle, Path(tempfile.mkdtemp()) / "model.onnx")
-            self.model = OnnxRunner(onnx_path)
+            self.model = OnnxRunner(onnx_path, network_threads(self.pre.cfg))
         elif backend == "torch":
             self.model = bundle.model.eval().to(memory_format=torch.channels_last)
         else:
@@ -78,20 +79,22 @@ class Predictor:
 
     def predict_paths(self, paths, progress: bool = False, on_row=None,
                       expected: np.ndarray | None = None) -> tuple[list[Prediction], list[dict]]:
-        """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file. For more than
-        a batch of files the network runs on `network_threads()`, leaving a core to the thread that
-        prepares the next files (torch's thread count is process-wide: such runs take turns)."""
+        """Returns (predictions, errors); errors are {'path', 'error'} for each unusable file. Where preparing
+        finds cells (`finds_cells`) and there is more than a batch of files, the network runs on
+        `network_threads(...)`, leaving a core to the thread that prepares the next files (torch's thread
+        count is process-wide: such runs take turns)."""
         paths = list(paths)
+        overlap = finds_cells(self.pre.cfg) and len(paths) > self.batch_size  # one batch (a web upload): nothing to overlap
 
         def run():
             return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
-                                   self.batch_size, progress, on_row)
+                                   self.batch_size, progress, on_row, overlap=overlap)
 
-        if len(paths) <= self.batch_size:  # one batch (a web upload): nothing to overlap
+        if not overlap:
             return run()
         with _THREADS_LOCK:
             before = torch.get_num_threads()
-            torch.set_num_threads(min(before, network_threads()))
+            torch.set_num_threads(min(before, network_threads(self.pre.cfg)))
             try:
                 return run()
             finally:

@@ -5,7 +5,7 @@ import csv
 import json
 import os
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -102,12 +102,20 @@ def collect_images(target: str | Path) -> tuple[list[Path], list[dict]]:
     raise LeukodxError(f"{p}: no such file or folder")
 
 
-def network_threads() -> int:
-    """Threads for the network while `predict_batches` prepares files on one more: all cores but one
-    (on 2 cores, side by side: faster where preparing files is a large share, the WBC model's cell-finding,
-    ONNX 155.8 against 98.5 img/s; slower where the network dominates, ALL at 160 px, 99.2 against 111.7;
-    results/predict_throughput*_before.md)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def finds_cells(cfg) -> bool:
+    """Whether preparing a file for this PreprocessConfig includes finding or masking cells (the slow
+    part of preparing, worth overlapping with the network), not just decoding and resizing."""
+    return bool(cfg.cell_centre or cfg.mask_background or cfg.stained_only or cfg.stain_free or cfg.nucleus_only)
+
+
+def network_threads(cfg=None) -> int:
+    """The network's threads for a model with this PreprocessConfig. Where preparing finds cells,
+    `predict_batches` prepares files on one thread beside the network, which gets all cores but one;
+    otherwise files are prepared between batches and the network gets every core. Measured side by
+    side on 2 cores (results/predict_throughput*.md): the WBC model (cell-centred) runs faster with the
+    overlap, the ALL model (resize only, network-bound at 160 px) without it."""
+    cores = os.cpu_count() or 2
+    return max(1, cores - 1) if cfg is not None and finds_cells(cfg) else cores
 
 
 def prepare(path, to_input) -> tuple[np.ndarray, str | None]:
@@ -118,12 +126,14 @@ def prepare(path, to_input) -> tuple[np.ndarray, str | None]:
     return arr, image_problem(arr)
 
 
-def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progress: bool = False, on_row=None):
+def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progress: bool = False, on_row=None,
+                    overlap: bool = True):
     """Decode, preprocess and check each file (`prepare`), run `scores` (-> probabilities, distances) on
     full batches, build results with `make(path, probs, distance, image_problem)`. Returns (predictions,
     errors); a bad file is listed in errors, never fatal. `on_row` sees each result as it is made.
-    Files are prepared one thread ahead of the network (at most two batches in flight), so decoding
-    and cell-finding overlap the forward pass; results come in the order of `paths`."""
+    With `overlap`, files are prepared one thread ahead of the network (at most two batches in flight),
+    so decoding and cell-finding overlap the forward pass; without it, between batches (see
+    `network_threads`). Results come in the order of `paths`."""
     preds, errors, batch, batch_info = [], [], [], []
     bar = None
     if progress:
@@ -141,7 +151,7 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
             batch_info.clear()
 
     todo, pending = iter(paths), deque()
-    pool = ThreadPoolExecutor(1, thread_name_prefix="leukodx-prepare")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="leukodx-prepare") if overlap else _Inline()
     try:
         while True:
             for path in islice(todo, 2 * batch_size - len(pending)):
@@ -167,6 +177,21 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
         if bar:
             bar.close()
     return preds, errors
+
+
+class _Inline:
+    """`predict_batches` without the overlap: each file is prepared when it is submitted."""
+
+    def submit(self, fn, *args):
+        f = Future()
+        try:
+            f.set_result(fn(*args))
+        except BadImageError as e:
+            f.set_exception(e)
+        return f
+
+    def shutdown(self, **kwargs):
+        pass
 
 
 def to_prediction(path: str, p: np.ndarray, distance: float, problem: str | None, classes: list[str],
