@@ -93,3 +93,19 @@ def run(group: str, name: str, **cfg) -> dict:
 def tree_metrics(group: str, name: str) -> dict:
     """The XGBoost-head evaluation of a run trained with head: xgboost."""
     return json.loads((ROOT / "runs" / group / name / "xgboost" / "test" / "metrics.json").read_text())
+
+
+def model_and_split(model: str | Path, config: str = "wbc_type"):
+    """A model file, its preprocessing and the grouped split its training config makes of its dev data
+    (configs/CONFIG.yaml; the shipped WBC model: PBC) -> (bundle, pre, index, split)."""
+    from leukodx.data.recipes import load_dataset
+    from leukodx.data.splits import make_split
+    from leukodx.models.artifact import ModelBundle
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+    bundle = ModelBundle.load(model)
+    cfg = TrainConfig.load(ROOT / "configs" / f"{config}.yaml")
+    index = load_dataset(cfg.data)
+    assert index.classes == bundle.classes, "the dev-data index and the model must order classes alike"
+    split = make_split(index, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.use_hashes)
+    return bundle, Preprocess(PreprocessConfig(**bundle.preprocess)), index, split

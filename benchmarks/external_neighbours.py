@@ -14,15 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import model_and_split
 from PIL import Image
 
-from leukodx.config import TrainConfig
 from leukodx.data.class_map import map_classes
 from leukodx.data.recipes import lab_of, load_dataset
-from leukodx.data.splits import make_split
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
-from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+from leukodx.transforms.preprocess import Preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 10
@@ -49,12 +48,7 @@ def main():
     ap.add_argument("--per-class", type=int, default=150, help="PBC training cells per class to search among")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    bundle = ModelBundle.load(a.model)
-    pre = Preprocess(PreprocessConfig(**bundle.preprocess))
-    cfg = TrainConfig.load(ROOT / "configs" / "wbc_type.yaml")
-    index = load_dataset(cfg.data)
-    assert index.classes == bundle.classes, "the PBC index and the model must order classes alike"
-    split = make_split(index, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.use_hashes)
+    bundle, pre, index, split = model_and_split(a.model)
     rng = np.random.default_rng(0)
     train, test = split.indices(index, "train"), split.indices(index, "test")
     ref = [i for c in range(len(index.classes))

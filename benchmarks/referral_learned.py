@@ -22,21 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import model_and_split
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from leukodx.config import TrainConfig
 from leukodx.data.class_map import map_classes
 from leukodx.data.recipes import lab_of, load_dataset
-from leukodx.data.splits import make_split
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.heads.referral import choose_threshold
-from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
-from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 from leukodx.transforms.shifts import build_shift
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,12 +73,7 @@ def main():
     ap.add_argument("model", nargs="?", default="src/leukodx/shipped/wbc_type.pt")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    bundle = ModelBundle.load(a.model)
-    pre = Preprocess(PreprocessConfig(**bundle.preprocess))
-    cfg = TrainConfig.load(ROOT / "configs" / "wbc_type.yaml")
-    index = load_dataset(cfg.data)
-    assert index.classes == bundle.classes, "the PBC index and the model must order classes alike"
-    split = make_split(index, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.use_hashes)
+    bundle, pre, index, split = model_and_split(a.model)
     train, val, test = (split.indices(index, s) for s in ("train", "val", "test"))
     rng = np.random.default_rng(0)
     ref = np.concatenate([rng.permutation([i for i in train if index.records[i].label == c])[:150]
