@@ -3,8 +3,10 @@ insertion AUC, the model-randomisation sanity check, and the shortcut audit (att
 cell vs background vs the bottom-right scale-bar corner). Images come from each model's own grouped
 test split (seed 0, as in configs/NAME.yaml). Writes results/explain_NAME.{json,md}.
 Run on an otherwise idle machine: the timings are wall-clock on 2 CPU cores. `--audit-only` redoes
-the shortcut audit alone (Grad-CAM, no timings) and keeps the committed method table.
-  python benchmarks/explain_benchmark.py all_severity [wbc_type] [--audit-only]
+the shortcut audit alone (Grad-CAM, no timings) and keeps the committed method table; `--audit-ig`
+adds the same audit with integrated gradients, pixel-level, free of Grad-CAM's feature-map grid
+(the model card keeps the Grad-CAM audit).
+  python benchmarks/explain_benchmark.py all_severity [wbc_type] [--audit-only | --audit-ig]
 """
 import json
 import sys
@@ -42,7 +44,7 @@ def test_images(name: str, per_class: int, seed: int = 1) -> list:
     return [out[i] for i in rng.permutation(len(out))]  # classes mixed, so the first images cover all
 
 
-def main(name: str, audit_only: bool = False) -> None:
+def main(name: str, audit_only: bool = False, audit_method: str = "gradcam") -> None:
     torch.set_num_threads(2)
     bundle = ModelBundle.load(shipped_model({"all_severity": "all", "wbc_type": "wbc"}[name]))
     ex = Explainer(bundle)
@@ -53,7 +55,7 @@ def main(name: str, audit_only: bool = False) -> None:
     rand = Explainer(ModelBundle(randomised_copy(bundle.model, 0.25), bundle.arch, bundle.classes, bundle.preprocess))
     audit_rows = []
     for i, r in enumerate(recs):
-        methods = ("gradcam",) if audit_only else FAST + SLOW if i < N_SLOW else FAST if i < N_FAST else ("gradcam",)
+        methods = (audit_method,) if audit_only else FAST + SLOW if i < N_SLOW else FAST if i < N_FAST else ("gradcam",)
         es = ex.explain(r.path, methods)
         u8, x = ex.prepare(r.path)
         for e in es:
@@ -65,9 +67,9 @@ def main(name: str, audit_only: bool = False) -> None:
                 pm["insertion_auc"].append(di["insertion_auc"])
                 if e.method not in ("shap", "lime"):  # randomised re-runs of the cheap methods only
                     pm["sanity_rank_corr"].append(rank_similarity(e.map, rand.map(e.method, x, e.target, u8)))
-            if e.method == "gradcam":
-                with torch.no_grad():
-                    grid = bundle.model.forward_features(x).shape[-1]  # the CAM's resolution
+            if e.method == audit_method:
+                with torch.no_grad():  # the CAM's resolution; IG is pixel-level
+                    grid = bundle.model.forward_features(x).shape[-1] if audit_method == "gradcam" else None
                 audit_rows.append({"label": bundle.classes[r.label], "predicted": e.label,
                                    **attribution_shares(u8, e.map, grid)})
     audit = summarise(audit_rows)
@@ -76,7 +78,7 @@ def main(name: str, audit_only: bool = False) -> None:
         res = json.loads(out.with_suffix(".json").read_text())
         if res["weights_sha256"] != bundle.weights_sha256():
             raise SystemExit(f"{out}.json was made by other weights: run without --audit-only")
-        res["audit_gradcam"] = audit
+        res[f"audit_{audit_method}"] = audit
     else:
         table = {m: {"n_images": len(v["seconds"]),
                      **{k2: round(float(np.mean(v[k2])), 4) if v[k2] else None for k2 in v}}
@@ -91,7 +93,7 @@ def main(name: str, audit_only: bool = False) -> None:
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(render(name, res))
     for card in (common.ROOT / "results" / f"{name}_model_card.md", common.ROOT / "src" / "leukodx" / "shipped" / f"{name}.md"):
-        if card.is_file():
+        if card.is_file() and audit_method == "gradcam":
             add_audit(card, audit, f"results/explain_{name}.json")
     print(out.with_suffix(".md").read_text())
 
@@ -104,24 +106,31 @@ def render(name: str, res: dict) -> str:
     for m, v in res["methods"].items():
         md.append(f"| {m} | {v['n_images']} | {v['seconds']} | {v['deletion_auc']} | {v['insertion_auc']} | "
                   f"{v['sanity_rank_corr']} |")
-    audit = res["audit_gradcam"]
-    md += ["", f"## Shortcut audit (Grad-CAM, {audit['all']['n']} test images)", "",
-           ("- cell = the largest dark blob (one nucleus); stained cells = every purple-stained object (white cells, "
-            "blasts; red cells left out; `leukodx.transforms.cell_finder.stained_cells`); background = outside both. "
-            "Ratio = share / area (1 = no preference). Ceiling: the stained share of a map that is the stained-cell "
-            "mask seen at Grad-CAM's feature-map resolution, the most a Grad-CAM map can give them."), "",
-           ("| class | n | cell share (area) | stained cells share (area) | stained ceiling | background share (area) | "
-            "corner share (area) |"), "|---|---|---|---|---|---|---|"]
+    for method, title in (("gradcam", "Grad-CAM"), ("ig", "integrated gradients, pixel-level")):
+        if f"audit_{method}" in res:
+            md += audit_table(res[f"audit_{method}"], title)
+    return "\n".join(md) + "\n"
+
+
+def audit_table(audit: dict, title: str) -> list[str]:
+    md = ["", f"## Shortcut audit ({title}, {audit['all']['n']} test images)", "",
+          ("- cell = the largest dark blob (one nucleus); stained cells = every purple-stained object (white cells, "
+           "blasts; red cells left out; `leukodx.transforms.cell_finder.stained_cells`); background = outside both. "
+           "Ratio = share / area (1 = no preference). Ceiling: the stained share of a map that is the stained-cell "
+           "mask seen at Grad-CAM's feature-map resolution, the most a Grad-CAM map can give them."), "",
+          ("| class | n | cell share (area) | stained cells share (area) | stained ceiling | background share (area) | "
+           "corner share (area) |"), "|---|---|---|---|---|---|---|"]
     for c, v in audit.items():
         md.append(f"| {c} | {v['n']} | {v['cell_share']} ({v['cell_area']}) | {v['stained_share']} "
                   f"({v['stained_area']}) | {v.get('ceiling_share', '-')} | {v['background_share']} "
                   f"({v['background_area']}) | {v['corner_share']} ({v['corner_area']}) |")
-    return "\n".join(md) + "\n"
+    return md
 
 
 if __name__ == "__main__":
     t = time.perf_counter()
     names = [a for a in sys.argv[1:] if not a.startswith("--")]
     for n in names or ["all_severity"]:
-        main(n, audit_only="--audit-only" in sys.argv)
+        ig = "--audit-ig" in sys.argv
+        main(n, audit_only="--audit-only" in sys.argv or ig, audit_method="ig" if ig else "gradcam")
     print(f"{time.perf_counter() - t:.0f} s")
