@@ -134,3 +134,30 @@ def test_audit_section_warns_only_when_no_cell_region_draws_attribution():
     assert "looks at the background" in text and "1.2x" in text and "1.1x" in text
     text = "\n".join(audit_section(audit(0.12, 0.6), "x.json"))  # the blasts of a field draw 3x their share
     assert "looks at the background" not in text and "3.0x" in text
+
+
+def test_cell_interventions_paint_out_the_stained_cell_or_everything_else():
+    """A purple disc on a pink field: painted out it is gone; the control paints as much elsewhere and
+    leaves it alone; `cells only` leaves it alone and flattens the rest."""
+    from leukodx.explain.audit import cell_interventions
+
+    yy, xx = np.mgrid[:96, :96]
+    img = np.empty((96, 96, 3), np.uint8)
+    img[:] = (232, 214, 220)
+    img[::2] -= 6  # a textured field, so that painting it shows
+    img[(yy - 60) ** 2 + (xx - 30) ** 2 < 8 ** 2] = (200, 150, 160)  # a pink red cell: not stained
+    disc = (yy - 30) ** 2 + (xx - 60) ** 2 < 12 ** 2
+    img[disc] = (110, 60, 160)
+    v = cell_interventions(img)
+
+    def purple(a):
+        return (a[..., 0].astype(float) + a[..., 2]) / 2 - a[..., 1]
+
+    out = v["cells painted out"]
+    assert purple(img)[disc].min() > 60 and len(np.unique(out[disc].reshape(-1, 3), axis=0)) == 1
+    assert purple(out).max() <= purple(img)[~disc].max()  # nothing more purple than the red cell is left
+    changed = (v["control: the same blobs elsewhere"] != img).any(-1)
+    assert changed.sum() >= 0.4 * disc.sum() and not (changed & disc).any()  # half the field's rows already match
+    only = v["cells only"]
+    assert (only[disc] == img[disc]).all()
+    assert len(np.unique(only[(yy - 30) ** 2 + (xx - 60) ** 2 > 16 ** 2].reshape(-1, 3), axis=0)) == 1

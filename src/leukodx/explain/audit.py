@@ -2,7 +2,8 @@
 field, the background, and the bottom-right corner where taleqani_all has a burned-in scale bar.
 `cell` is the largest dark blob (one white cell per image, as in PBC); `stained` is every
 purple-stained object (the blasts of a many-cell field, as in taleqani_all), red cells left out;
-`background` is outside both."""
+`background` is outside both. `cell_interventions` tests the same question without attribution
+maps: it paints the stained cells out (or everything else) so that a model can be re-scored."""
 from __future__ import annotations
 
 import numpy as np
@@ -52,3 +53,25 @@ def summarise(rows: list[dict]) -> dict:
         by.setdefault(r["label"], []).append(r)
     by["all"] = rows
     return {c: {"n": len(rs), **{k: round(float(np.mean([r[k] for r in rs])), 4) for k in keys}} for c, rs in by.items()}
+
+
+def cell_interventions(image: np.ndarray) -> dict[str, np.ndarray]:
+    """Copies of a model-input image (H, W, 3 uint8) for an intervention audit (benchmarks/cell_removal.py):
+    `cells painted out` (every stained object, grown by 2 px, painted with the median colour of the rest),
+    `control: the same blobs elsewhere` (the same mask moved off the cells and painted there: as much
+    paint and as many edges, the cells left alone) and `cells only` (all but the stained objects painted)."""
+    from scipy import ndimage
+
+    m = ndimage.binary_dilation(stained_cells(Image.fromarray(image)), iterations=2)
+    rng = np.random.default_rng(int(image[::7, ::7].sum()))
+    moved = np.zeros_like(m)
+    for _ in range(20):  # the shift whose moved blobs overlap the cells least
+        cand = np.roll(m, tuple(rng.integers(0, m.shape[0], 2)), axis=(0, 1)) & ~m
+        moved = cand if cand.sum() > moved.sum() else moved
+    fill = np.median(image[~m].reshape(-1, 3), 0).astype(np.uint8) if (~m).any() else np.full(3, 230, np.uint8)
+    out = {}
+    for name, region in (("cells painted out", m), ("control: the same blobs elsewhere", moved), ("cells only", ~m)):
+        b = image.copy()
+        b[region] = fill
+        out[name] = b
+    return out
