@@ -23,7 +23,7 @@ from common import model_and_split
 
 from leukodx.data.images import load_image
 from leukodx.evaluate.evaluate_run import bundle_outputs
-from leukodx.evaluate.model_card import replace_section
+from leukodx.evaluate.model_card import CELL_REMOVAL_HEADING, cell_removal_section, replace_section
 from leukodx.evaluate.robustness import accuracy_ci
 from leukodx.explain.audit import cell_interventions
 from leukodx.heads.image_checks import image_problem
@@ -97,30 +97,7 @@ def main():
     for name, r in res["models"].items():
         for card in (common.ROOT / "results" / f"{name}_model_card.md", common.ROOT / "src" / "leukodx" / "shipped" / f"{name}.md"):
             if card.is_file():
-                replace_section(card, HEADING, card_section(r, "results/cell_removal.json"))
-
-
-HEADING = "## Does it need the cells? (painting them out)"
-
-
-def card_section(r: dict, source: str) -> list[str]:
-    """Plain-language lines for a model card."""
-    row = {x["variant"]: x for x in r["rows"]}
-    seen, out = row["as seen"], row["cells painted out"]
-    lines = [HEADING, (f"From `{source}` ({r['n']} test images; chance {r['chance']:.0%}): every stained cell painted "
-             "with the colour of the rest of the image, then re-scored."), ""]
-    if out["accuracy"] > (seen["accuracy"] + r["chance"]) / 2:
-        lines.append(f"- **This model does not need the cells**: with them painted out it still answers "
-                     f"{out['accuracy']:.0%} right ({seen['accuracy']:.0%} with them), so it classifies the field "
-                     "(stain, background, acquisition) rather than the cells. Do not read its answers as a "
-                     "judgement of the cells' morphology.")
-    else:
-        top = max(out["answers"], key=out["answers"].get)
-        lines.append(f"- It reads the cells: without them it falls to {out['accuracy']:.0%} (with them "
-                     f"{seen['accuracy']:.0%}). An image without a stained cell is called '{top}' "
-                     f"({out['answers'][top] / r['n']:.0%}) at a median top probability of "
-                     f"{out['median_top_probability']:.2f}; {out['referred']:.0%} of them are referred.")
-    return lines
+                replace_section(card, CELL_REMOVAL_HEADING, cell_removal_section(r, "results/cell_removal.json"))
 
 
 if __name__ == "__main__":

@@ -161,3 +161,18 @@ def test_cell_interventions_paint_out_the_stained_cell_or_everything_else():
     only = v["cells only"]
     assert (only[disc] == img[disc]).all()
     assert len(np.unique(only[(yy - 30) ** 2 + (xx - 60) ** 2 > 16 ** 2].reshape(-1, 3), axis=0)) == 1
+
+
+def test_cell_removal_section_says_whether_the_model_needs_the_cells():
+    from leukodx.evaluate.model_card import cell_removal_section
+
+    def result(painted_out):
+        rows = [{"variant": "as seen", "accuracy": 0.98, "answers": {"a": 50, "b": 50}, "median_top_probability": 0.99,
+                 "referred": 0.05},
+                {"variant": "cells painted out", "accuracy": painted_out, "answers": {"a": 90, "b": 10},
+                 "median_top_probability": 0.95, "referred": 0.5}]
+        return {"n": 100, "chance": 0.5, "rows": rows}
+
+    assert "does not need the cells" in "\n".join(cell_removal_section(result(0.9), "x.json"))
+    text = "\n".join(cell_removal_section(result(0.5), "x.json"))
+    assert "It reads the cells" in text and "called 'a' (90%)" in text

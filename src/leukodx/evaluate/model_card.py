@@ -156,6 +156,29 @@ def add_audit(card: str | Path, audit: dict, source: str) -> None:
     replace_section(card, AUDIT_HEADING, audit_section(audit, source))
 
 
+CELL_REMOVAL_HEADING = "## Does it need the cells? (painting them out)"
+
+
+def cell_removal_section(r: dict, source: str) -> list[str]:
+    """Plain-language lines from benchmarks/cell_removal.py's result for one model (its stained cells painted out)."""
+    row = {x["variant"]: x for x in r["rows"]}
+    seen, out = row["as seen"], row["cells painted out"]
+    lines = [CELL_REMOVAL_HEADING, (f"From `{source}` ({r['n']} test images; chance {r['chance']:.0%}): every stained cell painted "
+             "with the colour of the rest of the image, then re-scored."), ""]
+    if out["accuracy"] > (seen["accuracy"] + r["chance"]) / 2:
+        lines.append(f"- **This model does not need the cells**: with them painted out it still answers "
+                     f"{out['accuracy']:.0%} right ({seen['accuracy']:.0%} with them), so it classifies the field "
+                     "(stain, background, acquisition) rather than the cells. Do not read its answers as a "
+                     "judgement of the cells' morphology.")
+    else:
+        top = max(out["answers"], key=out["answers"].get)
+        lines.append(f"- It reads the cells: without them it falls to {out['accuracy']:.0%} (with them "
+                     f"{seen['accuracy']:.0%}). An image without a stained cell is called '{top}' "
+                     f"({out['answers'][top] / r['n']:.0%}) at a median top probability of "
+                     f"{out['median_top_probability']:.2f}; {out['referred']:.0%} of them are referred.")
+    return lines
+
+
 ROBUSTNESS_HEADING = "## Robustness: other labs and image shifts"
 
 
