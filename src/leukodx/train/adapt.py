@@ -26,6 +26,7 @@ from leukodx.heads.familiarity import knn_distance
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
+from leukodx.models.stage_tap import StageTap
 from leukodx.transforms.preprocess import PreprocessConfig, normalize
 from leukodx.transforms.views import dihedral_views
 
@@ -42,11 +43,14 @@ def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
 
 def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, mode: str = "head",
                  prior: float = 1e-3, seed: int = 0, views: int = 8,
-                 unlabelled: torch.Tensor | None = None) -> tuple[ModelBundle, dict]:
+                 unlabelled: torch.Tensor | None = None, tap_stage: int | None = None) -> tuple[ModelBundle, dict]:
     """uint8 images (N, 3, S, S) with labels in the bundle's class order -> adapted copy + what was done.
     `views` (1-8): the head is fitted on this many quarter turns / mirror images of each cell.
     `unlabelled`: more of the lab's cells, without labels: the head is then self-trained on them
-    (leukodx.heads.adapt.self_train; the temperature still comes from the labelled cells alone)."""
+    (leukodx.heads.adapt.self_train; the temperature still comes from the labelled cells alone).
+    `tap_stage`: the new head also sees that block's pooled output (leukodx.models.stage_tap),
+    standardised on the lab's cells, its weights starting at zero; the lab's cells become the whole
+    unfamiliar-image reference (the features changed)."""
     if mode not in MODES:
         raise ConfigError(f"adapt mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not 1 <= views <= 8:
@@ -62,6 +66,9 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     n_bn = 0
     if mode == "bn+head":
         n_bn = adapt_batchnorm(new.model, (normalize(images[i:i + 32], pre.mean, pre.std) for i in range(0, len(images), 32)))
+    tapped = tap_stage is not None
+    if tapped:
+        _tap(new, tap_stage, images, views)
     per_view = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(images, views)]
     # the features the adapted model will see at prediction (averaged over the model's own views)
     # (the same views in the same order, so the per-view features already hold them when enough were taken)
@@ -101,15 +108,39 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         feats = logits_for(new.model, images, pre.mean, pre.std, pre_logits=True, views=new.views)
     threshold0 = new.unfamiliar_threshold
     if new.reference is not None:  # a model that averages its views has one feature row per cell
-        _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned)
+        _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned or tapped)
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
-              "batchnorm_layers_updated": n_bn, "finetune": FINETUNE if finetuned else None,
+              "batchnorm_layers_updated": n_bn, "finetune": FINETUNE if finetuned else None, "tap_stage": tap_stage,
               "temperature": temperature,
               "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
               "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds,
               "unlabelled": 0 if unlabelled is None else len(unlabelled), "pseudo_labelled": n_pseudo}
     return new, report
+
+
+def _tap(bundle: ModelBundle, stage: int, images: torch.Tensor, views: int) -> None:
+    """Wrap the bundle's network in a StageTap: the earlier stage's pooled features are standardised on
+    the lab's cells (every view) and enter the head with zero weights, so the refit starts from the
+    source head's answers."""
+    if isinstance(bundle.model, StageTap):
+        raise LeukodxError("this model already has a tapped stage; adapt it without --tap-stage")
+    if not hasattr(bundle.model, "blocks"):
+        raise LeukodxError(f"--tap-stage needs an EfficientNet-style model (blocks of stages); {bundle.arch} has none")
+    old = _classifier(bundle.model)
+    model = StageTap(bundle.model, stage, old.out_features).eval()
+    pre = PreprocessConfig(**bundle.preprocess)
+    raw = np.concatenate([logits_for(model, v, pre.mean, pre.std, pre_logits=True)[:, :model.tap_channels]
+                          for v in dihedral_views(images, views)])
+    with torch.no_grad():
+        model.tap_mean.copy_(torch.from_numpy(raw.mean(0)))
+        model.tap_std.copy_(torch.from_numpy(raw.std(0) + 1e-6))
+        model.classifier.weight.zero_()
+        model.classifier.weight[:, model.tap_channels:] = old.weight
+        model.classifier.bias.copy_(old.bias)
+    bundle.model = model
+    bundle.model_kwargs = {**bundle.model_kwargs, "tap_stage": stage}
+    bundle._net = None
 
 
 def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, replace: bool = False) -> None:
@@ -118,7 +149,7 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
     so the lab's next cells are not unfamiliar merely because few of its cells are in the reference.
     `replace` (the network itself changed): the lab's cells become the whole reference and set the threshold."""
     unit = torch.nn.functional.normalize(torch.from_numpy(np.concatenate(per_view)).float(), dim=1)
-    old = bundle.reference.float()[:0] if replace else bundle.reference.float()
+    old = unit[:0] if replace else bundle.reference.float()
     ref = torch.cat([old, unit])
     ref_groups = np.concatenate([np.full(len(old), -1), np.tile(np.arange(n), len(per_view))])
     cross = knn_distance(per_view[0], ref.numpy(), bundle.knn_k, np.arange(n), ref_groups)
@@ -131,7 +162,7 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
                 add_classes: bool = False, seed: int = 0, progress: bool = False,
-                unlabelled: list[Path] | None = None) -> dict:
+                unlabelled: list[Path] | None = None, tap_stage: int | None = None) -> dict:
     """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it.
     `unlabelled`: image files of more of the lab's cells, for self-training (files that do not decode or
     fail the image checks are skipped)."""
@@ -159,7 +190,8 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
         raise LeukodxError(f"{index.name}: no readable images to adapt on")
     t0 = time.perf_counter()
     u_images = _readable(unlabelled, pre) if unlabelled else None
-    new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images)
+    new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images,
+                               tap_stage=tap_stage)
     files = sorted(mapped.key(r) for r in ds.records)
     report.update({"source_model": str(src_file), "source_sha256": hashlib.sha256(src_file.read_bytes()).hexdigest(),
                    "data": str(index.root or index.name), "added_classes": unknown, "unreadable_files": ds.bad,
@@ -218,7 +250,10 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- Adaptation data: `{report['data']}`: {report['n_images']} cells ({cls}); file list sha256 "
         f"{report['data_files_sha256'][:16]}..."),
         (f"- What was refit: {'batch-norm statistics and ' if report['mode'] == 'bn+head' else ''}the linear head on "
-        f"frozen features of {report['views']} quarter-turn / mirror views of each cell (prior {report['prior']} "
+        f"frozen features of {report['views']} quarter-turn / mirror views of each cell"
+        + (f", with block {tap}'s pooled features beside the last stage's (standardised on these cells; the "
+           "unfamiliar-image reference is now the lab's cells alone)" if (tap := report.get("tap_stage")) is not None
+           else "") + f" (prior {report['prior']} "
         f"towards the source head); temperature {report['temperature']:.3f} "
         f"from {report['out_of_fold_folds']}-fold out-of-fold predictions" + (
             f"; then every weight fine-tuned on the cells ({ft['steps']} AdamW steps from lr {ft['lr']:g}, "
