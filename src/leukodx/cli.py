@@ -334,6 +334,15 @@ def cmd_export(a) -> int:
     return 0
 
 
+def _tap_stage(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a block number or 'auto', got {text!r}") from None
+
+
 def cmd_adapt(a) -> int:
     from leukodx.data.recipes import load_dataset
     from leukodx.train.adapt import adapt_model
@@ -585,9 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--add-classes", action="store_true", help="add the folder's classes the model does not know")
     ad.add_argument("--unlabelled", help="a folder of more of the lab's cells without labels: the head is self-trained "
                                          "on those it is sure of (results/adapt.md)")
-    ad.add_argument("--tap-stage", type=int, help="EfficientNet models: the new head also sees this block's pooled "
-                                                  "features (mid-level texture and outline; 5 for the shipped WBC model, "
-                                                  "results/adapt.md)")
+    ad.add_argument("--tap-stage", type=_tap_stage, help="EfficientNet models: the new head also sees this block's "
+                                                         "pooled features (mid-level texture and outline); 'auto' = 5 "
+                                                         "where the model has it (results/adapt.md)")
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--quiet", action="store_true")
     ad.set_defaults(func=cmd_adapt)

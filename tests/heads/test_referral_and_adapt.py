@@ -418,7 +418,7 @@ def test_adapt_with_a_tapped_stage_starts_from_the_source_answers_and_travels(fi
     as the same network, exports to ONNX with the same answers, and a bad stage is a clear error."""
     from leukodx.models.inference import logits_for
     from leukodx.models.stage_tap import StageTap
-    from leukodx.train.adapt import _tap
+    from leukodx.train.adapt import _tap, auto_tap_stage
 
     b, _, _ = fitted
     lab = generate(tmp_path / "lab", n_per_class=8, size=S, seed=9, classes=list(b.classes))
@@ -435,10 +435,11 @@ def test_adapt_with_a_tapped_stage_starts_from_the_source_answers_and_travels(fi
     with pytest.raises(LeukodxError, match="tap_stage"):
         _tap(copy.deepcopy(b), 6, x, views=1)  # the last block is the head's own input
     b.save(tmp_path / "src.pt")
-    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "tap.pt"), "--tap-stage", "5",
+    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "tap.pt"), "--tap-stage", "auto",
                  "--quiet"]) == 0
     new = ModelBundle.load(tmp_path / "tap.pt")
     assert isinstance(new.model, StageTap) and new.info["adapted"]["tap_stage"] == 5
+    assert auto_tap_stage(b) == 5 and auto_tap_stage(new) is None  # 'auto' never taps twice
     assert float(new.model.classifier.weight[:, :new.model.tap_channels].abs().sum()) > 0  # the refit used them
     assert len(new.reference) == 8 * len(y)  # the lab's cells alone: the features changed
     assert "block 5" in (tmp_path / "tap.md").read_text()

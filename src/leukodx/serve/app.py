@@ -276,7 +276,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
     @app.post("/api/v1/cases/{case_id}/adapt", status_code=201)
     def adapt(case_id: int, body: AdaptIn, who: str = Depends(reviewer)):
         """A new model for this lab: the case's model with its head refit on the case's reviewed cells
-        and self-trained on its other cells (`leukodx adapt --unlabelled`), saved as DATA_DIR/models/NAME.pt
+        and self-trained on its other cells (`leukodx adapt --unlabelled ... --tap-stage auto`), saved as DATA_DIR/models/NAME.pt
         with its card; the original is never touched. New cases can then choose it."""
         from leukodx.data.dataset import DatasetIndex, ImageRecord
         from leukodx.train.adapt import adapt_model
@@ -294,7 +294,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                              [ImageRecord(path, classes.index(label), f"case{case_id}") for path, label in reviewed])
         out = registry.reserve(body.name)  # the name is taken now; uploads go on while it adapts
         try:
-            r = adapt_model(registry.paths[source], index, out, mode="head", unlabelled=others)
+            r = adapt_model(registry.paths[source], index, out, mode="head", unlabelled=others,
+                            tap_stage="auto")
         finally:
             registry.finish(body.name, made=out.exists())
         with store.session() as s:

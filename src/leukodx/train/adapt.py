@@ -31,6 +31,7 @@ from leukodx.transforms.preprocess import PreprocessConfig, normalize
 from leukodx.transforms.views import dihedral_views
 
 MODES = ("head", "bn+head", "head+finetune")
+TAP_STAGE = 5  # --tap-stage auto: block 5 of an EfficientNet; picked on wbc_external (results/adapt.md)
 FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: picked on 2 scratch draws per wbc_external lab; results/adapt.md
 
 
@@ -119,6 +120,12 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     return new, report
 
 
+def auto_tap_stage(bundle: ModelBundle) -> int | None:
+    """`--tap-stage auto`: TAP_STAGE for an EfficientNet not tapped yet, else None (the head alone)."""
+    blocks = getattr(bundle.model, "blocks", None)
+    return TAP_STAGE if blocks is not None and len(blocks) > TAP_STAGE + 1 else None
+
+
 def _tap(bundle: ModelBundle, stage: int, images: torch.Tensor, views: int) -> None:
     """Wrap the bundle's network in a StageTap: the earlier stage's pooled features are standardised on
     the lab's cells (every view) and enter the head with zero weights, so the refit starts from the
@@ -162,8 +169,9 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
                 add_classes: bool = False, seed: int = 0, progress: bool = False,
-                unlabelled: list[Path] | None = None, tap_stage: int | None = None) -> dict:
+                unlabelled: list[Path] | None = None, tap_stage: int | str | None = None) -> dict:
     """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it.
+    `tap_stage`: a block index, 'auto' (auto_tap_stage) or None (the head alone).
     `unlabelled`: image files of more of the lab's cells, for self-training (files that do not decode or
     fail the image checks are skipped)."""
     from leukodx.data.torch_dataset import ImageDataset
@@ -190,6 +198,8 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
         raise LeukodxError(f"{index.name}: no readable images to adapt on")
     t0 = time.perf_counter()
     u_images = _readable(unlabelled, pre) if unlabelled else None
+    if tap_stage == "auto":
+        tap_stage = auto_tap_stage(bundle)
     new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images,
                                tap_stage=tap_stage)
     files = sorted(mapped.key(r) for r in ds.records)
