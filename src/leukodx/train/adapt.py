@@ -1,10 +1,11 @@
 """`leukodx adapt`: a model + a small labelled folder from a new lab -> a new model file.
 
 Steps (chosen by measurement, benchmarks/adapt.py): optionally re-estimate batch-norm statistics on
-the lab's images; refit the linear head on frozen features with a prior towards the original head;
+the lab's images; optionally let the head also see an earlier block (`--tap-stage`, models/stage_tap.py);
+refit the linear head on frozen features with a prior towards the original head;
 fit the temperature on out-of-fold predictions; optionally fine-tune every weight on the lab's cells
 (`head+finetune`); add the lab's cells to the reference features so its images stop counting as
-unfamiliar (after fine-tuning the features have moved, so the lab's cells become the whole reference).
+unfamiliar (after fine-tuning or tapping the features have moved, so the lab's cells become the whole reference).
 The original file is never touched; the new file's info and card name the adaptation data.
 """
 from __future__ import annotations
