@@ -10,11 +10,15 @@ image, as the model sees it (after its preprocessing), is changed and re-scored.
                       random light colour instead of the background colour.
 
 A model that reads the cells falls to chance when they are painted out and holds on the control.
-Images from each model's grouped test split (configs/NAME.yaml). Writes results/cell_removal.{json,md}.
+Images from each model's grouped test split (configs/NAME.yaml). Writes results/cell_removal.{json,md} and the
+shipped model cards' section. A candidate model file, on the validation side (model selection), elsewhere:
   python benchmarks/cell_removal.py [--max-images 1000]
+  python benchmarks/cell_removal.py --models all_severity=runs/all_severity_paint/model.pt --side val \
+      --out results/all_severity_paint_val_cell_removal
 """
 import argparse
 import json
+import os
 
 import common
 import numpy as np
@@ -49,14 +53,24 @@ def variants(arr: np.ndarray, corner: bool, rng) -> dict[str, np.ndarray]:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--max-images", type=int, default=1000, help="test images per model (an even sample)")
+    ap.add_argument("--max-images", type=int, default=1000, help="images per model (an even sample)")
+    ap.add_argument("--models", nargs="+", metavar="CONFIG=FILE",
+                    help="model files to score, each with its config's name (all_severity, wbc_type); default: the shipped ones")
+    ap.add_argument("--side", choices=("test", "val"), default="test", help="side of the grouped split")
+    ap.add_argument("--out", default="results/cell_removal", help="results file stem")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    res = {"command": "python benchmarks/cell_removal.py" + (f" --max-images {a.max_images}" if a.max_images != 1000 else ""),
-           "models": {}}
-    for name, short in MODELS.items():
-        bundle, pre, index, split = model_and_split(shipped_model(short), name)
-        te = split.indices(index, "test")
+    models = dict(m.split("=", 1) for m in a.models) if a.models else {n: shipped_model(s) for n, s in MODELS.items()}
+    bad = sorted(set(models) - set(MODELS))
+    if bad:
+        ap.error(f"unknown config name(s) {', '.join(bad)}: use {' or '.join(MODELS)}")
+    shipped = not a.models and a.side == "test" and a.out == "results/cell_removal"  # only then are the cards updated
+    res = {"command": "python benchmarks/cell_removal.py" + (f" --max-images {a.max_images}" if a.max_images != 1000 else "")
+           + (" --models " + " ".join(a.models) if a.models else "") + (f" --side {a.side}" if a.side != "test" else "")
+           + (f" --out {a.out}" if a.out != "results/cell_removal" else ""), "side": a.side, "models": {}}
+    for name, file in models.items():
+        bundle, pre, index, split = model_and_split(file, name)
+        te = split.indices(index, a.side)
         te = [te[k] for k in np.unique(np.linspace(0, len(te) - 1, min(a.max_images, len(te))).astype(int))]  # even over classes
         y = np.array([index.records[i].label for i in te])
         groups = split.groups_of(index, te)  # CIs resample whole groups (patients / slides)
@@ -76,12 +90,13 @@ def main():
                          "reasons": {r: reasons.count(r) for r in sorted(set(reasons) - {None})},
                          "answers": dict(zip(bundle.classes, np.bincount(p.argmax(1), minlength=len(bundle.classes)).tolist()))})
             print(name, k, f"{acc:.3f}", flush=True)
-        res["models"][name] = {"n": len(te), "chance": float(np.bincount(y).max() / len(y)), "rows": rows}
-    out = common.ROOT / "results" / "cell_removal"
+        res["models"][name] = {"file": os.path.relpath(file, common.ROOT), "n": len(te), "chance": float(np.bincount(y).max() / len(y)), "rows": rows}
+    out = common.ROOT / a.out
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
-    md = ["# Does the shipped model need the cells? (painting them out of its input)", "",
-          (f"- Command: `{res['command']}`. 2 CPU cores, no GPU. Shipped model files; images from each model's grouped "
-          "test split (an even sample of at most the given number; CIs resample whole groups), changed after the model's own preprocessing."),
+    md = ["# Does the model need the cells? (painting them out of its input)", "",
+          (f"- Command: `{res['command']}`. 2 CPU cores, no GPU. Model files: "
+          + ", ".join(f"{n} `{r['file']}`" for n, r in res["models"].items()) + f"; images from each model's grouped "
+          f"{a.side} side (an even sample of at most the given number; CIs resample whole groups), changed after the model's own preprocessing."),
           ("- cells painted out: every purple-stained object (white cells, blasts; `stained_cells`, grown by 2 px) painted "
           "with the median colour of the rest; control: the same blobs moved off the cells and painted there; cells only: "
           "all but those objects painted. Chance = the largest class's share."), ""]
@@ -94,7 +109,7 @@ def main():
         md.append("")
     out.with_suffix(".md").write_text("\n".join(md))
     print("\n".join(md))
-    for name, r in res["models"].items():
+    for name, r in res["models"].items() if shipped else ():
         for card in (common.ROOT / "results" / f"{name}_model_card.md", common.ROOT / "src" / "leukodx" / "shipped" / f"{name}.md"):
             if card.is_file():
                 replace_section(card, CELL_REMOVAL_HEADING, cell_removal_section(r, "results/cell_removal.json"))

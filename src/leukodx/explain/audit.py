@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from leukodx.transforms.cell_finder import stained_cells
+from leukodx.transforms.cell_paint import cell_region, moved_region, paint
 from leukodx.transforms.preprocess import cell_mask
 
 CORNER = (0.30, 0.15)  # bottom-right region: 30% of the width, 15% of the height
@@ -60,18 +61,7 @@ def cell_interventions(image: np.ndarray) -> dict[str, np.ndarray]:
     `cells painted out` (every stained object, grown by 2 px, painted with the median colour of the rest),
     `control: the same blobs elsewhere` (the same mask moved off the cells and painted there: as much
     paint and as many edges, the cells left alone) and `cells only` (all but the stained objects painted)."""
-    from scipy import ndimage
-
-    m = ndimage.binary_dilation(stained_cells(Image.fromarray(image)), iterations=2)
-    rng = np.random.default_rng(int(image[::7, ::7].sum()))
-    moved = np.zeros_like(m)
-    for _ in range(20):  # the shift whose moved blobs overlap the cells least
-        cand = np.roll(m, tuple(rng.integers(0, m.shape[0], 2)), axis=(0, 1)) & ~m
-        moved = cand if cand.sum() > moved.sum() else moved
-    fill = np.median(image[~m].reshape(-1, 3), 0).astype(np.uint8) if (~m).any() else np.full(3, 230, np.uint8)
-    out = {}
-    for name, region in (("cells painted out", m), ("control: the same blobs elsewhere", moved), ("cells only", ~m)):
-        b = image.copy()
-        b[region] = fill
-        out[name] = b
-    return out
+    m = cell_region(image)
+    moved = moved_region(m, int(image[::7, ::7].sum()))
+    return {"cells painted out": paint(image, m), "control: the same blobs elsewhere": paint(image, moved, outside=~m),
+            "cells only": paint(image, ~m, outside=~m)}

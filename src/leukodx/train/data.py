@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from leukodx.config import TrainConfig
 from leukodx.data.recipes import load_dataset
@@ -17,6 +17,7 @@ from leukodx.data.splits import Split, make_split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.errors import LeukodxError
 from leukodx.transforms.augment import build_augment
+from leukodx.transforms.cell_paint import paint_out_cells
 from leukodx.transforms.preprocess import Preprocess
 
 
@@ -68,13 +69,37 @@ def with_synthetic(index, tr_idx: list[int], cfg: TrainConfig):
     return replace(real, records=base + picked)
 
 
+NO_CLASS = -1  # the label of a training image with its cells painted out: the loss asks for a uniform answer
+
+
+class CellsPaintedOut(Dataset):
+    """The training set where, with probability p each, an image comes with its stained cells painted
+    out (label NO_CLASS) or with the same paint beside the cells (its own label), before augmentation:
+    the model learns to answer only from the cells (cfg.paint_out_cells; leukodx.transforms.cell_paint)."""
+
+    def __init__(self, ds: ImageDataset, p: float, seed: int):
+        self.ds, self.p, self.rng = ds, p, np.random.default_rng(seed)
+        pairs = [paint_out_cells(x.permute(1, 2, 0).numpy(), seed=i) for i, x in enumerate(ds.images)]
+        self.out = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a, _ in pairs])
+        self.control = torch.stack([torch.from_numpy(b).permute(2, 0, 1) for _, b in pairs])
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        u, y = self.rng.random(), self.ds.labels[i]
+        x = self.out[i] if u < self.p else self.control[i] if u < 2 * self.p else self.ds.images[i]
+        y = torch.tensor(NO_CLASS) if u < self.p else y
+        return (self.ds.augment(x) if self.ds.augment is not None else x), y
+
+
 class CellDataModule(pl.LightningDataModule):
     def __init__(self, cfg: TrainConfig, index, split: Split, pre: Preprocess, progress: bool = True):
         super().__init__()
         self.cfg, self.index, self.split, self.pre, self.progress = cfg, index, split, pre, progress
         self.train_idx = limit_per_class(index, split.indices(index, "train"), cfg.max_images_per_class, cfg.seed)
         self.val_idx, self.test_idx = split.indices(index, "val"), split.indices(index, "test")
-        self.train_ds = self.val_ds = self._test_ds = None
+        self.train_ds = self.val_ds = self._test_ds = self._painted = None
         self.load_seconds = 0.0
 
     def setup(self, stage: str | None = None) -> None:
@@ -107,6 +132,10 @@ class CellDataModule(pl.LightningDataModule):
         if cfg.balanced_sampling:
             w = (1.0 / self.class_counts().clamp(min=1))[ds.labels]
             sampler = WeightedRandomSampler(w.double(), len(w), generator=torch.Generator().manual_seed(cfg.seed))
+        if cfg.paint_out_cells > 0:
+            if self._painted is None:
+                self._painted = CellsPaintedOut(ds, cfg.paint_out_cells, cfg.seed)
+            ds = self._painted
         return DataLoader(ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                           drop_last=len(ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
 

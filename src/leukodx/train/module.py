@@ -36,7 +36,11 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch, _):
         x, y = batch
-        loss = F.cross_entropy(self(x), y, weight=self.class_weights, label_smoothing=self.hp["label_smoothing"])
+        logits = self(x)
+        if (y < 0).any():  # a label < 0 (train.data.NO_CLASS) asks for no class: a uniform answer
+            k = logits.shape[1]
+            y = torch.where((y < 0)[:, None], torch.full_like(logits, 1 / k), F.one_hot(y.clamp(min=0), k).to(logits))
+        loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hp["label_smoothing"])
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
