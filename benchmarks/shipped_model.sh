@@ -35,7 +35,11 @@ influenced = ("Model selection: the training augmentation was chosen with benchm
              ("No labelled ALL set from another lab exists here; shifts of the own test split stand in for other labs. "
               "Model selection: stain transfer was added (one change, no search) after the v2 model's test-side "
               "Reinhard / Macenko rows were seen, so those two rows are optimistic. v5 trains 20 epochs instead of 10, "
-              "chosen on the validation side only (results/all_severity_val_shifts.md).")
+              "chosen on the validation side only (results/all_severity_val_shifts.md). v6 adds training images with their "
+              "cells painted out (target: no class) and training blur up to 3 px; the blur was added after candidate 1 "
+              "(paint only) lost on blur and low resolution on the validation side, and after candidate 1's test-side rows "
+              "had been computed; v6 was shipped by a two-seed rule on the validation side, written before its seed-1 runs "
+              "(configs/all_severity_paint_blur3.yaml, results/all_severity_two_seed_rule.md).")
 write_model_card(run, f"results/{name}_model_card.md", title, influenced)
 # the shortcut audit (benchmarks/explain_benchmark.py) stays in the card while the weights are the ones it explained
 import json
