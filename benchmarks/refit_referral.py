@@ -1,6 +1,7 @@
 """Fit the referral rule (reference features + thresholds, leukodx.train.referral) of a finished run
 without re-training it, then re-score its test side. Used to give the shipped models referral reasons:
     .venv/bin/python benchmarks/refit_referral.py runs/wbc_type
+    .venv/bin/python benchmarks/refit_referral.py runs/all_severity_paint_blur3 --config configs/all_severity.yaml
     STAGE=robustness benchmarks/shipped_model.sh wbc_type
 With --views N the model file averages N quarter turns / mirror images of each image at prediction
 (test-time augmentation); the temperature is then refitted on the validation side too.
@@ -16,6 +17,7 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.evaluate_run import evaluate_bundle
+from leukodx.evaluate.robustness import shifted_copies
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
@@ -29,10 +31,16 @@ ap = argparse.ArgumentParser()
 ap.add_argument("run")
 ap.add_argument("--conformal-alpha", type=float, default=0.01, help="conformal sets miss the true class this often")
 ap.add_argument("--views", type=int, choices=(1, 2, 4, 8), help="test-time views to average (refits the temperature)")
+ap.add_argument("--config", help="take refer_* settings from this config instead of the run's (e.g. configs/all_severity.yaml)")
 a = ap.parse_args()
 run = Path(a.run)
 torch.set_num_threads(2)
 cfg = TrainConfig.load(run / "config.yaml")
+if a.config:
+    new = TrainConfig.load(a.config)
+    for k in ("refer_target_accuracy", "refer_unfamiliar_rate", "refer_shifts"):
+        setattr(cfg, k, getattr(new, k))
+    cfg.save(run / "config.yaml")  # the run's config says how its referral was fitted
 bundle = ModelBundle.load(run / "model.pt")
 bundle.conformal_alpha = a.conformal_alpha
 index = load_dataset(cfg.data)
@@ -49,7 +57,8 @@ if a.views is not None:
     print(f"views {a.views}: temperature {bundle.temperature:.3f}")
 bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy(), va.images, va.labels.numpy(),
                                               cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate, seed=cfg.seed,
-                                              train_groups=tr_groups)
+                                              train_groups=tr_groups,
+                                              shifted_val=shifted_copies(va.records, pre, cfg.refer_shifts))
 print(json.dumps(bundle.info["referral"]))
 bundle.save(run / "model.pt")
 te = split.indices(index, "test")

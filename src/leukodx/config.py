@@ -11,6 +11,7 @@ import yaml
 
 from leukodx.errors import ConfigError
 from leukodx.transforms.augment import PRESETS, build_augment
+from leukodx.transforms.shifts import parse_shifts
 
 
 def model_kwargs_problem(kw) -> str | None:
@@ -117,6 +118,7 @@ class TrainConfig(YamlConfig):
     tta_views: int = 1                   # 1, 2, 4 or 8: quarter turns / mirror images averaged at prediction (model file)
     refer_target_accuracy: float = 0.99  # referral threshold: accepted val cases reach this accuracy
     refer_unfamiliar_rate: float = 0.02  # share of val images the unfamiliar-image check may refer
+    refer_shifts: list = field(default_factory=list)  # mild shifts (leukodx.transforms.shifts) whose val copies join the confidence fit
     bootstrap: int = 1000
 
     _CHOICES: ClassVar[dict] = {"optimizer": ("adam", "adamw", "sgd"), "scheduler": ("cosine", "constant", "plateau"),
@@ -162,6 +164,10 @@ class TrainConfig(YamlConfig):
             raise ConfigError(f"config 'model_kwargs': {problem}")
         if not isinstance(self.augment_drop, list):
             raise ConfigError(f"config 'augment_drop' must be a list of names, got {self.augment_drop!r}")
+        if not isinstance(self.refer_shifts, list) or "none" in self.refer_shifts:
+            raise ConfigError(f"config 'refer_shifts' must be a list of shift names (not 'none'), got {self.refer_shifts!r}")
+        if self.refer_shifts:
+            parse_shifts(",".join(map(str, self.refer_shifts)))  # unknown shift names fail here
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")

@@ -1,4 +1,5 @@
 """Referral reasons fire on made-up inputs, survive save / load / ONNX export, and adapt behaves."""
+import copy
 import json
 from pathlib import Path
 
@@ -453,3 +454,45 @@ def test_adapt_with_a_tapped_stage_starts_from_the_source_answers_and_travels(fi
     assert main(["adapt", str(tmp_path / "tap.pt"), lab.root, "--out", str(tmp_path / "twice.pt"), "--tap-stage", "5",
                  "--quiet"]) == 2  # already tapped: said plainly, nothing written
     assert not (tmp_path / "twice.pt").exists()
+
+
+def test_shifted_validation_copies_place_the_confidence_threshold_but_not_the_unfamiliar_one():
+    rng = np.random.default_rng(0)
+    # a validation side with no errors: any threshold keeps it all right, so the lowest is chosen
+    conf = rng.uniform(0.5, 1.0, 200)
+    probs, y, dist = np.stack([conf, 1 - conf], 1), np.zeros(200, int), rng.uniform(0, 1, 200)
+    alone = fit_referral(probs, y, dist, target_accuracy=0.99, unfamiliar_rate=0.05)
+    assert alone.confidence == pytest.approx(conf[dist <= alone.unfamiliar].min())
+    # shifted copies: wrong answers, all under 0.7, at familiar distances, and some very far ones
+    sconf = rng.uniform(0.5, 1.0, 200)
+    wrong = sconf < 0.7
+    sy = np.where(wrong, 1, 0)
+    sdist = np.where(np.arange(200) < 20, 50.0, rng.uniform(0, 1, 200))
+    pooled = fit_referral(probs, y, dist, 0.99, 0.05, shifted=[(np.stack([sconf, 1 - sconf], 1), sy, sdist)])
+    assert pooled.unfamiliar == alone.unfamiliar  # the copies never move the unfamiliar threshold
+    assert 0.65 < pooled.confidence <= 0.72  # it now sits just above the copies' errors
+    kept = (np.concatenate([conf, sconf]) >= pooled.confidence) & (np.concatenate([dist, sdist]) <= pooled.unfamiliar)
+    assert (np.concatenate([y, sy])[kept] == 0).mean() >= 0.99
+
+
+def test_refer_shifts_in_a_config_are_checked_and_reach_the_fitted_bundle(fitted, tmp_path):
+    from leukodx.config import TrainConfig
+    from leukodx.errors import ConfigError
+    from leukodx.evaluate.robustness import shifted_copies
+
+    with pytest.raises(ConfigError, match="unknown shift"):
+        TrainConfig(data="pbc", refer_shifts=["blur_1", "sepia"])
+    with pytest.raises(ConfigError, match="refer_shifts"):
+        TrainConfig(data="pbc", refer_shifts="blur_1")
+    assert TrainConfig(data="pbc", refer_shifts=["blur_1", "jpeg_30"]).refer_shifts == ["blur_1", "jpeg_30"]
+    b, index, _ = fitted
+    pre = Preprocess(PreprocessConfig(**b.preprocess))
+    copies = list(shifted_copies(index.records[:6], pre, ["blur_1", "grayscale"]))
+    assert [n for n, _, _ in copies] == ["blur_1", "grayscale"]
+    x, y = copies[1][1], copies[1][2]
+    assert x.shape == (6, 3, S, S) and list(y) == [r.label for r in index.records[:6]]
+    assert torch.allclose(x[:, 0], x[:, 1], atol=1e-5)  # the grayscale copy has no colour left
+    ds = ImageDataset(index, pre)
+    info = fit_bundle_referral(copy.deepcopy(b), ds.images, ds.labels.numpy(), ds.images[:6], ds.labels.numpy()[:6], 0.9, 0.05,
+                               shifted_val=copies)
+    assert info["confidence_fitted_on"] == "validation images + copies under blur_1, grayscale"

@@ -84,7 +84,8 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
                         "bins": 15}
     m["referral"] = {**bundle.referral.to_dict(), **selective_summary(
         probs, y, dist, bundle.referral, ds.images.permute(0, 2, 3, 1).numpy(),
-        bundle.conformal()), "unfamiliar_fitted_on": bundle.info.get("referral", {}).get("unfamiliar_fitted_on", "validation images")}
+        bundle.conformal()), **{k: bundle.info.get("referral", {}).get(k, "validation images")
+                                for k in ("unfamiliar_fitted_on", "confidence_fitted_on")}}
     m["inference_seconds"] = infer_s
     m["unreadable_files"] = ds.bad
     (out_dir / "metrics.json").write_text(json.dumps({**(extra or {}), **m}, indent=1))

@@ -36,7 +36,8 @@ def referral_lines(ref: dict, cfg: dict) -> list[str]:
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(ref["reasons"].items())) or "none"
     fitted_on = ref.get("unfamiliar_fitted_on", "validation images")
     return [(f"- Referral (never fitted on the test side): top probability < {ref['confidence']:.4f} "
-             f"(kept validation cases reach {cfg.get('refer_target_accuracy', 0.99)} accuracy), or unfamiliar-image "
+             f"(the kept {ref.get('confidence_fitted_on', 'validation images')} reach "
+             f"{cfg.get('refer_target_accuracy', 0.99)} accuracy), or unfamiliar-image "
              f"distance > {ref['unfamiliar']:.4f} (refers {cfg.get('refer_unfamiliar_rate', 0.02):.0%} of the "
              f"{fitted_on}), or "
              "an image check (unreadable / not a cell)"),

@@ -48,8 +48,21 @@ def _load(records) -> tuple[list[Image.Image], list[int], list[str]]:
     return imgs, keep, bad
 
 
+def _shifted(pre: Preprocess, imgs: list[Image.Image], shift) -> np.ndarray:
+    return np.stack([pre.array(shift(im)) for im in imgs]).transpose(0, 3, 1, 2)
+
+
+def shifted_copies(records, pre: Preprocess, shifts: list[str]):
+    """(shift name, images tensor, labels) for each shift of the readable records, read once; the stain
+    reference is the first readable image."""
+    imgs, keep, _ = _load(records)
+    y = np.array([records[k].label for k in keep])
+    for name in shifts:
+        yield name, torch.from_numpy(_shifted(pre, imgs, build_shift(name, imgs[0]))), y
+
+
 def _row(bundle, pre, imgs, y, groups, shift, name, set_name, baseline, n_boot, seed) -> dict:
-    x = np.stack([pre.array(shift(im)) for im in imgs]).transpose(0, 3, 1, 2)
+    x = _shifted(pre, imgs, shift)
     _, probs, dist = bundle_outputs(bundle, torch.from_numpy(x))
     pred, conf = probs.argmax(1), probs.max(1)
     correct = pred == y

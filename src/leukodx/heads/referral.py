@@ -86,17 +86,22 @@ class Referral:
 
 def fit_referral(val_probs: np.ndarray, val_y: np.ndarray, val_distance: np.ndarray,
                  target_accuracy: float = 0.99, unfamiliar_rate: float = 0.02,
-                 more_distances: np.ndarray | None = None) -> Referral:
+                 more_distances: np.ndarray | None = None, shifted=()) -> Referral:
     """Unfamiliar threshold: the (1 - unfamiliar_rate) quantile of validation distances, pooled with
     `more_distances` (cross-fitted training distances: more slides than the validation side holds);
-    then the confidence threshold at which the validation cases it keeps reach `target_accuracy`."""
+    then the confidence threshold at which the validation cases it keeps reach `target_accuracy`, pooled
+    with `shifted`: (probs, labels, distances) of shifted validation copies, for a validation side with
+    too few errors to place it (they do not move the unfamiliar threshold)."""
     pooled = np.asarray(val_distance, float)
     if more_distances is not None:
         more = np.asarray(more_distances, float)
         pooled = np.concatenate([pooled, more[np.isfinite(more)]])
     unfamiliar = float(np.quantile(pooled, 1 - unfamiliar_rate)) if unfamiliar_rate > 0 else float("inf")
-    keep = val_distance <= unfamiliar
-    conf = choose_threshold(val_probs[keep].max(1), val_probs[keep].argmax(1) == val_y[keep], target_accuracy)
+    probs = np.concatenate([np.asarray(val_probs, float)] + [np.asarray(p, float) for p, _, _ in shifted])
+    y = np.concatenate([np.asarray(val_y)] + [np.asarray(t) for _, t, _ in shifted])
+    dist = np.concatenate([np.asarray(val_distance, float)] + [np.asarray(d, float) for _, _, d in shifted])
+    keep = dist <= unfamiliar
+    conf = choose_threshold(probs[keep].max(1), probs[keep].argmax(1) == y[keep], target_accuracy)
     return Referral(conf, max(unfamiliar, 1e-6))
 
 

@@ -27,6 +27,7 @@ from leukodx.errors import LeukodxError
 from leukodx.evaluate.baseline import ColorHistogramClassifier
 from leukodx.evaluate.evaluate_run import evaluate_bundle
 from leukodx.evaluate.metrics import compute_metrics
+from leukodx.evaluate.robustness import shifted_copies
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
@@ -123,7 +124,8 @@ def calibrate(model, cfg: TrainConfig, data: CellDataModule, model_kwargs: dict,
                          scaler.temperature_, 0.0, info, views=cfg.tta_views)
     info["referral"] = fit_bundle_referral(bundle, data.train_ds.images, data.train_ds.labels.numpy(), val.images,
                                            val.labels.numpy(), cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
-                                           seed=cfg.seed, train_groups=data.train_groups())
+                                           seed=cfg.seed, train_groups=data.train_groups(),
+                                           shifted_val=shifted_copies(val.records, data.pre, cfg.refer_shifts))
     return bundle
 
 

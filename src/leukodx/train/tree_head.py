@@ -11,6 +11,7 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.evaluate_run import evaluate_bundle
+from leukodx.evaluate.robustness import shifted_copies
 from leukodx.heads.xgboost_head import XGBoostHead
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
@@ -39,7 +40,8 @@ def fit_tree_head(run_dir: str | Path, index=None, progress: bool = True, extra:
                          head.to_json(), knn_k=soft.knn_k, views=soft.views)
     info["referral"] = fit_bundle_referral(bundle, sides["train"].images, labels["train"], sides["val"].images,
                                            labels["val"], cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
-                                           seed=cfg.seed)
+                                           seed=cfg.seed,
+                                           shifted_val=shifted_copies(sides["val"].records, pre, cfg.refer_shifts))
     out = run / "xgboost"
     bundle.save(out / "model.pt")
     te_idx = split.indices(index, "test")
