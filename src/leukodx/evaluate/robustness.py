@@ -55,6 +55,8 @@ def _shifted(pre: Preprocess, imgs: list[Image.Image], shift) -> np.ndarray:
 def shifted_copies(records, pre: Preprocess, shifts: list[str]):
     """(shift name, images tensor, labels) for each shift of the readable records, read once; the stain
     reference is the first readable image."""
+    if not shifts:
+        return
     imgs, keep, _ = _load(records)
     y = np.array([records[k].label for k in keep])
     for name in shifts:
