@@ -36,7 +36,7 @@ for run in a.runs:
         rows = shift_rows(bundle, index, va, split.groups_of(index, va), a.shifts, "val", n_boot=500)
         res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "epochs": cfg.get("epochs"),
                     "image_size": cfg.get("image_size"), "views": views, "n": rows[0]["n"],
-                    "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95")} for r in rows]})
+                    "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95", "referred", "accuracy_on_kept")} for r in rows]})
         print(run, views, " ".join(f"{r['shift']} {r['accuracy']:.3f}" for r in rows), flush=True)
 out = Path(a.out)
 out.with_suffix(".json").write_text(json.dumps(res, indent=1))
@@ -48,4 +48,8 @@ md = [f"# Validation-side accuracy under shifts (`{cmd}`)", "",
       "| run | stain transfer p | epochs | px | views | " + " | ".join(a.shifts) + " |", "|---|---|---|---|---|" + "---|" * len(a.shifts)]
 md += [f"| {r['run']} | {r['stain_transfer']} | {r['epochs']} | {r['image_size']} | {r['views']} | " + " | ".join(
     f"{x['accuracy']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]" for x in r["rows"]) + " |" for r in res]
+md += ["", "Referral by the model file's own rule (share referred / accuracy on the kept):", "",
+       "| run | views | " + " | ".join(a.shifts) + " |", "|---|---|" + "---|" * len(a.shifts)]
+md += [f"| {r['run']} | {r['views']} | " + " | ".join(f"{x['referred']:.3f} / {x['accuracy_on_kept']:.3f}" for x in r["rows"])
+       + " |" for r in res]
 out.with_suffix(".md").write_text("\n".join(md) + "\n")
