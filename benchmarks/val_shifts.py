@@ -1,9 +1,11 @@
 """Model selection without touching the test side: accuracy of finished runs on their validation side
 under named shifts (group bootstrap CIs). Used to choose the ALL model's stain-transfer probability and
 its training length (v5: 20 epochs), and the WBC model's test-time view count (`--views`: the same
-weights averaging 1 / 2 / 4 / 8 mirror images of each cell).
+weights averaging 1 / 2 / 4 / 8 mirror images of each cell) and whether a model file answers unfamiliar images
+from their grayscale copies (`--gray-fallback off on`, leukodx.heads.gray_fallback).
     python benchmarks/val_shifts.py runs/all_severity_v3 runs/all_severity_v4 --out results/all_severity_val_shifts
     python benchmarks/val_shifts.py runs/wbc_type_v6 --views 1 2 4 8 --shifts none grayscale --out results/wbc_type_v6_views
+    python benchmarks/val_shifts.py runs/all_severity_paint_blur3 --gray-fallback off on --out results/all_severity_v6_gray_fallback
 """
 import argparse
 import json
@@ -23,6 +25,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("runs", nargs="+")
 ap.add_argument("--out", required=True)
 ap.add_argument("--views", type=int, nargs="+", choices=(1, 2, 4, 8), help="view counts to score (default: the file's)")
+ap.add_argument("--gray-fallback", nargs="+", choices=("off", "on"), help="score with the fallback off / on (default: the file's)")
 ap.add_argument("--shifts", nargs="+", default=SHIFTS)
 a = ap.parse_args()
 res = []
@@ -31,25 +34,31 @@ for run in a.runs:
     index, split = load_dataset(cfg["data"]), Split.load(Path(run) / "split.json")
     va = split.indices(index, "val")
     bundle = ModelBundle.load(Path(run) / "model.pt")
-    for views in a.views or [bundle.views]:
-        bundle.views = views
+    for views, gray in [(v, g) for v in a.views or [bundle.views]
+                        for g in ([x == "on" for x in a.gray_fallback] if a.gray_fallback else [bundle.gray_fallback])]:
+        bundle.views, bundle.gray_fallback = views, gray
         rows = shift_rows(bundle, index, va, split.groups_of(index, va), a.shifts, "val", n_boot=500)
         res.append({"run": run, "stain_transfer": cfg.get("stain_transfer", 0.0), "epochs": cfg.get("epochs"),
-                    "image_size": cfg.get("image_size"), "views": views, "n": rows[0]["n"],
+                    "image_size": cfg.get("image_size"), "views": views, "gray_fallback": gray, "n": rows[0]["n"],
                     "rows": [{k: r[k] for k in ("shift", "accuracy", "ci95", "referred", "accuracy_on_kept")} for r in rows]})
-        print(run, views, " ".join(f"{r['shift']} {r['accuracy']:.3f}" for r in rows), flush=True)
+        print(run, views, gray, " ".join(f"{r['shift']} {r['accuracy']:.3f}" for r in rows), flush=True)
 out = Path(a.out)
 out.with_suffix(".json").write_text(json.dumps(res, indent=1))
 cmd = " ".join(["python benchmarks/val_shifts.py", *a.runs] + (["--views", *map(str, a.views)] if a.views else [])
+               + (["--gray-fallback", *a.gray_fallback] if a.gray_fallback else [])
                + (["--shifts", *a.shifts] if a.shifts != SHIFTS else []) + ["--out", a.out])
 md = [f"# Validation-side accuracy under shifts (`{cmd}`)", "",
       (f"- Validation side of each run's grouped split (n {res[0]['n']}); 95% CIs by bootstrap over groups; the test "
        "side is not used. 2 CPU cores."), "",
-      "| run | stain transfer p | epochs | px | views | " + " | ".join(a.shifts) + " |", "|---|---|---|---|---|" + "---|" * len(a.shifts)]
-md += [f"| {r['run']} | {r['stain_transfer']} | {r['epochs']} | {r['image_size']} | {r['views']} | " + " | ".join(
-    f"{x['accuracy']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]" for x in r["rows"]) + " |" for r in res]
+      "| run | stain transfer p | epochs | px | views | gray fallback | " + " | ".join(a.shifts) + " | shift mean |",
+      "|---|---|---|---|---|---|" + "---|" * (len(a.shifts) + 1)]
+md += [f"| {r['run']} | {r['stain_transfer']} | {r['epochs']} | {r['image_size']} | {r['views']} | "
+       f"{'on' if r['gray_fallback'] else 'off'} | " + " | ".join(
+    f"{x['accuracy']:.3f} [{x['ci95'][0]:.3f}, {x['ci95'][1]:.3f}]" for x in r["rows"])
+    + f" | {sum(x['accuracy'] for x in r['rows'] if x['shift'] != 'none') / max(1, len(a.shifts) - ('none' in a.shifts)):.3f} |"
+    for r in res]
 md += ["", "Referral by the model file's own rule (share referred / accuracy on the kept):", "",
-       "| run | views | " + " | ".join(a.shifts) + " |", "|---|---|" + "---|" * len(a.shifts)]
-md += [f"| {r['run']} | {r['views']} | " + " | ".join(f"{x['referred']:.3f} / {x['accuracy_on_kept']:.3f}" for x in r["rows"])
+       "| run | views | gray fallback | " + " | ".join(a.shifts) + " |", "|---|---|---|" + "---|" * len(a.shifts)]
+md += [f"| {r['run']} | {r['views']} | {'on' if r['gray_fallback'] else 'off'} | " + " | ".join(f"{x['referred']:.3f} / {x['accuracy_on_kept']:.3f}" for x in r["rows"])
        + " |" for r in res]
 out.with_suffix(".md").write_text("\n".join(md) + "\n")

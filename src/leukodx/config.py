@@ -116,6 +116,7 @@ class TrainConfig(YamlConfig):
     synthetic_mode: str = "add"          # add | only (train on synthetic, test on real)
     max_images_per_class: int = 0        # >0: quick runs on a subset (train side only)
     tta_views: int = 1                   # 1, 2, 4 or 8: quarter turns / mirror images averaged at prediction (model file)
+    gray_fallback: bool = False          # answer an unfamiliar image from its grayscale copy where that is familiar (model file)
     refer_target_accuracy: float = 0.99  # referral threshold: accepted val cases reach this accuracy
     refer_unfamiliar_rate: float = 0.02  # share of val images the unfamiliar-image check may refer
     refer_shifts: list = field(default_factory=list)  # mild shifts (leukodx.transforms.shifts) whose val copies join the confidence fit

@@ -496,3 +496,50 @@ def test_refer_shifts_in_a_config_are_checked_and_reach_the_fitted_bundle(fitted
     info = fit_bundle_referral(copy.deepcopy(b), ds.images, ds.labels.numpy(), ds.images[:6], ds.labels.numpy()[:6], 0.9, 0.05,
                                shifted_val=copies)
     assert info["confidence_fitted_on"] == "validation images + copies under blur_1, grayscale"
+
+
+def test_gray_copy_matches_pillow_in_both_layouts():
+    from leukodx.heads.gray_fallback import gray_copy
+
+    a = np.random.default_rng(0).integers(0, 256, (2, 9, 7, 3), dtype=np.uint8)
+    want = np.stack([np.asarray(Image.fromarray(x).convert("L")) for x in a])
+    assert (gray_copy(a, -1) == want[..., None]).all()
+    t = gray_copy(torch.from_numpy(a).permute(0, 3, 1, 2), 1)
+    assert isinstance(t, torch.Tensor) and (t.numpy() == want[:, None]).all()
+
+
+def test_gray_fallback_answers_unfamiliar_colours_from_the_gray_copy_in_torch_onnx_and_evaluate(fitted, tmp_path):
+    """Reference features of gray cells only: colour cells lie far, their gray copies near. With the
+    fallback, an image is answered from its gray copy exactly when it is unfamiliar and the copy is not."""
+    from leukodx.evaluate.evaluate_run import bundle_outputs
+    from leukodx.heads.gray_fallback import gray_copy
+
+    b, index, _ = fitted
+    g = copy.deepcopy(b)
+    pre = Preprocess(PreprocessConfig(**g.preprocess))
+    files = [r.path for r in index.records[::3]]
+    colour = torch.from_numpy(np.stack([pre.array(Image.open(f).convert("RGB")) for f in files])).permute(0, 3, 1, 2)
+    gray = gray_copy(colour, 1)
+    with torch.no_grad():
+        feats = g.model.forward_head(g.model.forward_features(pre.normalize(gray)), pre_logits=True)
+    g.reference = torch.nn.functional.normalize(feats, dim=1).half().float()  # as the model file stores it
+    _, p_colour, d_colour = bundle_outputs(g, colour)
+    _, p_gray, d_gray = bundle_outputs(g, gray)
+    g.unfamiliar_threshold = float(np.quantile(d_colour, 0.5))
+    expect = (d_colour > g.unfamiliar_threshold) & (d_gray <= g.unfamiliar_threshold)
+    assert expect.sum() >= 3 and (~expect).sum() >= 3
+    assert not Predictor(g).scores(colour)[2].any()  # without the fallback nothing changes
+    g.gray_fallback = True
+    g.save(tmp_path / "g.pt")
+    back = ModelBundle.load(tmp_path / "g.pt")
+    assert back.gray_fallback
+    _, p, d = bundle_outputs(back, colour)
+    np.testing.assert_allclose(p, np.where(expect[:, None], p_gray, p_colour), atol=1e-5)
+    np.testing.assert_allclose(d, np.where(expect, d_gray, d_colour), atol=1e-5)
+    t, _ = Predictor(back).predict_paths(files)
+    o, _ = OnnxPredictor(export_onnx(back, tmp_path / "g.onnx")).predict_paths(files)
+    assert [x.grayscale_copy for x in t] == [x.grayscale_copy for x in o] == expect.tolist()
+    for a, c, dd in zip(t, o, d):
+        assert a.label == c.label and a.unfamiliarity == pytest.approx(float(dd), abs=1e-4)
+        assert c.unfamiliarity == pytest.approx(float(dd), abs=1e-3)
+    assert json.loads(json.dumps(t[0].to_dict()))["grayscale_copy"] == expect[0]

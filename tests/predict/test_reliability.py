@@ -166,12 +166,12 @@ def test_prepared_ahead_results_keep_file_order_and_a_failing_network_stops_clea
     paths = sorted(folder.iterdir()) * 3  # more files than two batches in flight
 
     def scores(batch):
-        return batch.reshape(len(batch), -1)[:, :2].astype(float), np.zeros(len(batch))
+        return batch.reshape(len(batch), -1)[:, :2].astype(float), np.zeros(len(batch)), np.zeros(len(batch), bool)
 
     for overlap in (True, False):  # prepared on a thread ahead, or between batches: the same rows
         seen = []
         preds, errors = predict_batches(paths, lambda im: np.asarray(im.convert("RGB").resize((8, 8))), scores,
-                                        lambda path, p, d, problem: (path, problem), batch_size=4,
+                                        lambda path, p, d, problem, gray: (path, problem), batch_size=4,
                                         on_row=seen.append, overlap=overlap)
         good = [str(p) for p in paths if p.name not in bad]
         assert [p for p, _ in preds] == good

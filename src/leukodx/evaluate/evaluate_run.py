@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from leukodx.evaluate.calibration import expected_calibration_error, reliability
 from leukodx.evaluate.metrics import compute_metrics
 from leukodx.evaluate.report import write_html_report
 from leukodx.evaluate.selective import selective_summary
+from leukodx.heads.gray_fallback import fallback_threshold, with_gray_fallback
 from leukodx.heads.temperature import softmax
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
@@ -43,7 +45,14 @@ def _explanation_images(bundle: ModelBundle, records, y, probs, n: int = 8) -> d
 def bundle_outputs(bundle: ModelBundle, images, batch_size: int = 64) -> tuple:
     """uint8 images (N, 3, S, S) -> (uncalibrated probabilities, calibrated probabilities, unfamiliar-image
     distances), one forward pass per batch. A tree head gives probabilities directly (not temperature
-    scaled; its features take one more pass); a softmax head is divided by the temperature."""
+    scaled; its features take one more pass); a softmax head is divided by the temperature. With the
+    model's `gray_fallback`, unfamiliar images are answered as their grayscale copies where those are
+    familiar (leukodx.heads.gray_fallback), as at prediction."""
+    return with_gray_fallback(partial(_outputs, bundle, batch_size=batch_size), images, fallback_threshold(bundle),
+                              channel_axis=1)[:3]
+
+
+def _outputs(bundle: ModelBundle, images, batch_size: int) -> tuple:
     pre = PreprocessConfig(**bundle.preprocess)
     bundle.model.eval()
     logits, dists = [], []

@@ -75,7 +75,10 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
              f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}",
              *([(f"- Prediction averages {cfg['tta_views']} mirror images / quarter turns of each image (test-time views, "
                  "inside the ONNX graph too); temperature and referral are fitted on those averages")]
-               if cfg.get("tta_views", 1) > 1 else []), "",
+               if cfg.get("tta_views", 1) > 1 else []),
+             *([("- An image the model finds unfamiliar is answered from its grayscale copy where that copy is familiar "
+                 "(`gray_fallback`; the prediction says so); every row below is scored that way")]
+               if cfg.get("gray_fallback") else []), "",
              "## Data", f"- `{data}`: {LICENCES.get(data, 'see the data set licence')}",
              (f"- Split: {split.get('method')}, val {split.get('val_frac')}, test {split.get('test_frac')}, seed "
              f"{split.get('seed')}; {split.get('n_groups')} groups ({'; '.join(split.get('groups', []))})"),

@@ -54,6 +54,7 @@ class ModelBundle:
     conformal_qhat: float | None = None   # split-conformal threshold (heads.conformal), fitted on validation
     conformal_alpha: float = 0.01  # sets hold the true class for 99% of cells like the training lab's
     views: int = 1                 # test-time views averaged (1, 2, 4 or 8 quarter turns / mirror images)
+    gray_fallback: bool = False    # an unfamiliar image is answered as its grayscale copy (heads.gray_fallback)
 
     @property
     def referral(self) -> Referral:
@@ -68,9 +69,11 @@ class ModelBundle:
 
     def net(self) -> FamiliarNet:
         """The network as one module answering (logits, unfamiliar-image distance)."""
-        net = getattr(self, "_net", None)
-        if net is None or net.model is not self.model or net.views != self.views:
+        net, made_from = getattr(self, "_net", None), getattr(self, "_net_from", None)
+        if net is None or made_from is None or made_from[0] is not self.model or made_from[1] is not self.reference \
+                or made_from[2:] != (self.knn_k, self.views):  # rebuilt when a model, reference or setting is swapped
             self._net = FamiliarNet(self.model, self.reference, self.knn_k, self.views).eval()
+            self._net_from = (self.model, self.reference, self.knn_k, self.views)
         return self._net
 
     def head(self):
@@ -118,6 +121,7 @@ class ModelBundle:
                    "tree_head": self.tree_head, "unfamiliar_threshold": float(self.unfamiliar_threshold),
                    "knn_k": int(self.knn_k), "conformal_qhat": self.conformal_qhat,
                    "conformal_alpha": float(self.conformal_alpha), "views": int(self.views),
+                   "gray_fallback": bool(self.gray_fallback),
                    "reference": None if self.reference is None else self.reference.detach().cpu().half().contiguous()}
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
@@ -145,6 +149,6 @@ class ModelBundle:
                      float(d["refer_threshold"]), d.get("info", {}), d.get("tree_head"),
                      float(d.get("unfamiliar_threshold", math.inf)), None if ref is None else ref.float(),
                      int(d.get("knn_k", 5)), d.get("conformal_qhat"), float(d.get("conformal_alpha", 0.01)),
-                     int(d.get("views", 1)))
+                     int(d.get("views", 1)), bool(d.get("gray_fallback", False)))
         probe(bundle, path)
         return bundle

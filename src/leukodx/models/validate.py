@@ -45,6 +45,8 @@ def check_payload(d: dict, path) -> None:
     v = d.get("views", 1)
     if not (isinstance(v, int) and not isinstance(v, bool) and v in VIEW_COUNTS):
         _fail(path, f"views must be one of {VIEW_COUNTS}, got {v!r}")
+    if not isinstance(d.get("gray_fallback", False), bool):
+        _fail(path, f"gray_fallback must be true or false, got {d.get('gray_fallback')!r}")
     ref = d.get("reference")
     if ref is not None and not (isinstance(ref, torch.Tensor) and ref.ndim == 2 and torch.isfinite(ref).all()):
         _fail(path, "reference features must be a finite 2-D tensor")

@@ -12,6 +12,7 @@ import numpy as np
 
 from leukodx.errors import LeukodxError
 from leukodx.heads.conformal import ConformalSets
+from leukodx.heads.gray_fallback import fallback_threshold, with_gray_fallback
 from leukodx.heads.referral import Referral
 from leukodx.predict.results import Prediction, finds_cells, network_threads, predict_batches, to_prediction
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
@@ -40,8 +41,12 @@ class OnnxPredictor:
             self.conformal = ConformalSets(self.meta.get("conformal_alpha", 0.01))
             self.conformal.qhat_ = float(self.meta["conformal_qhat"])
 
-    def scores(self, batch_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 (N, S, S, 3) -> (calibrated probabilities (softmax of logits / T), distances)."""
+    def scores(self, batch_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """uint8 (N, S, S, 3) -> (calibrated probabilities (softmax of logits / T), distances, answered from
+        the grayscale copy: leukodx.heads.gray_fallback)."""
+        return with_gray_fallback(self._scores, batch_uint8, fallback_threshold(self.meta), channel_axis=-1)
+
+    def _scores(self, batch_uint8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = self.pre.normalize(np.ascontiguousarray(batch_uint8.transpose(0, 3, 1, 2)))
         out = self.session.run(None, {"x": x})
         z = out[0] / self.meta["temperature"]
@@ -57,8 +62,9 @@ class OnnxPredictor:
         return predict_batches(paths, self.pre.array, self.scores, partial(self._to_pred, expected=expected),
                                self.batch_size, progress, on_row, overlap=finds_cells(self.pre.cfg))
 
-    def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, expected=None) -> Prediction:
-        return to_prediction(path, p, d, problem, self.classes, self.referral, self.conformal, expected)
+    def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, gray: bool = False,
+                 expected=None) -> Prediction:
+        return to_prediction(path, p, d, problem, self.classes, self.referral, self.conformal, expected, gray)
 
 
 def _session(path: Path, threads: int):

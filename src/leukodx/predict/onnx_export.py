@@ -34,7 +34,8 @@ def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
             "temperature": float(bundle.temperature), "refer_threshold": float(bundle.refer_threshold),
             "unfamiliar_threshold": float(bundle.unfamiliar_threshold),
             "conformal_qhat": bundle.conformal_qhat, "conformal_alpha": float(bundle.conformal_alpha),
-            "views": int(bundle.views)}  # already averaged inside the graph; for the record
+            "views": int(bundle.views),  # already averaged inside the graph; for the record
+            "gray_fallback": bool(bundle.gray_fallback)}
     onnx.helper.set_model_props(m, {"leukodx": json.dumps(meta)})
     onnx.save(m, str(tmp))
     tmp.replace(out)

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from leukodx.errors import LeukodxError
+from leukodx.heads.gray_fallback import fallback_threshold, with_gray_fallback
 from leukodx.heads.image_checks import image_problem
 from leukodx.models.artifact import ModelBundle
 from leukodx.predict.results import (
@@ -56,11 +57,14 @@ class Predictor:
         return cls(ModelBundle.load(path), **kw)
 
     @torch.inference_mode()
-    def scores(self, batch_uint8) -> tuple[np.ndarray, np.ndarray]:
+    def scores(self, batch_uint8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """uint8 images (N, S, S, 3) numpy or (N, 3, S, S) torch -> (calibrated probabilities,
-        unfamiliar-image distances)."""
+        unfamiliar-image distances, answered from the grayscale copy: leukodx.heads.gray_fallback)."""
         if isinstance(batch_uint8, np.ndarray):
             batch_uint8 = torch.from_numpy(batch_uint8).permute(0, 3, 1, 2)
+        return with_gray_fallback(self._scores, batch_uint8, fallback_threshold(self.bundle), channel_axis=1)
+
+    def _scores(self, batch_uint8: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         x = self.pre.normalize(batch_uint8).contiguous(memory_format=torch.channels_last)
         if self.model is self.bundle.model:  # torch backend: the bundle knows its head and temperature
             return self.bundle.scores(x)
@@ -74,8 +78,8 @@ class Predictor:
         """PIL images (already loaded) -> predictions with path ''. `expected`: a class mask that limits
         the answers (leukodx.heads.expected)."""
         arrs = np.stack([self.pre.array(im) for im in images])
-        probs, dists = self.scores(arrs)
-        return [self._to_pred("", p, d, image_problem(a), expected) for p, d, a in zip(probs, dists, arrs)]
+        probs, dists, gray = self.scores(arrs)
+        return [self._to_pred("", p, d, image_problem(a), g, expected) for p, d, a, g in zip(probs, dists, arrs, gray)]
 
     def predict_paths(self, paths, progress: bool = False, on_row=None,
                       expected: np.ndarray | None = None) -> tuple[list[Prediction], list[dict]]:
@@ -100,5 +104,6 @@ class Predictor:
             finally:
                 torch.set_num_threads(before)
 
-    def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, expected=None) -> Prediction:
-        return to_prediction(path, p, d, problem, self.classes, self.referral, self.bundle.conformal(), expected)
+    def _to_pred(self, path: str, p: np.ndarray, d: float, problem: str | None, gray: bool = False,
+                 expected=None) -> Prediction:
+        return to_prediction(path, p, d, problem, self.classes, self.referral, self.bundle.conformal(), expected, gray)

@@ -32,13 +32,15 @@ class Prediction:
     prediction_set: list[str] | None = None  # conformal set of classes (None: the model has no conformal fit)
     expected_classes: list[str] | None = None  # the answer was limited to these (leukodx.heads.expected)
     expected_share: float | None = None  # with a limit: the share of the model's probability on those classes
+    grayscale_copy: bool = False      # answered from the image's grayscale copy (leukodx.heads.gray_fallback)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "label": self.label, "probability": _num(self.probability),
                 "probabilities": {k: _num(v) for k, v in self.probabilities.items()}, "refer": self.refer,
                 "refer_reason": self.refer_reason, "unfamiliarity": _num(self.unfamiliarity),
                 "prediction_set": self.prediction_set, "expected_classes": self.expected_classes,
-                "expected_share": None if self.expected_share is None else _num(self.expected_share)}  # NaN -> None
+                "expected_share": None if self.expected_share is None else _num(self.expected_share),  # NaN -> None
+                "grayscale_copy": self.grayscale_copy}
 
 
     @classmethod
@@ -47,7 +49,8 @@ class Prediction:
         return cls(d["path"], d["label"], nan if d["probability"] is None else d["probability"],
                    {k: nan if v is None else v for k, v in d["probabilities"].items()}, d["refer"],
                    d.get("refer_reason"), nan if d.get("unfamiliarity") is None else d["unfamiliarity"],
-                   d.get("prediction_set"), d.get("expected_classes"), d.get("expected_share"))
+                   d.get("prediction_set"), d.get("expected_classes"), d.get("expected_share"),
+                   bool(d.get("grayscale_copy", False)))
 
 
 class Journal:
@@ -128,9 +131,9 @@ def prepare(path, to_input) -> tuple[np.ndarray, str | None]:
 
 def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progress: bool = False, on_row=None,
                     overlap: bool = True):
-    """Decode, preprocess and check each file (`prepare`), run `scores` (-> probabilities, distances) on
-    full batches, build results with `make(path, probs, distance, image_problem)`. Returns (predictions,
-    errors); a bad file is listed in errors, never fatal. `on_row` sees each result as it is made.
+    """Decode, preprocess and check each file (`prepare`), run `scores` (-> probabilities, distances,
+    answered in grayscale) on full batches, build results with `make(path, probs, distance, image_problem,
+    gray)`. Returns (predictions, errors); a bad file is listed in errors, never fatal. `on_row` sees each result as it is made.
     With `overlap`, files are prepared one thread ahead of the network (at most two batches in flight),
     so decoding and cell-finding overlap the forward pass; without it, between batches (see
     `network_threads`). Results come in the order of `paths`."""
@@ -142,9 +145,9 @@ def predict_batches(paths, to_input, scores, make, batch_size: int = 32, progres
 
     def flush():
         if batch:
-            probs, dists = scores(np.stack(batch))
-            for (bp, problem), p, d in zip(batch_info, probs, dists):
-                preds.append(make(str(bp), p, d, problem))
+            probs, dists, grays = scores(np.stack(batch))
+            for (bp, problem), p, d, g in zip(batch_info, probs, dists, grays):
+                preds.append(make(str(bp), p, d, problem, bool(g)))
                 if on_row:
                     on_row(preds[-1])
             batch.clear()
@@ -195,7 +198,8 @@ class _Inline:
 
 
 def to_prediction(path: str, p: np.ndarray, distance: float, problem: str | None, classes: list[str],
-                  referral: Referral, conformal=None, expected: np.ndarray | None = None) -> Prediction:
+                  referral: Referral, conformal=None, expected: np.ndarray | None = None,
+                  grayscale_copy: bool = False) -> Prediction:
     """Label, probability, the referral decision with its reason (`problem`: the image checks' finding) and,
     with a conformal fit, the set of classes that holds the true one at the fitted coverage.
     `expected` (a mask over the classes, leukodx.heads.expected) limits the answer to those classes."""
@@ -211,7 +215,7 @@ def to_prediction(path: str, p: np.ndarray, distance: float, problem: str | None
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
                       reason is not None, reason, float(distance),
                       None if pset is None else [c for c, m in zip(classes, pset) if m],
-                      expected_names(expected, classes), None if share is None else float(share[0]))
+                      expected_names(expected, classes), None if share is None else float(share[0]), grayscale_copy)
 
 
 def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Path, fmt: str | None = None,
@@ -228,13 +232,14 @@ def write_predictions(preds: list[Prediction], errors: list[dict], out: str | Pa
         with open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
             w = csv.writer(f)
             w.writerow(["path", "label", "probability", "refer", "refer_reason", "unfamiliarity", "expected_share",
-                        "error"] + [f"p_{c}" for c in classes])
+                        "grayscale_copy", "error"] + [f"p_{c}" for c in classes])
             for p in preds:
                 share = "" if p.expected_share is None else f"{p.expected_share:.6f}"
                 w.writerow([p.path, p.label, f"{p.probability:.6f}", int(p.refer), p.refer_reason or "",
-                            f"{p.unfamiliarity:.4f}", share, ""] + [f"{p.probabilities[c]:.6f}" for c in classes])
+                            f"{p.unfamiliarity:.4f}", share, int(p.grayscale_copy), ""] +
+                           [f"{p.probabilities[c]:.6f}" for c in classes])
             for e in errors:
-                w.writerow([e["path"], "", "", 1, "unreadable", "", "", e["error"]] + [""] * len(classes))
+                w.writerow([e["path"], "", "", 1, "unreadable", "", "", "", e["error"]] + [""] * len(classes))
     else:
         tmp.write_text(json.dumps({"predictions": [p.to_dict() for p in preds], "errors": errors,
                                    "warnings": warnings or []}, indent=1))

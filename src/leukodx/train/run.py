@@ -121,7 +121,7 @@ def calibrate(model, cfg: TrainConfig, data: CellDataModule, model_kwargs: dict,
     scaler = TemperatureScaler().fit(logits_for(model, val.images, data.pre.cfg.mean, data.pre.cfg.std,
                                                 views=cfg.tta_views), val.labels.numpy())
     bundle = ModelBundle(model, cfg.model, data.index.classes, data.pre.to_dict(), model_kwargs,
-                         scaler.temperature_, 0.0, info, views=cfg.tta_views)
+                         scaler.temperature_, 0.0, info, views=cfg.tta_views, gray_fallback=cfg.gray_fallback)
     info["referral"] = fit_bundle_referral(bundle, data.train_ds.images, data.train_ds.labels.numpy(), val.images,
                                            val.labels.numpy(), cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
                                            seed=cfg.seed, train_groups=data.train_groups(),
