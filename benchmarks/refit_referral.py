@@ -3,6 +3,7 @@ without re-training it, then re-score its test side. Used to give the shipped mo
     .venv/bin/python benchmarks/refit_referral.py runs/wbc_type
     .venv/bin/python benchmarks/refit_referral.py runs/all_severity_paint_blur3 --config configs/all_severity.yaml
     STAGE=robustness benchmarks/shipped_model.sh wbc_type
+The model file's `gray_fallback` follows the (run's or --config's) config.
 With --views N the model file averages N quarter turns / mirror images of each image at prediction
 (test-time augmentation); the temperature is then refitted on the validation side too.
 """
@@ -31,18 +32,20 @@ ap = argparse.ArgumentParser()
 ap.add_argument("run")
 ap.add_argument("--conformal-alpha", type=float, default=0.01, help="conformal sets miss the true class this often")
 ap.add_argument("--views", type=int, choices=(1, 2, 4, 8), help="test-time views to average (refits the temperature)")
-ap.add_argument("--config", help="take refer_* settings from this config instead of the run's (e.g. configs/all_severity.yaml)")
+ap.add_argument("--config", help="take refer_* and gray_fallback settings from this config instead of the run's "
+                                 "(e.g. configs/all_severity.yaml)")
 a = ap.parse_args()
 run = Path(a.run)
 torch.set_num_threads(2)
 cfg = TrainConfig.load(run / "config.yaml")
 if a.config:
     new = TrainConfig.load(a.config)
-    for k in ("refer_target_accuracy", "refer_unfamiliar_rate", "refer_shifts"):
+    for k in ("refer_target_accuracy", "refer_unfamiliar_rate", "refer_shifts", "gray_fallback"):
         setattr(cfg, k, getattr(new, k))
     cfg.save(run / "config.yaml")  # the run's config says how its referral was fitted
 bundle = ModelBundle.load(run / "model.pt")
 bundle.conformal_alpha = a.conformal_alpha
+bundle.gray_fallback = cfg.gray_fallback
 index = load_dataset(cfg.data)
 split = Split.load(run / "split.json")
 pre = Preprocess(PreprocessConfig(**bundle.preprocess))
