@@ -17,6 +17,7 @@ shipped model cards' section. A candidate model file, on the validation side (mo
       --out results/all_severity_paint_val_cell_removal
 """
 import argparse
+import hashlib
 import json
 import os
 
@@ -35,6 +36,11 @@ from leukodx.predict.shipped import shipped_model
 from leukodx.transforms.preprocess import MaskCorner
 
 MODELS = {"all_severity": "all", "wbc_type": "wbc"}
+
+
+def file_sha256(path) -> str:
+    """The model file's fingerprint: benchmarks/shipped_model.sh keeps this section in a card only for that file."""
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
 def variants(arr: np.ndarray, corner: bool, rng) -> dict[str, np.ndarray]:
@@ -90,7 +96,7 @@ def main():
                          "reasons": {r: reasons.count(r) for r in sorted(set(reasons) - {None})},
                          "answers": dict(zip(bundle.classes, np.bincount(p.argmax(1), minlength=len(bundle.classes)).tolist()))})
             print(name, k, f"{acc:.3f}", flush=True)
-        res["models"][name] = {"file": os.path.relpath(file, common.ROOT), "n": len(te), "chance": float(np.bincount(y).max() / len(y)), "rows": rows}
+        res["models"][name] = {"file": os.path.relpath(file, common.ROOT), "sha256": file_sha256(file), "n": len(te), "chance": float(np.bincount(y).max() / len(y)), "rows": rows}
     out = common.ROOT / a.out
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     md = ["# Does the model need the cells? (painting them out of its input)", "",

@@ -42,7 +42,9 @@ influenced = ("Model selection: the training augmentation was chosen with benchm
               "(configs/all_severity_paint_blur3.yaml, results/all_severity_two_seed_rule.md). Its referral's confidence threshold "
               "was refitted on the validation side plus mild shifted copies of it (refer_shifts) after its first test-side "
               "referral (2.7% referred, 0.986 on the kept) was seen; the rule to adopt it (validation only) was written into "
-              "configs/all_severity.yaml before the test side was re-scored.")
+              "configs/all_severity.yaml before the test side was re-scored. The grayscale fallback (gray_fallback) was "
+              "adopted by a validation-side rule written into the same config after a scratch probe of the validation side "
+              "(results/all_severity_v6_gray_fallback.md); the test side was re-scored after.")
 write_model_card(run, f"results/{name}_model_card.md", title, influenced)
 # the shortcut audit (benchmarks/explain_benchmark.py) stays in the card while the weights are the ones it explained
 import json
@@ -52,6 +54,13 @@ from leukodx.models.artifact import ModelBundle
 ex = Path(f"results/explain_{name}.json")
 if ex.is_file() and json.loads(ex.read_text()).get("weights_sha256") == ModelBundle.load(f"{run}/model.pt").weights_sha256():
     add_audit(f"results/{name}_model_card.md", json.loads(ex.read_text())["audit_gradcam"], str(ex))
+# so does the intervention audit (benchmarks/cell_removal.py) while the model file is the one it scored
+import hashlib
+from leukodx.evaluate.model_card import CELL_REMOVAL_HEADING, cell_removal_section, replace_section
+cr = Path("results/cell_removal.json")
+r = json.loads(cr.read_text())["models"].get(name) if cr.is_file() else None
+if r and r.get("sha256") == hashlib.sha256(Path(f"{run}/model.pt").read_bytes()).hexdigest():
+    replace_section(f"results/{name}_model_card.md", CELL_REMOVAL_HEADING, cell_removal_section(r, str(cr)))
 PY
 cp "results/${NAME}_model_card.md" "src/leukodx/shipped/$NAME.md"
 cp "$RUN/model.pt" "src/leukodx/shipped/$NAME.pt"

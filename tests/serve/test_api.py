@@ -285,3 +285,26 @@ def test_a_lab_adapts_the_model_from_a_reviewed_case_and_uses_it_for_new_cases(t
     for bad in ("ours", f"Bad Name={adapted}", f"ours={tmp_path / 'missing.pt'}"):
         with pytest.raises((LeukodxError, OSError)):
             serve_models([bad])
+
+
+def test_stain_normalised_fields_are_read_in_grayscale_and_the_pages_say_so(client):
+    """The shipped ALL model answers a field whose (Macenko) colours it does not know from its gray copy
+    (leukodx.heads.gray_fallback): the API says which, as the CLI does, and so do the case page and report."""
+    from leukodx.transforms.shifts import build_shift
+
+    fields = sorted((shared("taleqani_all") / "Pre").iterdir())[:8]
+    macenko = build_shift("stain_macenko", Image.open(fields[0]).convert("RGB"))
+    predictor = Predictor.load(shipped_model("all"))
+    case = client.post("/api/v1/cases", json={"name": "stained elsewhere", "model": "all"}).json()
+    flags = []
+    for k, f in enumerate(fields[1:]):
+        buf = io.BytesIO()
+        macenko(Image.open(f).convert("RGB")).save(buf, "PNG")
+        r = client.post(f"/api/v1/cases/{case['id']}/images", files={"file": (f"field{k}.png", buf.getvalue())})
+        assert r.status_code == 201, r.text
+        cli = predictor.predict_images([Image.open(io.BytesIO(buf.getvalue()))])[0]
+        assert (r.json()["grayscale_copy"], r.json()["label"]) == (cli.grayscale_copy, cli.label)
+        flags.append(cli.grayscale_copy)
+    assert 0 < sum(flags) < len(flags)  # some fields are read in gray, and only some
+    for page in (f"/cases/{case['id']}", f"/cases/{case['id']}/report"):
+        assert client.get(page).text.count("read in grayscale: colours unfamiliar") == sum(flags)
