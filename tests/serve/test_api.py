@@ -308,3 +308,6 @@ def test_stain_normalised_fields_are_read_in_grayscale_and_the_pages_say_so(clie
     assert 0 < sum(flags) < len(flags)  # some fields are read in gray, and only some
     for page in (f"/cases/{case['id']}", f"/cases/{case['id']}/report"):
         assert client.get(page).text.count("read in grayscale: colours unfamiliar") == sum(flags)
+    fhir = str(client.get(f"/api/v1/cases/{case['id']}/fhir").json())
+    assert fhir.count("read in grayscale: colours unfamiliar") == sum(flags)
+    assert client.get(f"/api/v1/cases/{case['id']}/report.pdf").status_code == 200

@@ -41,6 +41,8 @@ def case_pdf(case: dict) -> bytes:
         refer = (im["refer_reason"] or "-") if im["refer"] else "no"
         if im.get("outside_limit") is not None:
             refer += f" ({im['outside_limit']}% outside limit)"
+        if im.get("grayscale_copy"):
+            refer += " (read in grayscale)"
         rows.append([im["filename"][:40], f"{im['label']} ({p})", refer, rev, im["sha256"][:12]])
     buf = io.BytesIO()
     per_page = 30
