@@ -63,7 +63,6 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     if len(np.unique(labels)) < 2:
         raise LeukodxError("adapt needs labelled cells of at least two classes")
     new = copy.deepcopy(bundle)
-    new._net = None
     pre = PreprocessConfig(**new.preprocess)
     n_bn = 0
     if mode == "bn+head":
@@ -148,7 +147,6 @@ def _tap(bundle: ModelBundle, stage: int, images: torch.Tensor, views: int) -> N
         model.classifier.bias.copy_(old.bias)
     bundle.model = model
     bundle.model_kwargs = {**bundle.model_kwargs, "tap_stage": stage}
-    bundle._net = None
 
 
 def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, replace: bool = False) -> None:
@@ -165,7 +163,6 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
     floor = -np.inf if replace else bundle.unfamiliar_threshold
     bundle.unfamiliar_threshold = max(floor, float(np.quantile(cross, 1 - rate)))
     bundle.reference = ref
-    bundle._net = None
 
 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
@@ -249,7 +246,6 @@ def _with_classes(bundle: ModelBundle, names: list[str]) -> ModelBundle:
         lin.weight[:old.out_features] = old.weight
         lin.bias[:old.out_features] = old.bias
     new.classes = list(new.classes) + list(names)
-    new._net = None
     return new
 
 

@@ -30,7 +30,6 @@ def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_l
     feats = logits_for(bundle.model, train_images, pre.mean, pre.std, pre_logits=True, views=bundle.views)
     knn = KNNDistance(n_reference, bundle.knn_k, seed).fit(feats, np.asarray(train_labels))
     bundle.reference = torch.from_numpy(knn.reference_)
-    bundle._net = None
     _, probs, dist = bundle_outputs(bundle, val_images)
     cross = None
     if train_groups is not None and np.median(np.unique(train_groups, return_counts=True)[1]) > 1:
