@@ -292,6 +292,7 @@ def cmd_explain(a) -> int:
             feature_sheet(feature_maps(ex.model, ex.prepare(path)[1])).save(sheet)
             files["feature_maps"] = str(sheet)
         rows.append({"path": str(path), "label": es[0].label, "probability": round(es[0].probability, 6),
+                     "grayscale_copy": es[0].grayscale_copy,
                      "seconds": {e.method: round(e.seconds, 3) for e in es}, "files": files})
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "explanations.json").write_text(json.dumps(rows, indent=1))

@@ -543,3 +543,12 @@ def test_gray_fallback_answers_unfamiliar_colours_from_the_gray_copy_in_torch_on
         assert a.label == c.label and a.unfamiliarity == pytest.approx(float(dd), abs=1e-4)
         assert c.unfamiliarity == pytest.approx(float(dd), abs=1e-3)
     assert json.loads(json.dumps(t[0].to_dict()))["grayscale_copy"] == expect[0]
+    # explanations explain what prediction read: the gray copy where it answered from it, with its label
+    from leukodx.explain import Explainer
+
+    ex = Explainer(back)
+    for f, pred, used in zip(files, t, expect):
+        e = ex.explain(f, ["gradcam"])[0]
+        assert e.grayscale_copy == used and e.label == pred.label
+        spread = np.ptp(e.image.astype(int), axis=2).max()
+        assert (spread == 0) == used and ("grayscale" in e.caption) == used

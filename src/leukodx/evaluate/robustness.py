@@ -82,8 +82,9 @@ def _row(bundle, pre, imgs, y, groups, shift, name, set_name, baseline, n_boot, 
 
 def shift_rows(bundle: ModelBundle, index: DatasetIndex, indices: list[int], groups: list[str] | None,
                shifts: list[str], set_name: str, baseline=None, n_boot: int = 1000, seed: int = 0,
-               progress: bool = False) -> list[dict]:
-    """One row per shift on index[indices]. The stain reference is the first image of the set."""
+               progress: bool = False, reference: tuple[str, Image.Image] | None = None) -> list[dict]:
+    """One row per shift on index[indices]. The stain reference is the first image of the set, or
+    `reference` given as (name, image)."""
     pre = Preprocess(PreprocessConfig(**bundle.preprocess))
     imgs, keep, _ = _load([index.records[i] for i in indices])
     y = np.array([index.records[indices[k]].label for k in keep])
@@ -92,9 +93,10 @@ def shift_rows(bundle: ModelBundle, index: DatasetIndex, indices: list[int], gro
     for name in shifts:
         if progress:
             print(f"  {set_name}: {name}", flush=True)
-        row = _row(bundle, pre, imgs, y, g, build_shift(name, imgs[0]), name, set_name, baseline, n_boot, seed)
+        ref = reference[1] if reference else imgs[0]
+        row = _row(bundle, pre, imgs, y, g, build_shift(name, ref), name, set_name, baseline, n_boot, seed)
         if name.startswith("stain_"):
-            row["reference"] = index.key(index.records[indices[keep[0]]])
+            row["reference"] = reference[0] if reference else index.key(index.records[indices[keep[0]]])
         rows.append(row)
     return rows
 

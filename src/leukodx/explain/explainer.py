@@ -2,6 +2,8 @@
 
 Image file -> Preprocess (same as predict) -> normalised tensor -> the model's predicted class
 (from the bundle, so a tree head's choice is the one explained) -> one map per method.
+Where the model file answers unfamiliar images from their grayscale copy (heads.gray_fallback) and
+prediction did so, the grayscale copy is what gets explained: the input that gave the answer.
 For a tree-headed model (XIncept-ALL + XGBoost) gradient and CAM maps come from the fusion
 network's softmax head for the class the trees predict; perturbation methods (SHAP, LIME) query
 the full model, trees included.
@@ -17,6 +19,7 @@ import torch
 from leukodx.data.images import load_image
 from leukodx.explain import methods as M
 from leukodx.explain.targets import ExplainError
+from leukodx.heads.gray_fallback import fallback_threshold, gray_copy, with_gray_fallback
 from leukodx.models.artifact import ModelBundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
@@ -32,6 +35,12 @@ class Explanation:
     map: np.ndarray                  # (H, W) in [0, 1] at model input resolution
     seconds: float
     image: np.ndarray = field(repr=False, default=None)  # (H, W, 3) uint8, the preprocessed input
+    grayscale_copy: bool = False     # the input explained is the image's grayscale copy, as prediction read it
+
+    @property
+    def caption(self) -> str:
+        gray = " (read in grayscale)" if self.grayscale_copy else ""
+        return f"{self.method}: {self.label} {self.probability:.2f}{gray}"
 
 
 class _Probabilities(torch.nn.Module):
@@ -62,6 +71,7 @@ class Explainer:
         if unknown:
             raise ExplainError(f"unknown explanation method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
         u8, x = self.prepare(image)
+        u8, x, gray = self._as_predicted(u8, x)
         with torch.no_grad():
             p = np.asarray(self.bundle.probabilities(x))[0]
         k = int(p.argmax()) if target is None else int(target)
@@ -71,8 +81,21 @@ class Explainer:
         for m in methods:
             t = time.perf_counter()
             out.append(Explanation(m, self.bundle.classes[k], float(p[k]), k, self.map(m, x, k, u8),
-                                   time.perf_counter() - t, u8))
+                                   time.perf_counter() - t, u8, gray))
         return out
+
+    def _as_predicted(self, u8: np.ndarray, x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, bool]:
+        """The input prediction answers from: the image, or its grayscale copy (gray_fallback)."""
+        threshold = fallback_threshold(self.bundle)
+        if threshold == float("inf"):
+            return u8, x, False
+        batch = torch.from_numpy(u8).permute(2, 0, 1)[None]
+        with torch.no_grad():
+            *_, used = with_gray_fallback(lambda b: self.bundle.scores(self.pre.normalize(b)), batch, threshold, 1)
+        if not used[0]:
+            return u8, x, False
+        g = gray_copy(u8[None], channel_axis=3)[0]
+        return g, self.pre.normalize(torch.from_numpy(g).permute(2, 0, 1)), True
 
     def map(self, method: str, x: torch.Tensor, k: int, u8: np.ndarray) -> np.ndarray:
         if method in M.CAM_METHODS:

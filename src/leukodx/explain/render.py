@@ -40,7 +40,7 @@ def save_explanations(explanations, out_dir: str | Path, stem: str) -> dict:
     for e in explanations:
         safe = e.method.replace("+", "p")
         np.save(out_dir / f"{stem}_{safe}.npy", e.map)
-        overlay(e.image, e.map, f"{e.method}: {e.label} {e.probability:.2f}").save(out_dir / f"{stem}_{safe}.png")
+        overlay(e.image, e.map, e.caption).save(out_dir / f"{stem}_{safe}.png")
         files[e.method] = str(out_dir / f"{stem}_{safe}.png")
     if explanations:
         panel(explanations[0].image, explanations).save(out_dir / f"{stem}_panel.png")
@@ -60,7 +60,7 @@ def gradcam_sheet(bundle, paths: list[str], true_labels: list[str]) -> Image.Ima
             e = ex.explain(p, ["gradcam"])[0]
         except ExplainError:
             return None
-        tiles.append(overlay(e.image, e.map, f"{t} -> {e.label} {e.probability:.2f}"))
+        tiles.append(overlay(e.image, e.map, f"{t} -> {e.label} {e.probability:.2f}" + (" gray" if e.grayscale_copy else "")))
     if not tiles:
         return None
     w, h = tiles[0].size

@@ -208,7 +208,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
             with registry.lock:
                 e = Explainer(predictor.bundle).explain(store.root / img.stored, ["gradcam"])[0]
             tmp = out.with_name(out.name + ".tmp")
-            draw(e.image, e.map, f"Grad-CAM: {e.label} {e.probability:.2f}").save(tmp, "PNG")
+            draw(e.image, e.map, e.caption.replace("gradcam", "Grad-CAM", 1)).save(tmp, "PNG")
             tmp.replace(out)
         return FileResponse(out, media_type="image/png")
 
