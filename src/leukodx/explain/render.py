@@ -1,6 +1,7 @@
 """Pictures of explanations: heatmap overlays with class and probability, and a method panel."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +12,39 @@ def overlay(image: np.ndarray, heat: np.ndarray, caption: str = "", alpha: float
     from matplotlib import colormaps
 
     rgb = (colormaps["jet"](heat)[..., :3] * 255).astype(np.float32)
-    out = Image.fromarray((image * (1 - alpha) + rgb * alpha).astype(np.uint8))
-    if caption:
-        d = ImageDraw.Draw(out)
-        d.rectangle([0, 0, 6 + 6 * len(caption), 13], fill=(0, 0, 0))
-        d.text((3, 1), caption, fill=(255, 255, 255))
+    return captioned(Image.fromarray((image * (1 - alpha) + rgb * alpha).astype(np.uint8)), caption)
+
+
+def captioned(img: Image.Image, caption: str) -> Image.Image:
+    """The image under a black band holding the caption, wrapped to the image's width (none: unchanged)."""
+    if not caption:
+        return img
+    lines = textwrap.wrap(caption, max(8, (img.width - 6) // 6))  # Pillow's default font: about 6 px a character
+    out = Image.new("RGB", (img.width, img.height + 14 * len(lines) + 2), (0, 0, 0))
+    d = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        d.text((3, 1 + 14 * i), line, fill=(255, 255, 255))
+    out.paste(img, (0, out.height - img.height))
     return out
+
+
+def _grid(tiles: list[Image.Image], cols: int, extra_height: int = 0) -> tuple[Image.Image, int, int]:
+    """A white sheet with a cell for each tile (cells as large as the largest tile), tiles pasted in."""
+    w, h = max(t.width for t in tiles), max(t.height for t in tiles)
+    rows = (len(tiles) + cols - 1) // cols
+    sheet = Image.new("RGB", (w * cols, h * rows + extra_height), "white")
+    for i, t in enumerate(tiles):
+        sheet.paste(t, ((i % cols) * w, (i // cols) * h + h - t.height))
+    return sheet, w, h
 
 
 def panel(image: np.ndarray, explanations, scale: int = 1) -> Image.Image:
     """The input then one overlay per method, side by side, each titled with its method."""
-    tiles = [Image.fromarray(image)] + [overlay(image, e.map, e.method) for e in explanations]
-    w, h = tiles[0].size
-    out = Image.new("RGB", (w * len(tiles), h + 16), "white")
-    d = ImageDraw.Draw(out)
+    tiles = [captioned(Image.fromarray(image), "input")] + [overlay(image, e.map, e.method) for e in explanations]
+    out, _, h = _grid(tiles, len(tiles), extra_height=16)
     e0 = explanations[0] if explanations else None
-    d.text((3, h + 2), f"{e0.label} p={e0.probability:.2f}" if e0 else "", fill=(0, 0, 0))
-    for i, t in enumerate(tiles):
-        out.paste(t, (i * w, 0))
+    gray = " (read in grayscale)" if e0 is not None and e0.grayscale_copy else ""
+    ImageDraw.Draw(out).text((3, h + 2), f"{e0.label} p={e0.probability:.2f}{gray}" if e0 else "", fill=(0, 0, 0))
     return out.resize((out.width * scale, out.height * scale)) if scale > 1 else out
 
 
@@ -60,12 +76,6 @@ def gradcam_sheet(bundle, paths: list[str], true_labels: list[str]) -> Image.Ima
             e = ex.explain(p, ["gradcam"])[0]
         except ExplainError:
             return None
-        tiles.append(overlay(e.image, e.map, f"{t} -> {e.label} {e.probability:.2f}" + (" gray" if e.grayscale_copy else "")))
-    if not tiles:
-        return None
-    w, h = tiles[0].size
-    cols = min(4, len(tiles))
-    sheet = Image.new("RGB", (w * cols, h * ((len(tiles) + cols - 1) // cols)), "white")
-    for i, t in enumerate(tiles):
-        sheet.paste(t, ((i % cols) * w, (i // cols) * h))
-    return sheet
+        gray = " (read in grayscale)" if e.grayscale_copy else ""
+        tiles.append(overlay(e.image, e.map, f"{t} -> {e.label} {e.probability:.2f}{gray}"))
+    return _grid(tiles, min(4, len(tiles)))[0] if tiles else None
