@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.add_argument("--backend", default="torch", choices=["torch", "onnx"], help="run with PyTorch or ONNX Runtime")
     pr.add_argument("--explain", metavar="DIR", help="also write explanation overlays, raw maps and panels here")
-    pr.add_argument("--methods", default="gradcam", help="methods for --explain (comma list; see `leukodx explain`)")
+    pr.add_argument("--methods", default="layercam", help="methods for --explain (comma list; see `leukodx explain`)")
     pr.add_argument("--classes", help="only these classes can be the answer (comma list, e.g. a five-part differential: "
                                       "basophil,eosinophil,lymphocyte,monocyte,neutrophil); a cell that looks most like "
                                       "another class is referred as unexpected_class")
@@ -536,9 +536,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("explain", help="where the model looks: CAM family, IG, SHAP, LIME, attention rollout")
     ex.add_argument("target", help="image file or folder")
     ex.add_argument("--model", default="all", help="model file or run folder; 'all' or 'wbc' = shipped models")
-    ex.add_argument("--methods", default="gradcam", help="comma list of: gradcam, gradcam++, scorecam, eigencam, "
+    ex.add_argument("--methods", default="layercam", help="comma list of: gradcam, gradcam++, scorecam, eigencam, "
                                                          "layercam, ig, shap, lime, rollout")
-    ex.add_argument("--layer", help="target layer name for CAM methods (default: the output of forward_features)")
+    ex.add_argument("--layer", help="target layer name for CAM methods (default: the output of forward_features; "
+                                   "for layercam the stage twice as fine)")
     ex.add_argument("--target-class", type=int, help="class index to explain (default: the predicted class)")
     ex.add_argument("--feature-maps", action="store_true", help="also save each stage's first feature maps "
                                                                  "(DDRNet paper, Figure 7)")

@@ -61,9 +61,28 @@ def test_cam_works_for_every_model_kind(name):
     kw = {"img_size": 64} if name not in ("efficientnet_lite0", "resnet18") else {}
     b = bundle_for(create_model(name, 3, pretrained=False, **kw))
     img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (80, 80, 3), dtype=np.uint8)).convert("L")
-    methods = ["gradcam", "eigencam"] + (["rollout"] if "vit" in name and "hybrid" not in name else [])
+    methods = ["gradcam", "eigencam", "layercam"] + (["rollout"] if "vit" in name and "hybrid" not in name else [])
     for e in Explainer(b).explain(img, methods):
         assert e.map.shape == (64, 64) and np.isfinite(e.map).all() and 0 <= e.map.min() <= e.map.max() <= 1
+
+
+def test_layercam_reads_the_stage_twice_as_fine_as_the_last():
+    from leukodx.explain.targets import finer_stage
+
+    torch.manual_seed(0)
+    m = create_model("resnet18", 3, pretrained=False)
+    assert finer_stage(m, 64) == "layer3"  # 4 x 4 at 64 px, where forward_features gives 2 x 2
+    assert finer_stage(create_model("thesis_vit", 3, img_size=64), 64) is None  # tokens: the default target
+    b = bundle_for(m)
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    ex = Explainer(b)
+    e = ex.explain(img, ["layercam"])[0]
+    _, x = ex.prepare(img)
+    np.testing.assert_allclose(e.map, M.cam(b.model, x, e.target, "layercam", "layer3"), atol=1e-6)
+    last = M.cam(b.model, x, e.target, "layercam", None)
+    assert not np.allclose(e.map, last)
+    assert np.allclose(Explainer(b, layer="layer4").explain(img, ["layercam"])[0].map,
+                       M.cam(b.model, x, e.target, "layercam", "layer4"), atol=1e-6)  # a named layer wins
 
 
 def test_clear_errors_for_impossible_explanations():

@@ -24,22 +24,22 @@ from leukodx.transforms.preprocess import Preprocess, PreprocessConfig, normaliz
 
 
 def _explanation_images(bundle: ModelBundle, records, y, probs, n: int = 8) -> dict[str, str]:
-    """Grad-CAM for the test set's mistakes first, then one correct image per class."""
+    """The default explanation (LayerCAM) for the test set's mistakes first, then one correct image per class."""
     import base64
     import io
 
-    from leukodx.explain.render import gradcam_sheet
+    from leukodx.explain.render import overlay_sheet
 
     wrong = [i for i in range(len(y)) if probs[i].argmax() != y[i]]
     right = [next((i for i in range(len(y)) if y[i] == k and probs[i].argmax() == k), None)
              for k in range(len(bundle.classes))]
     pick = (wrong + [i for i in right if i is not None])[:n]
-    sheet = gradcam_sheet(bundle, [records[i].path for i in pick], [bundle.classes[y[i]] for i in pick])
+    sheet = overlay_sheet(bundle, [records[i].path for i in pick], [bundle.classes[y[i]] for i in pick])
     if sheet is None:
         return {}
     buf = io.BytesIO()
     sheet.save(buf, "PNG")
-    return {"Grad-CAM (test mistakes first; caption: true -> predicted)": base64.b64encode(buf.getvalue()).decode()}
+    return {"LayerCAM (test mistakes first; caption: true -> predicted)": base64.b64encode(buf.getvalue()).decode()}
 
 
 def bundle_outputs(bundle: ModelBundle, images, batch_size: int = 64) -> tuple:

@@ -18,12 +18,19 @@ import torch
 
 from leukodx.data.images import load_image
 from leukodx.explain import methods as M
-from leukodx.explain.targets import ExplainError
+from leukodx.explain.targets import ExplainError, finer_stage
 from leukodx.heads.gray_fallback import fallback_threshold, gray_copy, with_gray_fallback
 from leukodx.models.artifact import ModelBundle
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 METHODS = (*M.CAM_METHODS, "ig", "shap", "lime", "rollout")
+NAMES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "scorecam": "Score-CAM", "eigencam": "EigenCAM",
+         "layercam": "LayerCAM", "ig": "integrated gradients", "shap": "SHAP", "lime": "LIME", "rollout": "attention rollout"}
+# What users see by default (web overlay, `predict --explain`, `explain`, reports): LayerCAM at the stage twice as
+# fine as the last (targets.finer_stage). On both shipped models it beats Grad-CAM's deletion AUC (ALL 0.599 vs 0.691,
+# WBC 0.183 vs 0.228), is within 0.03 on insertion and puts 1.7x / 1.4x more of the map on the stained cells
+# (results/explain_*.md, `benchmarks/explain_benchmark.py NAME --audit-layercam blocks.4`).
+DEFAULT_METHOD = "layercam"
 
 
 @dataclass
@@ -40,7 +47,7 @@ class Explanation:
     @property
     def caption(self) -> str:
         gray = " (read in grayscale)" if self.grayscale_copy else ""
-        return f"{self.method}: {self.label} {self.probability:.2f}{gray}"
+        return f"{NAMES.get(self.method, self.method)}: {self.label} {self.probability:.2f}{gray}"
 
 
 class _Probabilities(torch.nn.Module):
@@ -66,7 +73,7 @@ class Explainer:
         u8 = self.pre(img)
         return u8.permute(1, 2, 0).numpy(), self.pre.normalize(u8)
 
-    def explain(self, image, methods=("gradcam",), target: int | None = None) -> list[Explanation]:
+    def explain(self, image, methods=(DEFAULT_METHOD,), target: int | None = None) -> list[Explanation]:
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
             raise ExplainError(f"unknown explanation method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
@@ -84,6 +91,11 @@ class Explainer:
                                    time.perf_counter() - t, u8, gray))
         return out
 
+    def _finer(self, x: torch.Tensor) -> str | None:
+        if not hasattr(self, "_finer_layer"):
+            self._finer_layer = finer_stage(self.model, x.shape[-1])
+        return self._finer_layer
+
     def _as_predicted(self, u8: np.ndarray, x: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, bool]:
         """The input prediction answers from: the image, or its grayscale copy (gray_fallback)."""
         threshold = fallback_threshold(self.bundle)
@@ -99,7 +111,7 @@ class Explainer:
 
     def map(self, method: str, x: torch.Tensor, k: int, u8: np.ndarray) -> np.ndarray:
         if method in M.CAM_METHODS:
-            return M.cam(self.model, x, k, method, self.layer)
+            return M.cam(self.model, x, k, method, self.layer or (self._finer(x) if method == "layercam" else None))
         if method == "ig":
             return M.integrated_gradients(self.model, x, k)
         if method == "rollout":

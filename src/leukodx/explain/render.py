@@ -64,16 +64,17 @@ def save_explanations(explanations, out_dir: str | Path, stem: str) -> dict:
     return files
 
 
-def gradcam_sheet(bundle, paths: list[str], true_labels: list[str]) -> Image.Image | None:
-    """Grad-CAM overlays for a few images, captioned 'true -> predicted p', in one row-wrapped sheet
-    (for the HTML report). None when the model cannot be explained with Grad-CAM."""
+def overlay_sheet(bundle, paths: list[str], true_labels: list[str]) -> Image.Image | None:
+    """Overlays of the default explanation for a few images, captioned 'true -> predicted p', in one
+    row-wrapped sheet (for the HTML report). None when the model cannot be explained that way."""
     from leukodx.explain import Explainer, ExplainError
+    from leukodx.explain.explainer import DEFAULT_METHOD
 
     ex = Explainer(bundle)
     tiles = []
     for p, t in zip(paths, true_labels):
         try:
-            e = ex.explain(p, ["gradcam"])[0]
+            e = ex.explain(p, [DEFAULT_METHOD])[0]
         except ExplainError:
             return None
         gray = " (read in grayscale)" if e.grayscale_copy else ""

@@ -36,6 +36,30 @@ class SplitModel(nn.Module):
         return self.model.forward_head(self.features(x))
 
 
+def finer_stage(model: nn.Module, image_size: int) -> str | None:
+    """LayerCAM's default layer: the last stage (a module at most two names deep, e.g. `blocks.4`, `layer3`)
+    whose feature map is twice as fine as forward_features' (LayerCAM, Jiang et al. 2021, stays faithful
+    at shallower layers, where Grad-CAM does not). None for models without such a stage (ViTs)."""
+    if not hasattr(model, "forward_features"):
+        return None
+    sides, hooks = [], []
+    for name, m in model.named_modules():
+        if name and name.count(".") <= 1:
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o, n=name: sides.append((n, o.shape[-1])) if torch.is_tensor(o) and o.ndim == 4 else None))
+    was = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            final = model.forward_features(torch.zeros(1, 3, image_size, image_size))
+    finally:
+        model.train(was)
+        for h in hooks:
+            h.remove()
+    fine = [n for n, side in sides if final.ndim == 4 and side == 2 * final.shape[-1]]
+    return fine[-1] if fine else None
+
+
 def token_grid_reshape(tokens: torch.Tensor, n_prefix: int = 1) -> torch.Tensor:
     """(B, prefix + g*g, D) tokens -> (B, D, g, g) map, dropping CLS / prefix tokens."""
     n = tokens.shape[1] - n_prefix

@@ -197,18 +197,21 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
 
     @app.get("/api/v1/images/{image_id}/overlay.png")
     def overlay(image_id: int, who: str = Depends(user)):
-        """Grad-CAM of the predicted class over the image (made on first request, then kept)."""
+        """Where the model looked for the predicted class (explain.DEFAULT_METHOD over the image; made on first
+        request, then kept)."""
         with store.session() as s:
             img = get_image(s, image_id)
-        out = store.root / "overlays" / f"{img.sha256}_{img.model}.png"
+        from leukodx.explain.explainer import DEFAULT_METHOD
+
+        out = store.root / "overlays" / f"{img.sha256}_{img.model}_{DEFAULT_METHOD}.png"
         if not out.exists():
             from leukodx.explain import Explainer
             from leukodx.explain.render import overlay as draw
             predictor, _ = registry.get(img.model)
             with registry.lock:
-                e = Explainer(predictor.bundle).explain(store.root / img.stored, ["gradcam"])[0]
+                e = Explainer(predictor.bundle).explain(store.root / img.stored, [DEFAULT_METHOD])[0]
             tmp = out.with_name(out.name + ".tmp")
-            draw(e.image, e.map, e.caption.replace("gradcam", "Grad-CAM", 1)).save(tmp, "PNG")
+            draw(e.image, e.map, e.caption).save(tmp, "PNG")
             tmp.replace(out)
         return FileResponse(out, media_type="image/png")
 
