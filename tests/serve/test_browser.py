@@ -75,7 +75,7 @@ def test_upload_review_and_report_in_chromium(server, tmp_path):
         assert page.locator("tbody tr").count() == 3
         assert "refer" in page.locator("tbody tr").nth(2).inner_text()  # the noise image is referred
         assert "Answers limited to: basophil, eosinophil, lymphocyte, monocyte, neutrophil" in page.inner_text("main")
-        # keyboard only: first row has focus; accept it, move on, open Grad-CAM, correct the second
+        # keyboard only: first row has focus; accept it, move on, open the overlay, correct the second
         page.keyboard.press("a")
         page.wait_for_function("document.querySelector('#status').textContent.startsWith('Saved')")
         page.keyboard.press("j")

@@ -32,8 +32,8 @@ def test_run_folder_has_everything(trained_run):
         assert k in m
     assert m["accuracy"] > 0.5  # 4 classes: well above chance after 3 short epochs
     html = (run / "test" / "report.html").read_text()
-    assert html.count("data:image/png;base64") >= 5  # confusion, ROC, reliability, learning curves, Grad-CAM
-    assert "Grad-CAM" in html
+    assert html.count("data:image/png;base64") >= 5  # confusion, ROC, reliability, learning curves, LayerCAM
+    assert "LayerCAM" in html  # the default explanation (explain.DEFAULT_METHOD)
     assert TrainConfig.load(run / "config.yaml").epochs == 3
 
 
