@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+SHEET_TILE = 192  # px: the smallest tile of a report sheet
+
 
 def overlay(image: np.ndarray, heat: np.ndarray, caption: str = "", alpha: float = 0.45) -> Image.Image:
     from matplotlib import colormaps
@@ -78,5 +80,8 @@ def overlay_sheet(bundle, paths: list[str], true_labels: list[str]) -> Image.Ima
         except ExplainError:
             return None
         gray = " (read in grayscale)" if e.grayscale_copy else ""
-        tiles.append(overlay(e.image, e.map, f"{t} -> {e.label} {e.probability:.2f}{gray}"))
+        tile = overlay(e.image, e.map)
+        if tile.width < SHEET_TILE:  # small model inputs: enlarged, so that the caption has room
+            tile = tile.resize((SHEET_TILE, round(SHEET_TILE * tile.height / tile.width)), Image.Resampling.BILINEAR)
+        tiles.append(captioned(tile, f"{t} -> {e.label} {e.probability:.2f}{gray}"))
     return _grid(tiles, min(4, len(tiles)))[0] if tiles else None
