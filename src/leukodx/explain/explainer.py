@@ -45,9 +45,12 @@ class Explanation:
     grayscale_copy: bool = False     # the input explained is the image's grayscale copy, as prediction read it
 
     @property
+    def gray_note(self) -> str:
+        return " (read in grayscale)" if self.grayscale_copy else ""
+
+    @property
     def caption(self) -> str:
-        gray = " (read in grayscale)" if self.grayscale_copy else ""
-        return f"{NAMES.get(self.method, self.method)}: {self.label} {self.probability:.2f}{gray}"
+        return f"{NAMES.get(self.method, self.method)}: {self.label} {self.probability:.2f}{self.gray_note}"
 
 
 class _Probabilities(torch.nn.Module):

@@ -45,8 +45,8 @@ def panel(image: np.ndarray, explanations, scale: int = 1) -> Image.Image:
     tiles = [captioned(Image.fromarray(image), "input")] + [overlay(image, e.map, e.method) for e in explanations]
     out, _, h = _grid(tiles, len(tiles), extra_height=16)
     e0 = explanations[0] if explanations else None
-    gray = " (read in grayscale)" if e0 is not None and e0.grayscale_copy else ""
-    ImageDraw.Draw(out).text((3, h + 2), f"{e0.label} p={e0.probability:.2f}{gray}" if e0 else "", fill=(0, 0, 0))
+    ImageDraw.Draw(out).text((3, h + 2), f"{e0.label} p={e0.probability:.2f}{e0.gray_note}" if e0 else "",
+                             fill=(0, 0, 0))
     return out.resize((out.width * scale, out.height * scale)) if scale > 1 else out
 
 
@@ -79,9 +79,8 @@ def overlay_sheet(bundle, paths: list[str], true_labels: list[str]) -> Image.Ima
             e = ex.explain(p, [DEFAULT_METHOD])[0]
         except ExplainError:
             return None
-        gray = " (read in grayscale)" if e.grayscale_copy else ""
         tile = overlay(e.image, e.map)
         if tile.width < SHEET_TILE:  # small model inputs: enlarged, so that the caption has room
             tile = tile.resize((SHEET_TILE, round(SHEET_TILE * tile.height / tile.width)), Image.Resampling.BILINEAR)
-        tiles.append(captioned(tile, f"{t} -> {e.label} {e.probability:.2f}{gray}"))
+        tiles.append(captioned(tile, f"{t} -> {e.label} {e.probability:.2f}{e.gray_note}"))
     return _grid(tiles, min(4, len(tiles)))[0] if tiles else None
