@@ -6,9 +6,10 @@ Run on an otherwise idle machine: the timings are wall-clock on 2 CPU cores. `--
 the shortcut audit alone (Grad-CAM, no timings) and keeps the committed method table; `--audit-ig`
 adds the same audit with integrated gradients, pixel-level, free of Grad-CAM's feature-map grid;
 `--audit-layercam LAYER` adds it with LayerCAM at a finer layer (e.g. blocks.4, Lite0's 10 x 10 map at
-160 px), with that map's deletion / insertion AUC on the first 24 images (the model card keeps the
-Grad-CAM audit).
-  python benchmarks/explain_benchmark.py all_severity [wbc_type] [--audit-only | --audit-ig | --audit-layercam LAYER]
+160 px), with that map's deletion / insertion AUC on the first 24 images. The model cards show the audit
+of the app's explanation (LayerCAM at its default layer) where measured, then Grad-CAM's; `--cards`
+rewrites that section from the committed results file alone.
+  python benchmarks/explain_benchmark.py all_severity [wbc_type] [--audit-only | --audit-ig | --audit-layercam LAYER | --cards]
 """
 import json
 import sys
@@ -25,6 +26,7 @@ from leukodx.evaluate.model_card import add_audit
 from leukodx.explain import Explainer
 from leukodx.explain.audit import attribution_shares, summarise
 from leukodx.explain.faithfulness import deletion_insertion, randomised_copy, rank_similarity
+from leukodx.explain.targets import finer_stage
 from leukodx.models.artifact import ModelBundle
 from leukodx.predict.shipped import shipped_model
 
@@ -116,10 +118,31 @@ def main(name: str, audit_only: bool = False, audit_method: str = "gradcam", lay
                            "weights)"}
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     out.with_suffix(".md").write_text(render(name, res))
-    for card in (common.ROOT / "results" / f"{name}_model_card.md", common.ROOT / "src" / "leukodx" / "shipped" / f"{name}.md"):
-        if card.is_file() and audit_method == "gradcam":
-            add_audit(card, audit, f"results/explain_{name}.json")
+    write_cards(name, res, bundle)
     print(out.with_suffix(".md").read_text())
+
+
+def write_cards(name: str, res: dict, bundle: ModelBundle) -> None:
+    """The model cards' audit section: the app's explanation (LayerCAM at its default layer) first where
+    it was audited, then Grad-CAM."""
+    layer = finer_stage(bundle.model, bundle.preprocess["image_size"])
+    audits, about = {}, ""
+    if (key := "audit_layercam" + (f"@{layer}" if layer else "")) in res:
+        audits["LayerCAM"] = res[key]
+        about = f": {'at ' + layer + ', ' if layer else ''}the explanation the app shows"
+    audits["Grad-CAM"] = res["audit_gradcam"]
+    for card in (common.ROOT / "results" / f"{name}_model_card.md", common.ROOT / "src" / "leukodx" / "shipped" / f"{name}.md"):
+        if card.is_file():
+            add_audit(card, audits, f"results/explain_{name}.json", about)
+
+
+def cards_only(name: str) -> None:
+    """--cards: rewrite the model cards' audit section from the committed results file, nothing re-run."""
+    bundle = ModelBundle.load(shipped_model({"all_severity": "all", "wbc_type": "wbc"}[name]))
+    res = json.loads((common.ROOT / "results" / f"explain_{name}.json").read_text())
+    if res["weights_sha256"] != bundle.weights_sha256():
+        raise SystemExit(f"results/explain_{name}.json was made by other weights: run the benchmark")
+    write_cards(name, res, bundle)
 
 
 def render(name: str, res: dict) -> str:
@@ -162,6 +185,9 @@ if __name__ == "__main__":
     t = time.perf_counter()
     names = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and sys.argv[i - 1] != "--audit-layercam"]
     for n in names or ["all_severity"]:
+        if "--cards" in sys.argv:
+            cards_only(n)
+            continue
         ig = "--audit-ig" in sys.argv
         lc = sys.argv[sys.argv.index("--audit-layercam") + 1] if "--audit-layercam" in sys.argv else None
         main(n, audit_only="--audit-only" in sys.argv or ig or bool(lc),

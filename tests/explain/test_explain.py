@@ -149,10 +149,14 @@ def test_audit_section_warns_only_when_no_cell_region_draws_attribution():
         return {"all": {"n": 10, "cell_share": cell, "cell_area": 0.1, "stained_share": stained, "stained_area": 0.2,
                         "background_share": 1 - max(cell, stained), "background_area": 0.75,
                         "corner_share": 0.01, "corner_area": 0.045}}
-    text = "\n".join(audit_section(audit(0.12, 0.22), "x.json"))
+    text = "\n".join(audit_section({"Grad-CAM": audit(0.12, 0.22)}, "x.json"))
     assert "looks at the background" in text and "1.2x" in text and "1.1x" in text
-    text = "\n".join(audit_section(audit(0.12, 0.6), "x.json"))  # the blasts of a field draw 3x their share
+    text = "\n".join(audit_section({"Grad-CAM": audit(0.12, 0.6)}, "x.json"))  # the blasts of a field draw 3x their share
     assert "looks at the background" not in text and "3.0x" in text
+    # the first method leads the table and the verdict; the others get one line each
+    text = "\n".join(audit_section({"LayerCAM": audit(0.12, 0.6), "Grad-CAM": audit(0.12, 0.22)}, "x.json"))
+    assert "looks at the background" not in text and "LayerCAM over 10 test images" in text
+    assert "- Grad-CAM, same images: 78% on the background; the cell gets 1.2x" in text
 
 
 def test_cell_interventions_paint_out_the_stained_cell_or_everything_else():

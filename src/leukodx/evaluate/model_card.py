@@ -116,51 +116,67 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
 AUDIT_HEADING = "## Where the model looks (shortcut audit)"
 
 
-def audit_section(audit: dict, source: str) -> list[str]:
-    """Plain-language lines from an explain benchmark's Grad-CAM audit (explain/audit.summarise)."""
+def audit_section(audits: dict[str, dict], source: str, about: str = "") -> list[str]:
+    """Plain-language lines from an explain benchmark's shortcut audits (explain/audit.summarise), one per
+    method name; the first gives the table and the verdict (`about`: a note on it)."""
+    title, audit = next(iter(audits.items()))
     a = audit["all"]
-    lines = [AUDIT_HEADING, (f"From `{source}` (Grad-CAM over {a['n']} test images). The cell = the largest Otsu "
+    lines = [AUDIT_HEADING, (f"From `{source}` ({title} over {a['n']} test images{about}). The cell = the largest Otsu "
              "blob of dark (stained) pixels, mostly one nucleus; stained cells = every purple-stained object of the "
              "field (white cells, blasts; red cells left out); background = outside both."), "",
              ("| class | n | on the cell (cell area) | on stained cells (area) | on the background (area) | "
               "bottom-right corner (area) |"), "|---|---|---|---|---|---|"]
     for c, v in audit.items():
+        if c == "faithfulness":
+            continue
         lines.append(f"| {c} | {v['n']} | {v['cell_share']:.3f} ({v['cell_area']:.3f}) | "
                      f"{v['stained_share']:.3f} ({v['stained_area']:.3f}) | {v['background_share']:.3f} "
                      f"({v['background_area']:.3f}) | {v['corner_share']:.3f} ({v['corner_area']:.3f}) |")
     lines.append("")
-    enrich = {k: a[f"{k}_share"] / max(a[f"{k}_area"], 1e-9) for k in ("cell", "stained")}
-    said = (f"the cell gets {enrich['cell']:.1f}x its area share of the attribution, the stained cells "
-            f"{enrich['stained']:.1f}x theirs" + (f", where a map on the stained cells alone, at Grad-CAM's resolution, "
-                                                 f"would give {a['ceiling_share'] / max(a['stained_area'], 1e-9):.1f}x"
-                                                 if "ceiling_share" in a else ""))
+    enrich = _enrichment(a)
+    said = _said(a, title)
     if max(enrich.values()) < 1.5:  # neither the cell nor the stained cells get much more than their area's worth
-        lines.append(f"- **This model looks at the background**: {a['background_share']:.0%} of its Grad-CAM "
+        lines.append(f"- **This model looks at the background**: {a['background_share']:.0%} of its {title} "
                      f"attribution lies outside the stained cells ({a['background_area']:.0%} of the image; {said}). "
                      "Its accuracy may rest on acquisition cues (stain, background colour) rather than cell "
                      "morphology; check its explanations before trusting it.")
     else:
-        lines.append(f"- {a['background_share']:.0%} of the Grad-CAM attribution lies on the background "
+        lines.append(f"- {a['background_share']:.0%} of the {title} attribution lies on the background "
                      f"({a['background_area']:.0%} of the image); {said}.")
+    for other, o in list(audits.items())[1:]:
+        lines.append(f"- {other}, same images: {o['all']['background_share']:.0%} on the background; {_said(o['all'], other)}.")
     if a["corner_share"] > 2 * a["corner_area"]:
         lines.append(f"- The scale-bar corner draws {a['corner_share']:.1%} of the attribution, over twice its area "
                      f"share: a burned-in label shortcut.")
     return lines
 
 
+def _enrichment(a: dict) -> dict:
+    return {k: a[f"{k}_share"] / max(a[f"{k}_area"], 1e-9) for k in ("cell", "stained")}
+
+
+def _said(a: dict, title: str) -> str:
+    e = _enrichment(a)
+    return (f"the cell gets {e['cell']:.1f}x its area share of the attribution, the stained cells {e['stained']:.1f}x "
+            "theirs" + (f", where a map on the stained cells alone, at {title}'s resolution, would give "
+                        f"{a['ceiling_share'] / max(a['stained_area'], 1e-9):.1f}x" if "ceiling_share" in a else ""))
+
+
 def replace_section(card: str | Path, heading: str, lines: list[str]) -> None:
-    """Replace (or append) the section under `heading` of a generated model card."""
+    """Replace the section under `heading` of a generated model card in place, or append it."""
     card = Path(card)
-    text = card.read_text()
+    text, section = card.read_text(), "\n".join(lines) + "\n"
     if heading in text:
         head, _, rest = text.partition(heading)
         nxt = rest.find("\n## ")
-        text = head + (rest[nxt + 1:] if nxt >= 0 else "")
-    card.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
+        text = head + section + ("\n" + rest[nxt + 1:] if nxt >= 0 else "")
+        card.write_text(text.rstrip("\n") + "\n")
+    else:
+        card.write_text(text.rstrip("\n") + "\n\n" + section)
 
 
-def add_audit(card: str | Path, audit: dict, source: str) -> None:
-    replace_section(card, AUDIT_HEADING, audit_section(audit, source))
+def add_audit(card: str | Path, audits: dict[str, dict], source: str, about: str = "") -> None:
+    replace_section(card, AUDIT_HEADING, audit_section(audits, source, about))
 
 
 CELL_REMOVAL_HEADING = "## Does it need the cells? (painting them out)"
