@@ -80,7 +80,7 @@ def main(name: str, audit_only: bool = False, audit_method: str = "gradcam", lay
             if not audit_only and (i < N_FAST or e.method in SLOW):
                 pm = per_method[e.method]
                 pm["seconds"].append(e.seconds)
-                xe = ex.pre.normalize(torch.from_numpy(e.image).permute(2, 0, 1))  # the input explained (gray copy?)
+                xe = ex.input_of(e)  # the input explained (gray copy?)
                 di = deletion_insertion(bundle.probabilities, xe, e.map, e.target)
                 pm["deletion_auc"].append(di["deletion_auc"])
                 pm["insertion_auc"].append(di["insertion_auc"])
@@ -89,7 +89,7 @@ def main(name: str, audit_only: bool = False, audit_method: str = "gradcam", lay
             if e.method == audit_method:
                 grid = cam_grid(bundle.model, layer, x) if audit_method != "ig" else None  # IG is pixel-level
                 if audit_only and layer and i < N_FAST:
-                    xe = ex.pre.normalize(torch.from_numpy(e.image).permute(2, 0, 1))
+                    xe = ex.input_of(e)
                     di = deletion_insertion(bundle.probabilities, xe, e.map, e.target)
                     faithful["deletion_auc"].append(di["deletion_auc"])
                     faithful["insertion_auc"].append(di["insertion_auc"])

@@ -289,7 +289,7 @@ def cmd_explain(a) -> int:
         if a.feature_maps:
             from leukodx.explain.feature_maps import feature_maps, feature_sheet
             sheet = Path(a.out) / f"{derived_name(i, path)}_feature_maps.png"
-            feature_sheet(feature_maps(ex.model, ex.prepare(path)[1])).save(sheet)
+            feature_sheet(feature_maps(ex.model, ex.input_of(es[0]))).save(sheet)  # what was read
             files["feature_maps"] = str(sheet)
         rows.append({"path": str(path), "label": es[0].label, "probability": round(es[0].probability, 6),
                      "grayscale_copy": es[0].grayscale_copy,

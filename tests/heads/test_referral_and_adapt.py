@@ -552,3 +552,12 @@ def test_gray_fallback_answers_unfamiliar_colours_from_the_gray_copy_in_torch_on
         assert e.grayscale_copy == used and e.label == pred.label
         spread = np.ptp(e.image.astype(int), axis=2).max()
         assert (spread == 0) == used and ("grayscale" in e.caption) == used
+        x = ex.input_of(e)  # what feature maps and faithfulness read: the same input
+        assert torch.allclose(x, gray_copy_input(ex, f)) if used else torch.allclose(x, ex.prepare(f)[1])
+
+
+def gray_copy_input(ex, f):
+    from leukodx.heads.gray_fallback import gray_copy
+
+    u8 = ex.prepare(f)[0]
+    return ex.pre.normalize(torch.from_numpy(gray_copy(u8[None], channel_axis=3)[0]).permute(2, 0, 1))

@@ -76,6 +76,10 @@ class Explainer:
         u8 = self.pre(img)
         return u8.permute(1, 2, 0).numpy(), self.pre.normalize(u8)
 
+    def input_of(self, e: Explanation) -> torch.Tensor:
+        """The normalised input an explanation explains: the image, or its grayscale copy (gray_fallback)."""
+        return self.pre.normalize(torch.from_numpy(e.image).permute(2, 0, 1))
+
     def explain(self, image, methods=(DEFAULT_METHOD,), target: int | None = None) -> list[Explanation]:
         unknown = [m for m in methods if m not in METHODS]
         if unknown:
