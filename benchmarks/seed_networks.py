@@ -46,8 +46,9 @@ CPU_SIZE = 64  # the CPU protocol's input size; another --size (the papers' 224 
 size = CPU_SIZE  # names and results files (`..._px224_seed0`, results/TABLE_224px.md), so it never mixes with these
 CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
 
-# table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs[, steps]));
-# a row's own step budget replaces --steps and is part of its run names
+# table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs[, steps[, training]]));
+# a row's own step budget replaces --steps, its training settings (e.g. ema_decay) join the config; both
+# are part of its run names
 TABLES = {
     "ddrnet_pbc4": ("pbc4", "ddrnet", {}, [("DDRNet (full)", "ddrnet", {}), ("ResNet-18", "resnet18", {}),
                                           ("ResNet-50", "resnet50", {}), ("ResNet-101", "resnet101", {})]),
@@ -70,7 +71,10 @@ TABLES = {
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps"), "classic_cnn", {"batchnorm": True}, 6000),
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
-                                                 "10000 steps"), "classic_cnn", {"batchnorm": True}, 10000)]),
+                                                 "10000 steps"), "classic_cnn", {"batchnorm": True}, 10000),
+                                               (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
+                                                 "6000 steps, weight EMA 0.999"), "classic_cnn", {"batchnorm": True},
+                                                6000, {"ema_decay": 0.999})]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }
@@ -94,20 +98,22 @@ def split_file(data: str) -> str:
     return str(path)
 
 
-def config(table: str, model: str, kwargs: dict, lr: float, seed: int, steps: int, args) -> dict:
+def config(table: str, model: str, kwargs: dict, lr: float, seed: int, steps: int, args, train=None) -> dict:
     data, augment, pre, _ = TABLES[table]
     return {"data": data, "model": model, "pretrained": False, "model_kwargs": kwargs, "image_size": args.size,
             "max_steps": steps, "warmup_steps": min(100, steps // 5), "optimizer": "adamw", "lr": lr,
             "weight_decay": 0.05, "scheduler": "cosine", "batch_size": 32, "freeze_epochs": 0, "augment": augment,
             "monitor": "val_acc", "early_stopping_patience": 0, "seed": seed, "split_file": split_file(data),
-            "bootstrap": 500, **pre}
+            "bootstrap": 500, **pre, **(train or {})}
 
 
-def run_name(table: str, model: str, kwargs: dict, tag: str, steps: int | None = None) -> str:
-    """Runs of a row with its own step budget carry it (`..._steps6000_seed0`); sweeps never do."""
+def run_name(table: str, model: str, kwargs: dict, tag: str, steps: int | None = None, train=None) -> str:
+    """Runs of a row with its own step budget or training settings carry them (`..._steps6000_ema0.999_seed0`);
+    sweeps never do."""
     data, _, pre, _ = TABLES[table]
     return "_".join([model, *[str(v) for v in kwargs.values()], data, *(["classic"] if pre else []),
-                     *([f"steps{steps}"] if steps else []), *([f"px{size}"] if size != CPU_SIZE else []), tag])
+                     *([f"steps{steps}"] if steps else []), *(f"{k.split('_')[0]}{v:g}" for k, v in (train or {}).items()),
+                     *([f"px{size}"] if size != CPU_SIZE else []), tag])
 
 
 def results_stem(table: str) -> Path:
@@ -120,8 +126,8 @@ def hardware() -> str:
     return f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "2 CPU cores, no GPU"
 
 
-def rows_of(table: str) -> list[tuple[str, str, dict, int | None]]:
-    return [(label, model, kw, rest[0] if rest else None) for label, model, kw, *rest in TABLES[table][3]]
+def rows_of(table: str) -> list[tuple[str, str, dict, int | None, dict | None]]:
+    return [(label, model, kw, *(rest + [None] * (2 - len(rest)))) for label, model, kw, *rest in TABLES[table][3]]
 
 
 def best_val_acc(name: str) -> float:
@@ -169,9 +175,9 @@ def seed_record(name: str) -> dict:
             "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12]}
 
 
-def row_for(table: str, model: str, kwargs: dict, steps: int | None = None) -> dict:
+def row_for(table: str, model: str, kwargs: dict, steps: int | None = None, train=None) -> dict:
     """The row from this checkout's finished runs: row fields plus one record per seed."""
-    names = finished(run_name(table, model, kwargs, "seed*", steps))
+    names = finished(run_name(table, model, kwargs, "seed*", steps, train))
     if not names:
         return {"status": "not run"}
     m0 = json.loads((RUNS / names[0] / "test" / "metrics.json").read_text())
@@ -238,7 +244,7 @@ def fmt(r: dict) -> str:
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
 
 
-def committed_row(table: str, label: str, model: str, kwargs: dict, steps: int | None) -> dict | None:
+def committed_row(table: str, label: str, model: str, kwargs: dict, steps: int | None, train=None) -> dict | None:
     """The committed row for `label`, or another table's committed row trained by the same runs (same
     data, augmentation, preprocessing, model and step budget: the ablation's full model), whichever
     holds more seeds."""
@@ -249,8 +255,8 @@ def committed_row(table: str, label: str, model: str, kwargs: dict, steps: int |
     for other in TABLES:
         if other != table and TABLES[other][:3] == TABLES[table][:3]:
             theirs = rows(other)
-            found += [theirs.get(label2) for label2, m2, kw2, steps2 in rows_of(other)
-                      if (m2, kw2, steps2) == (model, kwargs, steps)]
+            found += [theirs.get(label2) for label2, m2, kw2, steps2, train2 in rows_of(other)
+                      if (m2, kw2, steps2, train2) == (model, kwargs, steps, train)]
     found = [r for r in found if r and r.get("status") == "done"]
     return max(found, key=lambda r: len(r.get("runs", [])), default=None)
 
@@ -260,8 +266,8 @@ def write_table(table: str, args) -> None:
     out = results_stem(table)
     # runs/ is not committed: seeds whose runs are not in this checkout come from the committed files
     results, kept = [], []
-    for label, m, kw, steps in rows_of(table):
-        row, from_file = merge(row_for(table, m, kw, steps), committed_row(table, label, m, kw, steps))
+    for label, m, kw, steps, train in rows_of(table):
+        row, from_file = merge(row_for(table, m, kw, steps, train), committed_row(table, label, m, kw, steps, train))
         results.append((label, summarise(row)))
         kept += [f"{label} {run.rsplit('_', 1)[-1]}" for run in from_file]
     n = next((r["n"] for _, r in results if r["status"] == "done"), "-")
@@ -303,13 +309,13 @@ def main():
     global size
     size = args.size
     for table in args.tables:
-        for label, model, kw, steps in rows_of(table):
+        for label, model, kw, steps, train in rows_of(table):
             if args.table_only or (args.models and model not in args.models) or (args.rows and label not in args.rows):
                 continue
             lr = sweep(table, model, kw, args)
             for seed in args.seeds:
-                common.run("seed_networks", run_name(table, model, kw, f"seed{seed}", steps),
-                           **config(table, model, kw, lr, seed, steps or args.steps, args))
+                common.run("seed_networks", run_name(table, model, kw, f"seed{seed}", steps, train),
+                           **config(table, model, kw, lr, seed, steps or args.steps, args, train))
         write_table(table, args)
 
 
