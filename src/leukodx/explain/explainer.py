@@ -49,8 +49,13 @@ class Explanation:
         return " (read in grayscale)" if self.grayscale_copy else ""
 
     @property
+    def name(self) -> str:
+        """The method's display name (LayerCAM, Grad-CAM, ...)."""
+        return NAMES.get(self.method, self.method)
+
+    @property
     def caption(self) -> str:
-        return f"{NAMES.get(self.method, self.method)}: {self.label} {self.probability:.2f}{self.gray_note}"
+        return f"{self.name}: {self.label} {self.probability:.2f}{self.gray_note}"
 
 
 class _Probabilities(torch.nn.Module):

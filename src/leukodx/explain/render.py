@@ -41,8 +41,8 @@ def _grid(tiles: list[Image.Image], cols: int, extra_height: int = 0) -> tuple[I
 
 
 def panel(image: np.ndarray, explanations, scale: int = 1) -> Image.Image:
-    """The input then one overlay per method, side by side, each titled with its method."""
-    tiles = [captioned(Image.fromarray(image), "input")] + [overlay(image, e.map, e.method) for e in explanations]
+    """The input then one overlay per method, side by side, each titled with its method's name."""
+    tiles = [captioned(Image.fromarray(image), "input")] + [overlay(image, e.map, e.name) for e in explanations]
     out, _, h = _grid(tiles, len(tiles), extra_height=16)
     e0 = explanations[0] if explanations else None
     ImageDraw.Draw(out).text((3, h + 2), f"{e0.label} p={e0.probability:.2f}{e0.gray_note}" if e0 else "",
