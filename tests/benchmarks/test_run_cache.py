@@ -1,6 +1,7 @@
 """The benchmark run cache (benchmarks/common.py) and the seed tables' merge of committed seeds."""
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -86,11 +87,20 @@ def test_local_run_replaces_its_committed_seed_and_other_protocols_do_not_mix():
 
 
 def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
-    rows = {label: (model, kw, steps) for label, model, kw, steps in seed_networks.rows_of("classic_pbc_colour")}
-    model, kw, steps = rows["Conv2D CNN + BatchNorm before the dense layer, colour input, 6000 steps"]
-    assert steps == 6000 and rows["Conv2D CNN + BatchNorm before the dense layer, colour input"][2] is None
+    rows = {label: rest for label, *rest in seed_networks.rows_of("classic_pbc_colour")}
+    model, kw, steps, train = rows["Conv2D CNN + BatchNorm before the dense layer, colour input, 6000 steps"]
+    assert steps == 6000 and train is None and rows["Conv2D CNN + BatchNorm before the dense layer, colour input"][2] is None
     long, short = (seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", s) for s in (6000, None))
     assert long != short and "steps6000" in long
+    # a row's training settings reach its config and its run names, so its runs never mix with the plain row's
+    *_, ema_steps, ema = rows["Conv2D CNN + BatchNorm before the dense layer, colour input, 6000 steps, weight EMA 0.999"]
+    assert ema == {"ema_decay": 0.999} and ema_steps == 6000
+    ema_name = seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", 6000, ema)
+    assert ema_name == long.replace("_seed0", "_ema0.999_seed0")
+    args = SimpleNamespace(size=64)
+    monkeypatch.setattr(seed_networks, "split_file", lambda data: "split.json")  # no split made here
+    assert seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args, ema)["ema_decay"] == 0.999
+    assert "ema_decay" not in seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args)
     assert seed_networks.run_name("classic_pbc_colour", model, kw, "sweep") == \
         seed_networks.run_name("classic_pbc_colour", model, kw, "sweep", None)  # one sweep per model
     monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
