@@ -48,6 +48,10 @@ def test_images(name: str, per_class: int, seed: int = 1) -> list:
     return [out[i] for i in rng.permutation(len(out))]  # classes mixed, so the first images cover all
 
 
+def shipped_bundle(name: str) -> ModelBundle:
+    return ModelBundle.load(shipped_model({"all_severity": "all", "wbc_type": "wbc"}[name]))
+
+
 def cam_grid(model: torch.nn.Module, layer: str | None, x: torch.Tensor) -> int:
     """Side of the feature map a CAM method reads: the named layer's, else forward_features'."""
     seen = []
@@ -62,7 +66,7 @@ def cam_grid(model: torch.nn.Module, layer: str | None, x: torch.Tensor) -> int:
 
 def main(name: str, audit_only: bool = False, audit_method: str = "gradcam", layer: str | None = None) -> None:
     torch.set_num_threads(2)
-    bundle = ModelBundle.load(shipped_model({"all_severity": "all", "wbc_type": "wbc"}[name]))
+    bundle = shipped_bundle(name)
     ex = Explainer(bundle, layer=layer)  # `layer` only with --audit-layercam, which runs that method alone
     key = audit_method if layer is None else f"{audit_method}@{layer}"
     faithful = {"deletion_auc": [], "insertion_auc": []}
@@ -138,7 +142,7 @@ def write_cards(name: str, res: dict, bundle: ModelBundle) -> None:
 
 def cards_only(name: str) -> None:
     """--cards: rewrite the model cards' audit section from the committed results file, nothing re-run."""
-    bundle = ModelBundle.load(shipped_model({"all_severity": "all", "wbc_type": "wbc"}[name]))
+    bundle = shipped_bundle(name)
     res = json.loads((common.ROOT / "results" / f"explain_{name}.json").read_text())
     if res["weights_sha256"] != bundle.weights_sha256():
         raise SystemExit(f"results/explain_{name}.json was made by other weights: run the benchmark")

@@ -83,7 +83,11 @@ class Explainer:
 
     def input_of(self, e: Explanation) -> torch.Tensor:
         """The normalised input an explanation explains: the image, or its grayscale copy (gray_fallback)."""
-        return self.pre.normalize(torch.from_numpy(e.image).permute(2, 0, 1))
+        return self._normalized(e.image)
+
+    def _normalized(self, u8: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> the network's normalised input."""
+        return self.pre.normalize(torch.from_numpy(u8).permute(2, 0, 1))
 
     def explain(self, image, methods=(DEFAULT_METHOD,), target: int | None = None) -> list[Explanation]:
         unknown = [m for m in methods if m not in METHODS]
@@ -119,7 +123,7 @@ class Explainer:
         if not used[0]:
             return u8, x, False
         g = gray_copy(u8[None], channel_axis=3)[0]
-        return g, self.pre.normalize(torch.from_numpy(g).permute(2, 0, 1)), True
+        return g, self._normalized(g), True
 
     def map(self, method: str, x: torch.Tensor, k: int, u8: np.ndarray) -> np.ndarray:
         if method in M.CAM_METHODS:
