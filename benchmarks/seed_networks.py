@@ -172,7 +172,32 @@ def seed_record(name: str) -> dict:
     m = json.loads((RUNS / name / "test" / "metrics.json").read_text())
     return {"run": name, "accuracy": m["accuracy"], "ci95": m["ci95"]["accuracy"], "macro_f1": m["macro_f1"],
             "min_class_recall": min(m["per_class"]["recall_sensitivity"]), "grayscale": grayscale_accuracy(name),
-            "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12]}
+            "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12],
+            "environment": environment_of(name).get("key", "?")}
+
+
+def environment_of(name: str) -> dict:
+    """A run's RUN/environment.json ({} for runs made before runs recorded it)."""
+    f = RUNS / name / "environment.json"
+    return json.loads(f.read_text()) if f.is_file() else {}
+
+
+def environment_lines(results) -> list[str]:
+    """One line per environment that made seeds of this table (those recorded in this checkout's runs):
+    the machine, the libraries' versions and the runs it made; seeds made before runs recorded it have none."""
+    runs = {}
+    for _, row in results:
+        for r in row.get("per_seed", []):
+            if r.get("environment", "?") != "?":
+                runs.setdefault(r["environment"], []).append(r["run"])
+    lines = []
+    for key, names in sorted(runs.items()):
+        env = next((e for e in map(environment_of, names) if e), None)
+        what = (f"{env['cpu']} ({env['cpu_capability']}), {env['torch_threads']} torch threads; torch "
+                f"{env['packages']['torch']}, lightning {env['packages']['lightning']}, numpy {env['packages']['numpy']}, "
+                f"pillow {env['packages']['pillow']}" if env else "its environment.json is not in this checkout")
+        lines.append(f"- Environment {key}: {what}; made {', '.join(sorted(names))}.")
+    return lines
 
 
 def row_for(table: str, model: str, kwargs: dict, steps: int | None = None, train=None) -> dict:
@@ -282,6 +307,7 @@ def write_table(table: str, args) -> None:
           + (f"; preprocessing {pre}" if pre else "") + ".",
           f"- Hardware: {hardware()}. Command: `python benchmarks/seed_networks.py --tables {table}"
           + ("" if size == CPU_SIZE else f" --size {size}") + "`.",
+          *environment_lines(results),
           *([f"- Seeds kept from committed results files (their runs are not in this checkout; a row shared with another table takes its seeds from there too): {', '.join(kept)}."]
             if kept else []),
           "", head, "|" + "---|" * 10]

@@ -142,3 +142,24 @@ def test_another_input_size_gets_its_own_run_names_and_results_file(monkeypatch)
     gpu_name = seed_networks.run_name("ddrnet_pbc4", "resnet18", {}, "seed0")
     assert cpu_name == "resnet18_pbc4_seed0" and gpu_name == "resnet18_pbc4_px224_seed0"
     assert cpu_file.name == "ddrnet_pbc4" and seed_networks.results_stem("ddrnet_pbc4").name == "ddrnet_pbc4_224px"
+
+
+def test_seed_tables_name_the_environment_of_each_seed(tmp_path, monkeypatch):
+    import json
+
+    from leukodx.train.environment import save_environment
+
+    monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
+    for run in ("a_seed0", "a_seed1"):
+        (tmp_path / run).mkdir()
+    key = save_environment(tmp_path / "a_seed0")
+    save_environment(tmp_path / "a_seed1")
+    assert seed_networks.environment_of("a_seed0")["key"] == key and seed_networks.environment_of("gone") == {}
+    seeds = [{"run": "a_seed0", "environment": key}, {"run": "a_seed1", "environment": key},
+             {"run": "old_seed2", "environment": "?"}, {"run": "b_seed0", "environment": "0123456789ab"}]
+    lines = seed_networks.environment_lines([("row", {"per_seed": seeds}), ("not run", {"status": "not run"})])
+    assert len(lines) == 2  # seeds made before runs recorded it ("?") get no line
+    mine = next(x for x in lines if key in x)
+    env = json.loads((tmp_path / "a_seed0" / "environment.json").read_text())
+    assert env["packages"]["lightning"] in mine and "made a_seed0, a_seed1." in mine
+    assert any("0123456789ab" in x and "not in this checkout" in x for x in lines)

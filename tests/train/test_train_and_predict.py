@@ -24,13 +24,15 @@ def trained_run(tmp_path_factory):
 def test_run_folder_has_everything(trained_run):
     root, _s = trained_run
     run = root / "run"
-    for f in ("config.yaml", "split.json", "model.pt", "logs/metrics.csv", "test/metrics.json", "test/report.html",
+    for f in ("config.yaml", "environment.json", "split.json", "model.pt", "logs/metrics.csv", "test/metrics.json", "test/report.html",
               "checkpoints/last.ckpt", "train_summary.json"):
         assert (run / f).is_file(), f
     m = json.loads((run / "test" / "metrics.json").read_text())
     for k in ("accuracy", "macro_f1", "mcc", "roc_auc", "ci95", "calibration", "referral", "confusion_matrix"):
         assert k in m
     assert m["accuracy"] > 0.5  # 4 classes: well above chance after 3 short epochs
+    env = json.loads((run / "environment.json").read_text())
+    assert m["environment"] == env["key"] and env["packages"]["torch"].startswith("2.")
     html = (run / "test" / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 5  # confusion, ROC, reliability, learning curves, LayerCAM
     assert "LayerCAM" in html  # the default explanation (explain.DEFAULT_METHOD)

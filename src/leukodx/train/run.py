@@ -6,8 +6,9 @@
 4. evaluate  the test side, beside the colour-histogram baseline on the same split -> RUN/test/
 5. stage 2   optional XGBoost head over pooled features -> RUN/xgboost/
 
-A run folder holds: config.yaml, split.json, checkpoints/, logs/metrics.csv, model.pt,
-test/metrics.json, test/report.html, test/predictions.csv, train_summary.json.
+A run folder holds: config.yaml, environment.json (machine and library versions), split.json,
+checkpoints/, logs/metrics.csv, model.pt, test/metrics.json, test/report.html, test/predictions.csv,
+train_summary.json.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
 from leukodx.models.registry import create_model, sized_kwargs
 from leukodx.train.data import CellDataModule, run_split
+from leukodx.train.environment import save_environment
 from leukodx.train.referral import fit_bundle_referral
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
@@ -138,6 +140,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     run_dir = Path(run_dir)
     _open_run(cfg, run_dir, resume)
     torch.set_num_threads(cfg.threads)
+    environment = save_environment(run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 
@@ -181,7 +184,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
              "split": f"{split.protocol.get('method')} seed {cfg.seed}; test {len(data.test_idx)} images in "
                       f"{len(set(data.test_groups()))} groups",
              "image_size": cfg.image_size, "epochs_run": trainer.current_epoch, "steps_run": trainer.global_step,
-             "train_seconds": round(train_s, 1), "hardware": hardware,
+             "train_seconds": round(train_s, 1), "hardware": hardware, "environment": environment,
              "colour_histogram_baseline_accuracy": baseline["accuracy"],
              "colour_histogram_baseline_ci95": baseline["accuracy_ci95"]}
     metrics = evaluate_bundle(bundle, index, data.test_idx, data.test_groups(), run_dir / "test",
