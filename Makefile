@@ -4,10 +4,10 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 
-$(BIN)/leukodx: pyproject.toml
+$(BIN)/leukodx: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(BIN)/leukodx
 
 setup: $(BIN)/leukodx
@@ -24,4 +24,10 @@ serve: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
-.PHONY: setup demo test lint serve
+# pin today's versions of every dependency (after changing pyproject.toml: make lock, then commit constraints.txt)
+lock: setup
+	$(BIN)/pip install --quiet -e ".[dev]"
+	{ sed -n '1,/^[^#]/{/^#/p}' constraints.txt; $(BIN)/pip freeze --exclude-editable; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
+
+.PHONY: setup demo test lint serve lock
