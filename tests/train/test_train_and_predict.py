@@ -33,6 +33,9 @@ def test_run_folder_has_everything(trained_run):
     assert m["accuracy"] > 0.5  # 4 classes: well above chance after 3 short epochs
     env = json.loads((run / "environment.json").read_text())
     assert m["environment"] == env["key"] and env["packages"]["torch"].startswith("2.")
+    from leukodx.evaluate.model_card import write_model_card
+    card = write_model_card(run, run / "card.md", "synthetic").read_text()
+    assert f"environment {env['key']}" in card
     html = (run / "test" / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 5  # confusion, ROC, reliability, learning curves, LayerCAM
     assert "LayerCAM" in html  # the default explanation (explain.DEFAULT_METHOD)

@@ -72,7 +72,9 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
                  if cfg.get("paint_out_cells") else "")
               + f", {m.get('epochs_run')} epochs "
              f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
-             f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}",
+             f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}"
+             + (f"; environment {m['environment']} (CPU, threads and library versions in the run's environment.json)"
+                if m.get("environment") else ""),
              *([(f"- Prediction averages {cfg['tta_views']} mirror images / quarter turns of each image (test-time views, "
                  "inside the ONNX graph too); temperature and referral are fitted on those averages")]
                if cfg.get("tta_views", 1) > 1 else []),
