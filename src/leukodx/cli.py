@@ -289,7 +289,8 @@ def cmd_explain(a) -> int:
         if a.feature_maps:
             from leukodx.explain.feature_maps import feature_maps, feature_sheet
             sheet = Path(a.out) / f"{derived_name(i, path)}_feature_maps.png"
-            feature_sheet(feature_maps(ex.model, ex.input_of(es[0]))).save(sheet)  # what was read
+            title = "read in grayscale: colours unfamiliar" if es[0].grayscale_copy else ""
+            feature_sheet(feature_maps(ex.model, ex.input_of(es[0])), title=title).save(sheet)  # what was read
             files["feature_maps"] = str(sheet)
         rows.append({"path": str(path), "label": es[0].label, "probability": round(es[0].probability, 6),
                      "grayscale_copy": es[0].grayscale_copy,

@@ -138,6 +138,9 @@ def test_feature_maps_per_ddrnet_stage():
     maps = feature_maps(m, torch.randn(1, 3, 64, 64))
     assert list(maps) == ["stem", "drdb", "csab", "project", "norm"] and maps["stem"].shape == (64, 16, 16)
     assert feature_sheet(maps).size == (110 + 8 * 64, 5 * 64)
+    titled = np.asarray(feature_sheet(maps, title="read in grayscale: colours unfamiliar"))
+    assert titled.shape[:2] == (20 + 5 * 64, 110 + 8 * 64) and (titled[:20] < 128).any()  # the title is drawn
+    assert (np.asarray(feature_sheet(maps))[:, 110:] == titled[20:, 110:]).all()  # the maps move down, unchanged
     with pytest.raises(ExplainError, match="no layer"):
         feature_maps(m, torch.randn(1, 3, 64, 64), ["nope"])
 

@@ -32,15 +32,19 @@ def feature_maps(model: torch.nn.Module, x: torch.Tensor, stages: list[str] | No
     return out
 
 
-def feature_sheet(maps: dict[str, np.ndarray], channels: int = 8, tile: int = 64) -> Image.Image:
-    rows = list(maps.items())
-    sheet = Image.new("RGB", (110 + channels * tile, len(rows) * tile), "white")
+def feature_sheet(maps: dict[str, np.ndarray], channels: int = 8, tile: int = 64, title: str = "") -> Image.Image:
+    """One row per stage: its name and map size, then its first `channels` maps; `title` above them."""
+    rows, top = list(maps.items()), 20 if title else 0
+    sheet = Image.new("RGB", (110 + channels * tile, top + len(rows) * tile), "white")
     d = ImageDraw.Draw(sheet)
+    if title:
+        d.text((4, 4), title, fill=(0, 0, 0))
     for r, (name, a) in enumerate(rows):
-        d.text((4, r * tile + tile // 2 - 6), f"{name} {a.shape[1]}x{a.shape[2]}", fill=(0, 0, 0))
+        y = top + r * tile
+        d.text((4, y + tile // 2 - 6), f"{name} {a.shape[1]}x{a.shape[2]}", fill=(0, 0, 0))
         for c in range(min(channels, a.shape[0])):
             m = a[c] - a[c].min()
             m = (255 * m / m.max()) if m.max() > 0 else m
             im = Image.fromarray(m.astype(np.uint8)).resize((tile, tile), Image.Resampling.NEAREST)
-            sheet.paste(im.convert("RGB"), (110 + c * tile, r * tile))
+            sheet.paste(im.convert("RGB"), (110 + c * tile, y))
     return sheet
