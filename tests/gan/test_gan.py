@@ -109,7 +109,7 @@ def test_train_resume_synthesize_and_mix(tmp_path):
     with open(tmp_path / "gan" / "all" / "logs" / "metrics.csv") as f:
         assert sorted({r["epoch"] for r in csv.DictReader(f)}) == ["0", "1"]  # the resume kept epoch 0's log
     train_gan(data, "dcgan", tmp_path / "dc", size=16, epochs=1, batch_size=16, progress=False, width=8)
-    assert {p.name for p in (tmp_path / "dc").iterdir()} >= set(idx.classes)  # one generator per class
+    assert {p.name for p in (tmp_path / "dc").iterdir()} >= set(idx.classes) | {"environment.json"}  # a generator per class
     _, gens = load_generators(tmp_path / "dc")
     assert set(gens) == set(idx.classes) and gens[idx.classes[0]].net[-2].in_channels == 8  # width is kept
     man = synthesize(tmp_path / "gan", tmp_path / "syn", n_per_class=6)

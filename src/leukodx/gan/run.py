@@ -60,6 +60,7 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
     from leukodx.data.torch_dataset import ImageDataset
     from leukodx.gan.models import base_side
     from leukodx.gan.module import GANModule
+    from leukodx.train.environment import save_environment
     from leukodx.train.history import csv_logger
     from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
@@ -70,6 +71,7 @@ def train_gan(data: str, kind: str, out: str | Path, size: int = 64, epochs: int
     if (out / "generator.pt").exists() and not resume:
         raise LeukodxError(f"{out}: a finished GAN run is already there; pick a new --out")
     out.mkdir(parents=True, exist_ok=True)
+    save_environment(out)
     index = index if index is not None else load_dataset(data)
     split_path = out / "split.json"
     split = Split.load(split_path) if split_path.exists() else make_split(index, 0.15, 0.2, seed)

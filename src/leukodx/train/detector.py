@@ -1,6 +1,6 @@
 """`leukodx train-detector`: smear fields -> grouped split by field -> Lightning fit -> detector file.
 
-A run folder holds: config.yaml, split.json, checkpoints/, logs/metrics.csv, detector.pt,
+A run folder holds: config.yaml, environment.json, split.json, checkpoints/, logs/metrics.csv, detector.pt,
 test/metrics.json (leukodx.evaluate.detection) and model_card.md.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from leukodx.config import DetectorConfig
 from leukodx.data.images import load_image
 from leukodx.data.smears import KINDS, SmearField, load_smear_fields, smear_root, split_fields
 from leukodx.errors import LeukodxError
+from leukodx.train.environment import save_environment
 from leukodx.train.schedule import warmup_cosine
 
 
@@ -133,6 +134,7 @@ def train_detector(cfg: DetectorConfig, run_dir: str | Path, resume: bool = Fals
     cfg.save(run_dir / "config.yaml")
     pl.seed_everything(cfg.seed, workers=True)
     torch.set_num_threads(cfg.threads)
+    save_environment(run_dir)
     root = smear_root(cfg.data)
     fields = load_smear_fields(root)
     sides, protocol = split_fields(fields, root, cfg.seed, cfg.val_frac, cfg.test_frac)

@@ -34,6 +34,7 @@ def _version(package: str) -> str | None:
 
 
 def environment() -> dict:
+    """This process's machine, threads and library versions."""
     gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
             "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -58,5 +59,7 @@ def save_environment(run_dir: Path) -> str:
         earlier = [k for k in old.get("earlier", []) + [old["key"]] if k != key]
     except (OSError, ValueError, KeyError, TypeError):
         earlier = []
-    path.write_text(json.dumps({"key": key, **env, **({"earlier": earlier} if earlier else {})}, indent=1) + "\n")
+    tmp = path.with_suffix(".json.tmp")  # never a half-written file
+    tmp.write_text(json.dumps({"key": key, **env, **({"earlier": earlier} if earlier else {})}, indent=1) + "\n")
+    tmp.replace(path)
     return key
