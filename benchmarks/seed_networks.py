@@ -182,21 +182,39 @@ def environment_of(name: str) -> dict:
     return json.loads(f.read_text()) if f.is_file() else {}
 
 
-def environment_lines(results) -> list[str]:
-    """One line per environment that made seeds of this table (those recorded in this checkout's runs):
-    the machine, the libraries' versions and the runs it made; seeds made before runs recorded it have none."""
-    runs = {}
+def committed_environments() -> dict:
+    """key -> environment, from every committed seed table (a row may take its seeds from another table)."""
+    envs = {}
+    for t in TABLES:
+        f = results_stem(t).with_suffix(".json")
+        if f.is_file():
+            envs |= json.loads(f.read_text()).get("environments", {})
+    return envs
+
+
+def environments(results, committed: dict) -> dict:
+    """key -> environment (RUN/environment.json less its key) for every environment that made seeds of this
+    table: read from this checkout's runs, else kept from the committed results files."""
+    envs = {}
     for _, row in results:
         for r in row.get("per_seed", []):
-            if r.get("environment", "?") != "?":
-                runs.setdefault(r["environment"], []).append(r["run"])
+            key = r.get("environment", "?")
+            if key != "?" and key not in envs:
+                env = {k: v for k, v in environment_of(r["run"]).items() if k != "key"} or committed.get(key)
+                envs[key] = env
+    return envs
+
+
+def environment_lines(results, envs: dict) -> list[str]:
+    """One line per environment that made seeds of this table: the machine, the libraries' versions and the
+    runs it made; seeds made before runs recorded it have none."""
     lines = []
-    for key, names in sorted(runs.items()):
-        env = next((e for e in map(environment_of, names) if e), None)
+    for key, env in sorted(envs.items()):
+        names = sorted(r["run"] for _, row in results for r in row.get("per_seed", []) if r.get("environment") == key)
         what = (f"{env['cpu']} ({env['cpu_capability']}), {env['torch_threads']} torch threads; torch "
                 f"{env['packages']['torch']}, lightning {env['packages']['lightning']}, numpy {env['packages']['numpy']}, "
-                f"pillow {env['packages']['pillow']}" if env else "its environment.json is not in this checkout")
-        lines.append(f"- Environment {key}: {what}; made {', '.join(sorted(names))}.")
+                f"pillow {env['packages']['pillow']}" if env else "not recorded in this checkout")
+        lines.append(f"- Environment {key}: {what}; made {', '.join(names)}.")
     return lines
 
 
@@ -296,6 +314,7 @@ def write_table(table: str, args) -> None:
         results.append((label, summarise(row)))
         kept += [f"{label} {run.rsplit('_', 1)[-1]}" for run in from_file]
     n = next((r["n"] for _, r in results if r["status"] == "done"), "-")
+    envs = environments(results, committed_environments())
     head = ("| model | test accuracy mean ± sd | 95% CI per seed | macro F1 | min class recall | grayscale test "
             "accuracy | colour baseline | lr (sweep) | steps | train min/run |")
     md = [f"# {TITLES[table]}", "",
@@ -307,7 +326,7 @@ def write_table(table: str, args) -> None:
           + (f"; preprocessing {pre}" if pre else "") + ".",
           f"- Hardware: {hardware()}. Command: `python benchmarks/seed_networks.py --tables {table}"
           + ("" if size == CPU_SIZE else f" --size {size}") + "`.",
-          *environment_lines(results),
+          *environment_lines(results, envs),
           *([f"- Seeds kept from committed results files (their runs are not in this checkout; a row shared with another table takes its seeds from there too): {', '.join(kept)}."]
             if kept else []),
           "", head, "|" + "---|" * 10]
@@ -315,7 +334,7 @@ def write_table(table: str, args) -> None:
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     # the table's protocol; each row's own steps, lr and seeds are in its record (not the last command's arguments)
     protocol = {"size": args.size, "sweep_steps": args.sweep_steps, "sweep_lrs": SWEEP_LRS, "default_steps": STEPS, "batch_size": 32, "augment": augment, "preprocessing": pre}
-    out.with_suffix(".json").write_text(json.dumps({"title": TITLES[table], "protocol": protocol,
+    out.with_suffix(".json").write_text(json.dumps({"title": TITLES[table], "protocol": protocol, "environments": envs,
                                                     "rows": [{"name": k, **r} for k, r in results]}, indent=1))
     print(f"wrote {out.with_suffix('.md')}", flush=True)
 

@@ -156,10 +156,17 @@ def test_seed_tables_name_the_environment_of_each_seed(tmp_path, monkeypatch):
     save_environment(tmp_path / "a_seed1")
     assert seed_networks.environment_of("a_seed0")["key"] == key and seed_networks.environment_of("gone") == {}
     seeds = [{"run": "a_seed0", "environment": key}, {"run": "a_seed1", "environment": key},
-             {"run": "old_seed2", "environment": "?"}, {"run": "b_seed0", "environment": "0123456789ab"}]
-    lines = seed_networks.environment_lines([("row", {"per_seed": seeds}), ("not run", {"status": "not run"})])
-    assert len(lines) == 2  # seeds made before runs recorded it ("?") get no line
-    mine = next(x for x in lines if key in x)
+             {"run": "old_seed2", "environment": "?"}, {"run": "b_seed0", "environment": "0123456789ab"},
+             {"run": "c_seed0", "environment": "ba9876543210"}]
+    results = [("row", {"per_seed": seeds}), ("not run", {"status": "not run"})]
     env = json.loads((tmp_path / "a_seed0" / "environment.json").read_text())
+    # runs gone from this checkout keep their environment through the committed results file
+    committed = {"0123456789ab": {k: v for k, v in env.items() if k != "key"} | {"cpu": "Another CPU"}}
+    envs = seed_networks.environments(results, committed)
+    assert set(envs) == {key, "0123456789ab", "ba9876543210"}  # seeds made before runs recorded it ("?") have none
+    assert envs[key]["packages"] == env["packages"] and "key" not in envs[key] and envs["ba9876543210"] is None
+    lines = seed_networks.environment_lines(results, envs)
+    mine = next(x for x in lines if key in x)
     assert env["packages"]["lightning"] in mine and "made a_seed0, a_seed1." in mine
-    assert any("0123456789ab" in x and "not in this checkout" in x for x in lines)
+    assert any("0123456789ab: Another CPU" in x and "made b_seed0." in x for x in lines)
+    assert any("ba9876543210: not recorded" in x for x in lines)
