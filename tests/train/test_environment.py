@@ -30,13 +30,10 @@ def test_a_run_resumed_elsewhere_keeps_the_key_it_was_started_under(tmp_path, mo
 def test_training_twice_with_one_config_gives_the_same_numbers(tmp_path):
     """Seeds reach every random draw (split, sampler, augmentation, initialisation): the same config in the
     same environment gives the same learning curve and test metrics, bit for bit. The seed tables rely on it."""
-    import pytest
-
     from leukodx.config import TrainConfig
     from leukodx.data.synthetic import generate
     from leukodx.train.run import train
 
-    pytest.importorskip("lightning")
     generate(tmp_path / "data", n_per_class=16, size=48, seed=0, per_slide=4)
     cfg = TrainConfig(data=str(tmp_path / "data" / "manifest.csv"), model="classic_cnn", pretrained=False,
                       image_size=48, max_steps=30, warmup_steps=5, freeze_epochs=0, augment="robust", lr=1e-3,
