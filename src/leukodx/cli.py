@@ -288,8 +288,9 @@ def cmd_explain(a) -> int:
         files = save_explanations(es, a.out, derived_name(i, path))
         if a.feature_maps:
             from leukodx.explain.feature_maps import feature_maps, feature_sheet
+            from leukodx.heads.gray_fallback import GRAY_NOTE
             sheet = Path(a.out) / f"{derived_name(i, path)}_feature_maps.png"
-            title = "read in grayscale: colours unfamiliar" if es[0].grayscale_copy else ""
+            title = GRAY_NOTE if es[0].grayscale_copy else ""
             feature_sheet(feature_maps(ex.model, ex.input_of(es[0])), title=title).save(sheet)  # what was read
             files["feature_maps"] = str(sheet)
         rows.append({"path": str(path), "label": es[0].label, "probability": round(es[0].probability, 6),

@@ -15,6 +15,7 @@ import numpy as np
 
 # ITU-R 601 luma, as Pillow's convert("L"), which the `grayscale` shift and training's random grayscale use
 LUMA = (299, 587, 114)
+GRAY_NOTE = "read in grayscale: colours unfamiliar"  # how pages, reports and sheets mark such an answer
 
 
 def _is_torch(batch) -> bool:  # no torch import here: the ONNX-only path (predict.lean) uses this module

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from leukodx.heads.gray_fallback import GRAY_NOTE
+
 ALL_CLASSES = {"Benign", "Early", "Pre", "Pro"}  # the ALL severity model's classes (an adapted copy keeps them)
 
 
@@ -18,7 +20,7 @@ def case_report(case: dict) -> dict:
         final = review["label"] if review else im["label"]
         notes = [f"model label {im['label']} (p = {im['probability']})",
                  f"referred: {im['refer_reason']}" if im["refer"] else "not referred",
-                 *(["read in grayscale: colours unfamiliar"] if im.get("grayscale_copy") else []),
+                 *([GRAY_NOTE] if im.get("grayscale_copy") else []),
                  f"reviewed by {review['reviewer']}" if review else "not reviewed",
                  f"image sha256 {im['sha256']}; model sha256 {im['model_sha256']}"]
         status = "final" if review or not im["refer"] else "preliminary"
