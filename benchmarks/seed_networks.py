@@ -31,6 +31,7 @@ import statistics
 from pathlib import Path
 
 import common
+import torch
 import yaml
 
 from leukodx.data.recipes import load_dataset
@@ -104,7 +105,7 @@ def config(table: str, model: str, kwargs: dict, lr: float, seed: int, steps: in
             "max_steps": steps, "warmup_steps": min(100, steps // 5), "optimizer": "adamw", "lr": lr,
             "weight_decay": 0.05, "scheduler": "cosine", "batch_size": 32, "freeze_epochs": 0, "augment": augment,
             "monitor": "val_acc", "early_stopping_patience": 0, "seed": seed, "split_file": split_file(data),
-            "bootstrap": 500, **pre, **(train or {})}
+            "bootstrap": 500, "threads": args.threads, "workers": args.workers, **pre, **(train or {})}
 
 
 def run_name(table: str, model: str, kwargs: dict, tag: str, steps: int | None = None, train=None) -> str:
@@ -121,8 +122,6 @@ def results_stem(table: str) -> Path:
 
 
 def hardware() -> str:
-    import torch
-
     return f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "2 CPU cores, no GPU"
 
 
@@ -144,7 +143,9 @@ def grayscale_accuracy(name: str) -> float:
         split = Split.load(RUNS / name / "split.json")
         te = split.indices(index, "test")
         groups = split.groups_of(index, te)
-        row = shift_rows(ModelBundle.load(RUNS / name), index, te, groups, ["grayscale"], "test", n_boot=200)[0]
+        bundle = ModelBundle.load(RUNS / name)
+        bundle.model.to("cuda" if torch.cuda.is_available() else "cpu")
+        row = shift_rows(bundle, index, te, groups, ["grayscale"], "test", n_boot=200)[0]
         out.write_text(json.dumps({"accuracy": row["accuracy"], "ci95": row["ci95"]}))
     return json.loads(out.read_text())["accuracy"]
 
@@ -349,6 +350,8 @@ def main():
     ap.add_argument("--sweep-steps", type=int, default=400)
     ap.add_argument("--lrs", type=float, nargs="+", default=SWEEP_LRS)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=2, help="torch threads per run (the CPU protocol: 2)")
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader processes augmenting batches (GPU runs)")
     ap.add_argument("--table-only", action="store_true", help="write tables from finished runs, train nothing")
     args = ap.parse_args()
     global size

@@ -111,6 +111,7 @@ class TrainConfig(YamlConfig):
     accelerator: str = "auto"
     devices: int | str = "auto"
     threads: int = 2
+    workers: int = 0                     # DataLoader processes augmenting training batches (0: the training process)
     synthetic: str | None = None         # manifest of generated images (leukodx synthesize), train side only
     synthetic_ratio: float = 1.0         # generated images per real training image
     synthetic_mode: str = "add"          # add | only (train on synthetic, test on real)
@@ -149,6 +150,7 @@ class TrainConfig(YamlConfig):
         checks = [("epochs", self.epochs >= 1), ("batch_size", self.batch_size >= 1), ("lr", 0 < self.lr < 10),
                   ("freeze_epochs", 0 <= self.freeze_epochs), ("image_size", 16 <= self.image_size <= 1024),
                   ("weight_decay", self.weight_decay >= 0), ("threads", self.threads >= 1),
+                  ("workers", isinstance(self.workers, int) and self.workers >= 0),
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),

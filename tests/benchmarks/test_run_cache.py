@@ -97,7 +97,7 @@ def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
     assert ema == {"ema_decay": 0.999} and ema_steps == 6000
     ema_name = seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", 6000, ema)
     assert ema_name == long.replace("_seed0", "_ema0.999_seed0")
-    args = SimpleNamespace(size=64)
+    args = SimpleNamespace(size=64, threads=2, workers=0)
     monkeypatch.setattr(seed_networks, "split_file", lambda data: "split.json")  # no split made here
     assert seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args, ema)["ema_decay"] == 0.999
     assert "ema_decay" not in seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args)

@@ -19,7 +19,7 @@ from leukodx.evaluate.selective import selective_summary
 from leukodx.heads.gray_fallback import fallback_threshold, with_gray_fallback
 from leukodx.heads.temperature import softmax
 from leukodx.models.artifact import ModelBundle
-from leukodx.models.inference import logits_for
+from leukodx.models.inference import logits_for, model_device
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig, normalize
 
 
@@ -55,13 +55,15 @@ def bundle_outputs(bundle: ModelBundle, images, batch_size: int = 64) -> tuple:
 def _outputs(bundle: ModelBundle, images, batch_size: int) -> tuple:
     pre = PreprocessConfig(**bundle.preprocess)
     bundle.model.eval()
+    device = model_device(bundle.model)
     logits, dists = [], []
     with torch.inference_mode():
         for i in range(0, len(images), batch_size):
-            x = normalize(images[i:i + batch_size], pre.mean, pre.std).contiguous(memory_format=torch.channels_last)
+            x = normalize(images[i:i + batch_size].to(device), pre.mean, pre.std).contiguous(
+                memory_format=torch.channels_last)
             z, d = bundle.net()(x)
-            logits.append(z.float())
-            dists.append(d.float())
+            logits.append(z.float().cpu())
+            dists.append(d.float().cpu())
     z = torch.cat(logits).numpy() if logits else np.zeros((0, len(bundle.classes)), np.float32)
     dist = torch.cat(dists).numpy() if dists else np.zeros(0, np.float32)
     if bundle.tree_head is not None:

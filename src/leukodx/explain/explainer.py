@@ -10,8 +10,9 @@ the full model, trees included.
 """
 from __future__ import annotations
 
+import copy
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from leukodx.explain import methods as M
 from leukodx.explain.targets import ExplainError, finer_stage
 from leukodx.heads.gray_fallback import fallback_threshold, gray_copy, with_gray_fallback
 from leukodx.models.artifact import ModelBundle
+from leukodx.models.inference import model_device
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 METHODS = (*M.CAM_METHODS, "ig", "shap", "lime", "rollout")
@@ -71,6 +73,8 @@ class _Probabilities(torch.nn.Module):
 
 class Explainer:
     def __init__(self, bundle: ModelBundle, layer: str | None = None):
+        if model_device(bundle.model).type != "cpu":  # explanations are computed on the CPU, on a copy
+            bundle = replace(bundle, model=copy.deepcopy(bundle.model).cpu())
         self.bundle = bundle
         self.model = bundle.model.eval()
         self.pre = Preprocess(PreprocessConfig(**bundle.preprocess))

@@ -18,6 +18,7 @@ from leukodx.errors import LeukodxError
 from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.familiarity import FamiliarNet
 from leukodx.heads.referral import Referral
+from leukodx.models.inference import model_device
 from leukodx.models.registry import create_model
 from leukodx.transforms.views import dihedral_views
 
@@ -71,9 +72,10 @@ class ModelBundle:
         """The network as one module answering (logits, unfamiliar-image distance)."""
         net, made_from = getattr(self, "_net", None), getattr(self, "_net_from", None)
         if net is None or made_from is None or made_from[0] is not self.model or made_from[1] is not self.reference \
-                or made_from[2:] != (self.knn_k, self.views):  # rebuilt when a model, reference or setting is swapped
-            self._net = FamiliarNet(self.model, self.reference, self.knn_k, self.views).eval()
-            self._net_from = (self.model, self.reference, self.knn_k, self.views)
+                or made_from[2:] != (self.knn_k, self.views, model_device(self.model)):  # rebuilt when a model,
+            device = model_device(self.model)  # reference, setting or the model's device changes
+            self._net = FamiliarNet(self.model, self.reference, self.knn_k, self.views).eval().to(device)
+            self._net_from = (self.model, self.reference, self.knn_k, self.views, device)
         return self._net
 
     def head(self):
@@ -90,13 +92,14 @@ class ModelBundle:
         trees decide the class if present."""
         with torch.no_grad():
             m = self.model.eval()
+            x = x.to(model_device(m))
             if self.tree_head is not None:
                 feats = torch.stack([m.forward_head(m.forward_features(v), pre_logits=True)
                                      for v in dihedral_views(x, self.views)]).mean(0)
                 _, dist = self.net()(x)
-                return self.head().predict_proba(feats.numpy()), dist.numpy()
+                return self.head().predict_proba(feats.float().cpu().numpy()), dist.float().cpu().numpy()
             logits, dist = self.net()(x)
-            return (logits.float() / self.temperature).softmax(1).numpy(), dist.float().numpy()
+            return (logits.float() / self.temperature).softmax(1).cpu().numpy(), dist.float().cpu().numpy()
 
     def probabilities(self, x: torch.Tensor) -> np.ndarray:
         return self.scores(x)[0]

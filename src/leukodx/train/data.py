@@ -137,7 +137,8 @@ class CellDataModule(pl.LightningDataModule):
                 self._painted = CellsPaintedOut(ds, cfg.paint_out_cells, cfg.seed)
             ds = self._painted
         return DataLoader(ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                          drop_last=len(ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed))
+                          drop_last=len(ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed),
+                          num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.val_ds, 64)

@@ -167,7 +167,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
         return {}
     best = best_cb.best_model_path or str(run_dir / "checkpoints" / "last.ckpt")
     module.load_state_dict(torch.load(best, map_location="cpu", weights_only=True)["state_dict"])
-    model = module.model.cpu().eval()
+    model = module.model.to(trainer.strategy.root_device).eval()  # calibrated and tested where it trained
 
     # 3. calibrate
     hardware = _hardware()
@@ -184,7 +184,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
              "split": f"{split.protocol.get('method')} seed {cfg.seed}; test {len(data.test_idx)} images in "
                       f"{len(set(data.test_groups()))} groups",
              "image_size": cfg.image_size, "epochs_run": trainer.current_epoch, "steps_run": trainer.global_step,
-             "train_seconds": round(train_s, 1), "hardware": hardware, "environment": environment,
+             "train_seconds": round(train_s, 1), "hardware": hardware, "precision": str(trainer.precision),
+             "environment": environment,
              "colour_histogram_baseline_accuracy": baseline["accuracy"],
              "colour_histogram_baseline_ci95": baseline["accuracy_ci95"]}
     metrics = evaluate_bundle(bundle, index, data.test_idx, data.test_groups(), run_dir / "test",

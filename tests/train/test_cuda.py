@@ -1,0 +1,55 @@
+"""The CUDA and mixed-precision path (runs where a GPU is present; CI has none and skips it)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from leukodx.config import TrainConfig
+from leukodx.errors import ConfigError
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_workers_must_be_a_count():
+    with pytest.raises(ConfigError, match="workers"):
+        TrainConfig(data="x", workers=-1)
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_a_gpu_run_trains_in_mixed_precision_and_its_model_answers_alike_on_cpu(tmp_path, precision):
+    from leukodx.data.recipes import load_dataset
+    from leukodx.data.synthetic import generate
+    from leukodx.data.torch_dataset import ImageDataset
+    from leukodx.evaluate.evaluate_run import bundle_outputs
+    from leukodx.evaluate.robustness import shift_rows
+    from leukodx.explain import Explainer
+    from leukodx.models.artifact import ModelBundle
+    from leukodx.models.inference import model_device
+    from leukodx.train.run import train
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+    generate(tmp_path / "data", n_per_class=16, size=48, seed=0, per_slide=4)
+    cfg = TrainConfig(data=str(tmp_path / "data" / "manifest.csv"), model="resnet18", pretrained=False,
+                      image_size=48, max_steps=40, warmup_steps=5, freeze_epochs=0, augment="robust", lr=1e-3,
+                      use_hashes=False, bootstrap=50, accelerator="gpu", precision=precision, workers=2)
+    summary = train(cfg, tmp_path / "run", progress=False)
+    metrics = json.loads((tmp_path / "run" / "test" / "metrics.json").read_text())
+    assert torch.cuda.get_device_name() in metrics["hardware"] and metrics["steps_run"] == 40
+    assert metrics["precision"] == precision
+    assert np.isfinite(summary["temperature"]) and 0 <= metrics["accuracy"] <= 1
+
+    bundle = ModelBundle.load(tmp_path / "run")  # saved from the GPU, loaded on the CPU
+    assert model_device(bundle.model).type == "cpu"
+    index = load_dataset(str(tmp_path / "data" / "manifest.csv"))
+    images = ImageDataset(index, Preprocess(PreprocessConfig(**bundle.preprocess))).images[:24]
+    on_cpu = bundle_outputs(bundle, images)
+    bundle.model.cuda()
+    on_gpu = bundle_outputs(bundle, images)
+    for a, b in zip(on_cpu, on_gpu):  # probabilities and unfamiliar-image distances, device for device
+        assert np.allclose(a, b, atol=2e-3)
+    row = shift_rows(bundle, index, list(range(24)), None, ["grayscale"], "test", n_boot=20)[0]
+    assert 0 <= row["accuracy"] <= 1
+    assert Explainer(bundle).explain(index.records[0].path)[0].map.shape == (48, 48)
+    assert model_device(bundle.model).type == "cuda"  # the explainer worked on a CPU copy
