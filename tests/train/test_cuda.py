@@ -16,6 +16,24 @@ def test_workers_must_be_a_count():
         TrainConfig(data="x", workers=-1)
 
 
+def test_the_network_and_its_unfamiliar_reference_follow_the_model_to_another_device():
+    from leukodx.models import create_model
+    from leukodx.models.artifact import ModelBundle
+
+    b = ModelBundle(create_model("classic_cnn", 2, img_size=32).eval(), "classic_cnn", ["a", "b"],
+                    {"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3})
+    width = b.model.forward_head(b.model.forward_features(torch.zeros(1, 3, 32, 32)), pre_logits=True).shape[1]
+    b.reference = torch.nn.functional.normalize(torch.randn(6, width), dim=1)
+    on_cpu = b.net()
+    assert b.net() is on_cpu and on_cpu.reference.device.type == "cpu"
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    probs, dist = b.scores(x.float())  # CPU in, numpy out
+    assert probs.shape == (4, 2) and dist.shape == (4,)
+    b.model.to("meta")  # a device without data: what moves with the model is visible without a GPU
+    moved = b.net()
+    assert moved is not on_cpu and moved.reference.device.type == "meta"
+
+
 @cuda
 @pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
 def test_a_gpu_run_trains_in_mixed_precision_and_its_model_answers_alike_on_cpu(tmp_path, precision):

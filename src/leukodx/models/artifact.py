@@ -71,9 +71,9 @@ class ModelBundle:
     def net(self) -> FamiliarNet:
         """The network as one module answering (logits, unfamiliar-image distance)."""
         net, made_from = getattr(self, "_net", None), getattr(self, "_net_from", None)
+        device = model_device(self.model)  # rebuilt when the model, reference, a setting or the device changes
         if net is None or made_from is None or made_from[0] is not self.model or made_from[1] is not self.reference \
-                or made_from[2:] != (self.knn_k, self.views, model_device(self.model)):  # rebuilt when a model,
-            device = model_device(self.model)  # reference, setting or the model's device changes
+                or made_from[2:] != (self.knn_k, self.views, device):
             self._net = FamiliarNet(self.model, self.reference, self.knn_k, self.views).eval().to(device)
             self._net_from = (self.model, self.reference, self.knn_k, self.views, device)
         return self._net
