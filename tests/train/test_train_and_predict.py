@@ -16,7 +16,8 @@ def trained_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("syn")
     generate(root / "data", n_per_class=40, size=64, seed=0, per_slide=5)
     cfg = TrainConfig(data=str(root / "data" / "manifest.csv"), model="efficientnet_lite0", image_size=64, epochs=3,
-                      freeze_epochs=1, lr=1e-3, use_hashes=False, bootstrap=100, early_stopping_patience=0)
+                      freeze_epochs=1, lr=1e-3, use_hashes=False, bootstrap=100, early_stopping_patience=0,
+                      workers=1)  # batches augmented in a DataLoader process, as on a GPU machine
     summary = train(cfg, root / "run", progress=False)
     return root, summary
 
