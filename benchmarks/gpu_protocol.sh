@@ -13,7 +13,7 @@ SIZE=${SIZE:-224}  # another size only for a quick check of this script
 LOGS=${OUT:-runs}/gpu_logs; mkdir -p "$LOGS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, torch.cuda.get_device_name())"
-$PY -m pytest -q -p no:cacheprovider tests/train/test_cuda.py 2>&1 | tee "$LOGS/pytest_cuda.txt"
+$PY -m pytest -q -p no:cacheprovider tests/train/test_device.py 2>&1 | tee "$LOGS/pytest_cuda.txt"
 $PY -c "import seed_networks as s; s.split_file('pbc4')"  # one split file before the runs start
 for model in ddrnet resnet18 resnet50 resnet101; do
   for seed in $SEEDS; do

@@ -21,8 +21,9 @@ Runs are cached under runs/seed_networks/ keyed by config and code (common.run);
 finished runs whatever code made them and lists each run's code key. runs/ is not committed: seeds whose
 runs are not in this checkout are kept from the committed results file and merged with the new ones (same
 learning rate, steps and test size only). A row with no runs anywhere says "not run".
-The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU: its runs
-and results files carry the size (results/TABLE_224px.md), beside the CPU tables, never merged with them.
+The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU (benchmarks/
+gpu_protocol.sh runs DDRNet and the ResNets that way, with the CUDA tests first): its runs and results files carry
+the size (results/TABLE_224px.md), beside the CPU tables, never merged with them.
 """
 import argparse
 import csv

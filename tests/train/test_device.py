@@ -1,4 +1,5 @@
-"""The CUDA and mixed-precision path (runs where a GPU is present; CI has none and skips it)."""
+"""Training and model files on another device: the CUDA and mixed-precision path (where a GPU is present; CI has
+none and skips those), and what must follow a model from one device to another (checked here with `meta`)."""
 import json
 
 import numpy as np
