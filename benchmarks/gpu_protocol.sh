@@ -13,7 +13,7 @@ SIZE=${SIZE:-224}  # another size only for a quick check of this script
 LOGS=${OUT:-runs}/gpu_logs; mkdir -p "$LOGS"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
 $PY -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, torch.cuda.get_device_name())"
-$PY -m pytest -q -p no:cacheprovider tests/train/test_device.py 2>&1 | tee "$LOGS/pytest_cuda.txt"
+$PY -m pytest -q -p no:cacheprovider tests/train/test_device.py 2>&1 | tee "$LOGS/pytest_device.txt"
 $PY -c "import seed_networks as s; s.split_file('pbc4')"  # one split file before the runs start
 for model in ddrnet resnet18 resnet50 resnet101; do
   for seed in $SEEDS; do
@@ -27,6 +27,6 @@ $PY benchmarks/seed_networks.py --tables ddrnet_pbc4 --size "$SIZE" --table-only
 cat results/ddrnet_pbc4_${SIZE}px.md
 if [ -n "${OUT:-}" ]; then
   cp results/ddrnet_pbc4_${SIZE}px.md results/ddrnet_pbc4_${SIZE}px.json "$OUT"/
-  tar czf "$OUT/runs224.tgz" --exclude='*.pt' --exclude='*.ckpt' --exclude='*.onnx' runs/seed_networks/*px$SIZE*
+  tar czf "$OUT/runs${SIZE}px.tgz" --exclude='*.pt' --exclude='*.ckpt' --exclude='*.onnx' runs/seed_networks/*px$SIZE*
   tar czf "$OUT/logs.tgz" -C "$OUT" gpu_logs && rm -rf "$LOGS"
 fi
