@@ -50,7 +50,11 @@ VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 + blur up to 3 px": {**V3, "blur_sigma": 3.0},
                  "v3 re-run with current code": V3,
                  "v3 + random convolutions p 0.5": {**V3, "random_conv": 0.5},
-                 "v3 + weight average (EMA 0.99)": {**V3, "ema_decay": 0.99}})
+                 "v3 + weight average (EMA 0.99)": {**V3, "ema_decay": 0.99},
+                 "v3 + random tone curves p 0.5": {**V3, "tone_curves": 0.5},
+                 "v3 + random tone curves p 1": {**V3, "tone_curves": 1.0},
+                 "v3 re-run with current code (seed 1)": {**V3, "seed": 1},
+                 "v3 + random tone curves p 0.5 (seed 1)": {**V3, "tone_curves": 0.5, "seed": 1}})
 # stain-free input (nucleus mask + stretched darkness): the colour ingredients have nothing left to vary
 VARIANTS.update({"v3 with stain-free input": {**V3, "stain_free": True,
                                               "augment_drop": ["scale", "background", "hed", "colour", "hue", "grayscale"]},
@@ -129,7 +133,10 @@ def main():
               "moving average of the weights (`ema_decay`, Lightning's WeightAveraging; weight averaging is reported to help "
               "domain generalisation, Arpit et al. 2022). "
               "`v3 re-run with current code` repeats the v3 row with today's code: its distance from the first v3 row is "
-              "the run-to-run noise. Those rows and the EMA row ran beside other jobs on the same 2 cores, so their minutes are not comparable."),
+              "the run-to-run noise. Those rows and the EMA row ran beside other jobs on the same 2 cores, so their minutes are not comparable. "
+              "`random tone curves` raise each colour channel to its own random power (`tone_curves`: probability; gamma "
+              "log-uniform in 0.5-2): dark and pale parts change hue by different amounts, which a global hue turn does not do. "
+              "Rows marked (seed 1) use seed 1 for both the split and the training: compare them with each other only."),
              ("- The last rows change what the network sees (issue 13's lymphocyte question): `stain_free` renders each "
               "centred cell as its nucleus mask (red) and its green-light absorption stretched per image (green, blue), "
               "with the colour ingredients dropped; `nucleus_only` paints everything beyond 0.1 nucleus diameters of the "

@@ -84,6 +84,7 @@ class TrainConfig(YamlConfig):
     stain_transfer: float = 0.0          # >0 (augment: robust): probability of stain-normalising to another training image
     blur_sigma: float = 1.5              # augment: robust: strongest training blur, pixels at input size
     random_conv: float = 0.0             # >0 (augment: robust): probability of a random convolution (RandConv)
+    tone_curves: float = 0.0             # >0 (augment: robust): probability of random per-channel gamma curves
     paint_out_cells: float = 0.0         # >0: share of training images shown with their stained cells painted out,
                                          # target: no class (uniform); as many again with the paint beside the cells
     ema_decay: float = 0.0               # >0: validate, checkpoint and ship an exponential moving average of the weights
@@ -154,7 +155,7 @@ class TrainConfig(YamlConfig):
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
-                  ("random_conv", 0 <= self.random_conv <= 1),
+                  ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
                   ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),
                   ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
@@ -174,7 +175,8 @@ class TrainConfig(YamlConfig):
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")
-        build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma, self.random_conv)  # unknown ingredient names fail here, before training
+        build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma, self.random_conv,
+                      self.tone_curves)  # unknown ingredient names fail here, before training
         self._check_hardware()
 
     def _check_hardware(self) -> None:

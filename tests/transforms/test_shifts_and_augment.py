@@ -8,7 +8,13 @@ from PIL import Image, ImageDraw
 from leukodx.data.class_map import map_classes
 from leukodx.data.dataset import DatasetIndex, ImageRecord
 from leukodx.errors import ConfigError
-from leukodx.transforms.augment import ROBUST_INGREDIENTS, RandomConvolution, StainTransfer, build_augment
+from leukodx.transforms.augment import (
+    ROBUST_INGREDIENTS,
+    RandomConvolution,
+    RandomToneCurves,
+    StainTransfer,
+    build_augment,
+)
 from leukodx.transforms.shifts import DEFAULT_SHIFTS, build_shift, parse_shifts
 from leukodx.transforms.stain import border_colour, hed_jitter
 
@@ -153,6 +159,40 @@ def test_random_convolution_changes_colour_keeps_the_disc_and_the_range():
         build_augment("seed", random_conv=0.5)
     with pytest.raises(ConfigError):
         TrainConfig(augment="robust", random_conv=1.5)
+
+
+def test_tone_curves_keep_white_and_black_and_turn_dark_and_pale_hues_apart():
+    from leukodx.config import TrainConfig
+
+    torch.manual_seed(0)
+    img = np.array(cell())
+    img[:4], img[-4:] = 255, 0  # a white and a black stripe
+    x = torch.from_numpy(img).permute(2, 0, 1).contiguous()
+    assert torch.equal(RandomToneCurves(p=0.0)(x), x)
+    inside = torch.from_numpy(np.asarray(cell().convert("L")) < 160)
+    inside[:4], inside[-4:] = False, False
+    outside = ~inside
+    outside[:4], outside[-4:] = False, False
+    turned = 0
+    for _ in range(10):
+        y = RandomToneCurves(p=1.0)(x)
+        assert y.dtype == torch.uint8 and y.shape == x.shape
+        assert (y[:, :4] == 255).all() and (y[:, -4:] == 0).all()
+        # each channel's curve is monotone: the dark disc stays darker than the pale background
+        assert (y[:, inside].float().mean(1) < y[:, outside].float().mean(1)).all()
+        # a power curve moves a dark value and a pale one by different ratios: the dark disc's colour
+        # (channel ratios) changes by more than the pale background's
+        ratio = lambda t, m: t[:, m].float().mean(1) / t[:, m].float().mean()
+        dark_turn = (ratio(y, inside) - ratio(x, inside)).abs().max()
+        pale_turn = (ratio(y, outside) - ratio(x, outside)).abs().max()
+        turned += int(dark_turn > 2 * pale_turn)
+    assert turned >= 8
+    names = [type(t).__name__ for t in build_augment("robust", tone_curves=0.5).transforms]
+    assert "RandomToneCurves" in names and names.index("RandomToneCurves") < names.index("LowResolution")
+    with pytest.raises(ConfigError):
+        build_augment("seed", tone_curves=0.5)
+    with pytest.raises(ConfigError):
+        TrainConfig(augment="robust", tone_curves=-0.1)
 
 
 def test_blur_sigma_sets_the_strongest_training_blur():

@@ -108,7 +108,7 @@ class CellDataModule(pl.LightningDataModule):
         cfg, t = self.cfg, time.perf_counter()
         self.train_ds = ImageDataset(with_synthetic(self.index, self.train_idx, cfg), self.pre,
                                      build_augment(cfg.augment, cfg.augment_drop, cfg.stain_transfer, cfg.blur_sigma,
-                                                   cfg.random_conv), cfg.threads, self.progress)
+                                                   cfg.random_conv, cfg.tone_curves), cfg.threads, self.progress)
         self.val_ds = ImageDataset(self.index.subset(self.val_idx), self.pre, None, cfg.threads, self.progress)
         self.load_seconds = time.perf_counter() - t
         if len(self.train_ds) == 0 or len(self.val_ds) == 0:

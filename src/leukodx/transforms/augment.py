@@ -9,7 +9,8 @@ Presets:
   robust    - removes the lab's shortcuts (stain, background, scale, resolution); its ingredients are
               listed in ROBUST_INGREDIENTS and any of them can be left out (`augment_drop`) for ablation;
               `stain_transfer: P` adds stain normalisation to another training image (StainTransfer);
-              `random_conv: P` adds random convolutions (RandomConvolution).
+              `random_conv: P` adds random convolutions (RandomConvolution);
+              `tone_curves: P` raises each colour channel to its own random power (RandomToneCurves).
 Rotated / shifted corners take each image's own border colour (the papers' Keras / torchvision
 defaults fill with black or nearest pixels, which no real image has).
 """
@@ -179,6 +180,24 @@ class RandomConvolution:
         return (y[0] * 255).clamp(0, 255).round().to(torch.uint8)
 
 
+class RandomToneCurves:
+    """With probability p, raise each colour channel (0-1) to its own power, log-uniform in `gammas`.
+    White stays white and black stays black, but dark parts (the nucleus) and pale parts (cytoplasm,
+    red cells) change hue by different amounts: the colour contrast between them, which a global hue
+    turn keeps, stops being a cue another lab's stain would keep too."""
+
+    def __init__(self, p: float = 0.5, gammas=(0.5, 2.0)):
+        self.p, self.gammas = p, gammas
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        r = _rng()
+        if r.random() > self.p:
+            return x
+        g = np.exp(r.uniform(math.log(self.gammas[0]), math.log(self.gammas[1]), 3)).astype(np.float32)
+        y = (x.float() / 255).pow(torch.from_numpy(g).view(3, 1, 1))
+        return (y * 255).round().clamp(0, 255).to(torch.uint8)
+
+
 class RandomApply:
     def __init__(self, t, p: float):
         self.t, self.p = t, p
@@ -204,7 +223,8 @@ def robust_ingredients(blur_sigma: float = 1.5) -> dict:
     }
 
 
-def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5, random_conv: float = 0.0) -> v2.Compose:
+def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5, random_conv: float = 0.0,
+                 tone_curves: float = 0.0) -> v2.Compose:
     unknown = sorted(set(drop) - set(ROBUST_INGREDIENTS))
     if unknown:
         raise ConfigError(f"unknown augmentation ingredient(s) {', '.join(unknown)}; "
@@ -217,21 +237,23 @@ def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5, 
     steps = [StainTransfer(stain_transfer)] if stain_transfer > 0 else []  # on the raw image, like the test shift
     steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     steps += [t for name, t in parts.items() if name == "scale" or name not in drop]
-    if random_conv > 0:  # before the camera steps (low resolution, blur, JPEG), after the colour ones
-        steps.insert(len(steps) - sum(n in parts and n not in drop for n in ("low_resolution", "blur", "jpeg")),
-                     RandomConvolution(random_conv))
-    return v2.Compose(steps)
+    camera = len(steps) - sum(n not in drop for n in ("low_resolution", "blur", "jpeg"))
+    # before the camera steps (low resolution, blur, JPEG), after the colour ones
+    extra = ([RandomToneCurves(tone_curves)] if tone_curves > 0 else []) + (
+        [RandomConvolution(random_conv)] if random_conv > 0 else [])
+    return v2.Compose(steps[:camera] + extra + steps[camera:])
 
 
 def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5,
-                  random_conv: float = 0.0):
+                  random_conv: float = 0.0, tone_curves: float = 0.0):
     flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if name == "none":
         return v2.Identity()
     if name == "robust":
-        return build_robust(drop, stain_transfer, blur_sigma, random_conv)
-    if drop or stain_transfer or blur_sigma != 1.5 or random_conv:
-        raise ConfigError("augment_drop, stain_transfer, blur_sigma and random_conv only apply to augment: robust")
+        return build_robust(drop, stain_transfer, blur_sigma, random_conv, tone_curves)
+    if drop or stain_transfer or blur_sigma != 1.5 or random_conv or tone_curves:
+        raise ConfigError("augment_drop, stain_transfer, blur_sigma, random_conv and tone_curves only apply to "
+                          "augment: robust")
     if name == "seed":
         return v2.Compose(flips + [
             AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10),
