@@ -2,7 +2,8 @@
 A candidate recipe replaces the shipped one when, averaged over its seeds on the validation side,
   (a) unshifted accuracy >= --min-val,
   (b) the mean over the shift columns is within --margin of the shipped recipe's seed mean,
-  (c) with the cells painted out it is right on at most --max-painted of the validation images.
+  (c) with the cells painted out it is right on at most --max-painted of the validation images,
+  (d) with --gain SHIFT: its seed mean on that shift column is above the shipped recipe's.
 Each RUN=FILE names a run and the val_shifts.py JSON that holds its row; painted-out rows come from
 cell_removal.py --side val JSONs.
   python benchmarks/seed_rule.py \\
@@ -43,6 +44,7 @@ ap.add_argument("--painted", nargs="+", required=True, help="cell_removal.py --s
 ap.add_argument("--min-val", type=float, default=0.99)
 ap.add_argument("--margin", type=float, default=0.01)
 ap.add_argument("--max-painted", type=float, default=0.5)
+ap.add_argument("--gain", help="a shift column the candidate must gain on (seed means), e.g. stain_macenko")
 ap.add_argument("--out", required=True)
 a = ap.parse_args()
 
@@ -62,6 +64,10 @@ checks = {
         (means["candidate"][1], means["candidate"][1] >= means["shipped"][1] - a.margin),
     f"(c) candidate cells painted out, seed mean <= {a.max_painted}": (paint_mean, paint_mean <= a.max_painted),
 }
+if a.gain:
+    seed_mean = {n: float(np.mean([r[1][a.gain] for r in runs])) for n, runs in groups.items()}
+    checks[f"(d) candidate {a.gain}, seed mean > shipped's ({seed_mean['shipped']:.3f})"] = (
+        seed_mean["candidate"], seed_mean["candidate"] > seed_mean["shipped"])
 verdict = all(ok for _, ok in checks.values())
 cmd = "python benchmarks/seed_rule.py " + " ".join(sys.argv[1:])
 md = [f"# Two-seed shipping rule (`{cmd}`)", "",
