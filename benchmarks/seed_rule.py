@@ -65,6 +65,8 @@ checks = {
     f"(c) candidate cells painted out, seed mean <= {a.max_painted}": (paint_mean, paint_mean <= a.max_painted),
 }
 if a.gain:
+    if a.gain not in shifts:
+        sys.exit(f"--gain {a.gain}: not a shift column ({', '.join(shifts)})")
     seed_mean = {n: float(np.mean([r[1][a.gain] for r in runs])) for n, runs in groups.items()}
     checks[f"(d) candidate {a.gain}, seed mean > shipped's ({seed_mean['shipped']:.3f})"] = (
         seed_mean["candidate"], seed_mean["candidate"] > seed_mean["shipped"])
