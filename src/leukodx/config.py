@@ -175,9 +175,13 @@ class TrainConfig(YamlConfig):
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")
-        build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma, self.random_conv,
-                      self.tone_curves)  # unknown ingredient names fail here, before training
+        self.train_augment()  # unknown ingredient names fail here, before training
         self._check_hardware()
+
+    def train_augment(self):
+        """The training augmentation this config asks for (leukodx.transforms.augment)."""
+        return build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma, self.random_conv,
+                             self.tone_curves)
 
     def _check_hardware(self) -> None:
         """accelerator / devices against this machine, so a wrong value fails now, not as a hang."""

@@ -16,7 +16,6 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split, make_split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.errors import LeukodxError
-from leukodx.transforms.augment import build_augment
 from leukodx.transforms.cell_paint import paint_out_cells
 from leukodx.transforms.preprocess import Preprocess
 
@@ -107,8 +106,7 @@ class CellDataModule(pl.LightningDataModule):
             return
         cfg, t = self.cfg, time.perf_counter()
         self.train_ds = ImageDataset(with_synthetic(self.index, self.train_idx, cfg), self.pre,
-                                     build_augment(cfg.augment, cfg.augment_drop, cfg.stain_transfer, cfg.blur_sigma,
-                                                   cfg.random_conv, cfg.tone_curves), cfg.threads, self.progress)
+                                     cfg.train_augment(), cfg.threads, self.progress)
         self.val_ds = ImageDataset(self.index.subset(self.val_idx), self.pre, None, cfg.threads, self.progress)
         self.load_seconds = time.perf_counter() - t
         if len(self.train_ds) == 0 or len(self.val_ds) == 0:
