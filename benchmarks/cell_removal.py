@@ -6,6 +6,8 @@ image, as the model sees it (after its preprocessing), is changed and re-scored.
   control: elsewhere  the same blobs moved to a random place off the cells and painted there
                       (as much paint, as many edges, but the cells left alone);
   cells only          everything but those objects painted with that colour;
+  painted out of the file  the same paint on the image file before the model's preprocessing: a field with no
+                      white cell as a user would give it (a cell-centred model then centres what is left);
   corner patch        (models with `mask_corner`) the covered scale-bar corner filled with white or a
                       random light colour instead of the background colour.
 
@@ -25,6 +27,7 @@ import common
 import numpy as np
 import torch
 from common import model_and_split
+from PIL import Image
 
 from leukodx.data.images import load_image
 from leukodx.evaluate.evaluate_run import bundle_outputs
@@ -33,6 +36,7 @@ from leukodx.evaluate.robustness import accuracy_ci
 from leukodx.explain.audit import cell_interventions
 from leukodx.heads.image_checks import image_problem
 from leukodx.predict.shipped import shipped_model
+from leukodx.transforms.cell_paint import cell_region, paint
 from leukodx.transforms.preprocess import MaskCorner
 
 MODELS = {"all_severity": "all", "wbc_type": "wbc"}
@@ -43,8 +47,11 @@ def file_sha256(path) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def variants(arr: np.ndarray, corner: bool, rng) -> dict[str, np.ndarray]:
-    out = {"as seen": arr, **cell_interventions(arr)}
+def variants(image, pre, rng) -> dict[str, np.ndarray]:
+    arr, raw = pre.array(image), np.asarray(image.convert("RGB"))
+    out = {"as seen": arr, **cell_interventions(arr),
+           "cells painted out of the file": pre.array(Image.fromarray(paint(raw, cell_region(raw))))}
+    corner = pre.cfg.mask_corner
     if corner:
         mc = MaskCorner()
         h, w = arr.shape[:2]
@@ -83,7 +90,7 @@ def main():
         rng = np.random.default_rng(0)
         sets: dict[str, list] = {}
         for i in te:
-            for k, v in variants(pre.array(load_image(index.records[i].path)), pre.cfg.mask_corner, rng).items():
+            for k, v in variants(load_image(index.records[i].path), pre, rng).items():
                 sets.setdefault(k, []).append(v)
         rows = []
         for k, arrs in sets.items():
@@ -105,7 +112,8 @@ def main():
           f"{a.side} side (an even sample of at most the given number; CIs resample whole groups), changed after the model's own preprocessing."),
           ("- cells painted out: every purple-stained object (white cells, blasts; `stained_cells`, grown by 2 px) painted "
           "with the median colour of the rest; control: the same blobs moved off the cells and painted there; cells only: "
-          "all but those objects painted. Chance = the largest class's share."), ""]
+          "all but those objects painted; painted out of the file: the same paint on the image file, before the model's "
+          "preprocessing (a cell-centred model then centres what is left). Chance = the largest class's share."), ""]
     for name, r in res["models"].items():
         md += [f"## {name} (n {r['n']}, chance {r['chance']:.3f})", "",
                "| input | accuracy [95% CI] | median top probability | referred (reasons) | answers per class |", "|---|---|---|---|---|"]

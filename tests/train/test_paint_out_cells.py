@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from leukodx.config import TrainConfig
 from leukodx.errors import ConfigError
-from leukodx.train.data import NO_CLASS, CellsPaintedOut
+from leukodx.train.data import NO_CLASS, CellsPaintedOut, recentred
 from leukodx.train.module import ClassifierModule
 
 
@@ -49,6 +49,26 @@ def test_painted_images_lose_their_cells_and_their_label_controls_keep_both():
     assert 0.2 < len(controls) / 800 < 0.3  # paint beside the cell about as often as instead of it
     centre = {0: slice(16, 25), 1: slice(40, 49)}  # the middle of each image's cell
     assert all(torch.equal(x[:, 28:37, centre[j]], ds.images[j][:, 28:37, centre[j]]) for x, _, j in kept)
+
+
+def test_recentred_copies_zoom_on_what_is_left_as_cell_centring_would():
+    img = _field(32).permute(1, 2, 0).numpy().copy()
+    yy, xx = np.mgrid[:64, :64]
+    img[(yy - 12) ** 2 + (xx - 50) ** 2 < 4 ** 2] = (150, 110, 130)  # a small dark red cell up and to the right
+    out = recentred(img, 2.5)
+    assert out.shape == img.shape
+    # centred on the small dark object (the purple cell is darker still: recentring starts from the darkest)
+    painted = img.copy()
+    painted[(yy - 32) ** 2 + (xx - 32) ** 2 < 10 ** 2] = (232, 214, 220)
+    out = recentred(painted, 2.5).astype(float)
+    dark = out.sum(-1) < out.sum(-1).mean() - 60
+    ys, xs = np.nonzero(dark)
+    assert abs(ys.mean() - 32) < 4 and abs(xs.mean() - 32) < 4  # the red cell is now in the middle
+    assert dark.mean() > 0.1  # and zoomed: 8 px across in 64 becomes about 64 / 2.5 px
+    ds = _Set()
+    ds.images[:, :, (yy - 12) ** 2 + (xx - 50) ** 2 < 4 ** 2] = torch.tensor([150, 110, 130], dtype=torch.uint8)[:, None]
+    plain, zoomed = CellsPaintedOut(ds, p=0.5, seed=0), CellsPaintedOut(ds, p=0.5, seed=0, recentre=2.5)
+    assert torch.equal(plain.out[0], zoomed.out[0]) and not torch.equal(plain.out[1], zoomed.out[1])  # every other copy
 
 
 def test_no_class_label_is_a_uniform_target_and_other_labels_are_unchanged():

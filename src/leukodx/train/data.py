@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from leukodx.config import TrainConfig
@@ -16,6 +17,7 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split, make_split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.errors import LeukodxError
+from leukodx.transforms.cell_finder import centre_crop, find_nucleus
 from leukodx.transforms.cell_paint import paint_out_cells
 from leukodx.transforms.preprocess import Preprocess
 
@@ -71,14 +73,25 @@ def with_synthetic(index, tr_idx: list[int], cfg: TrainConfig):
 NO_CLASS = -1  # the label of a training image with its cells painted out: the loss asks for a uniform answer
 
 
+def recentred(image: np.ndarray, side_per_diameter: float) -> np.ndarray:
+    """What cell-centring makes of an image whose cell was painted out: the darkest object left (a red
+    cell, a clump) centred and zoomed to the same number of its diameters, at the image's size."""
+    img = Image.fromarray(image)
+    return np.asarray(centre_crop(img, find_nucleus(img), side_per_diameter).resize(img.size, Image.Resampling.BILINEAR))
+
+
 class CellsPaintedOut(Dataset):
     """The training set where, with probability p each, an image comes with its stained cells painted
     out (label NO_CLASS) or with the same paint beside the cells (its own label), before augmentation:
-    the model learns to answer only from the cells (cfg.paint_out_cells; leukodx.transforms.cell_paint)."""
+    the model learns to answer only from the cells (cfg.paint_out_cells; leukodx.transforms.cell_paint).
+    With cell-centred input (`recentre`: its nucleus diameters) every other painted-out copy is centred
+    again, on what is left, as prediction would centre a field with no white cell in it."""
 
-    def __init__(self, ds: ImageDataset, p: float, seed: int):
+    def __init__(self, ds: ImageDataset, p: float, seed: int, recentre: float = 0.0):
         self.ds, self.p, self.rng = ds, p, np.random.default_rng(seed)
         pairs = [paint_out_cells(x.permute(1, 2, 0).numpy(), seed=i) for i, x in enumerate(ds.images)]
+        if recentre:
+            pairs = [(recentred(a, recentre) if i % 2 else a, b) for i, (a, b) in enumerate(pairs)]
         self.out = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a, _ in pairs])
         self.control = torch.stack([torch.from_numpy(b).permute(2, 0, 1) for _, b in pairs])
 
@@ -132,7 +145,7 @@ class CellDataModule(pl.LightningDataModule):
             sampler = WeightedRandomSampler(w.double(), len(w), generator=torch.Generator().manual_seed(cfg.seed))
         if cfg.paint_out_cells > 0:
             if self._painted is None:
-                self._painted = CellsPaintedOut(ds, cfg.paint_out_cells, cfg.seed)
+                self._painted = CellsPaintedOut(ds, cfg.paint_out_cells, cfg.seed, cfg.cell_centre)
             ds = self._painted
         return DataLoader(ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                           drop_last=len(ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed),
