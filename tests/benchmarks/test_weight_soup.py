@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 weight_soup = pytest.importorskip("weight_soup")
 
-from leukodx.errors import LeukodxError  # noqa: E402
+from leukodx.errors import LeukodxError
 
 
 def _net(seed: int) -> torch.nn.Module:
