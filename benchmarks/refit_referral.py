@@ -66,7 +66,8 @@ print(json.dumps(bundle.info["referral"]))
 bundle.save(run / "model.pt")
 te = split.indices(index, "test")
 groups = split.groups_of(index, te)
-prev = json.loads((run / "test" / "metrics.json").read_text())
+prev_file = run / "test" / "metrics.json"  # absent in a run folder made without training (a weight soup)
+prev = json.loads(prev_file.read_text()) if prev_file.is_file() else {}
 m = evaluate_bundle(bundle, index, te, groups, run / "test", f"{cfg.model} on {index.name}: test split",
                     {k: prev[k] for k in KEEP if k in prev}, cfg.bootstrap, cfg.seed,
                     run / "logs" / "metrics.csv", True)

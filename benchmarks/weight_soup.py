@@ -2,8 +2,9 @@
 fine-tuned from the same pretrained network on the same split, optionally with its batch-norm statistics
 re-estimated on the training side (training augmentation on; the averaged running statistics do not belong
 to the averaged weights). Writes a run folder that benchmarks/val_shifts.py and `leukodx evaluate` read:
-OUT/model.pt (the first file's thresholds and reference features: refit them with benchmarks/refit_referral.py
-before using its referral), OUT/config.yaml and OUT/split.json from --run. Candidates and their rules:
+OUT/model.pt (the first file's temperature, thresholds and reference features: refit them with
+`benchmarks/refit_referral.py OUT --views 1` before using its calibration or its referral), OUT/config.yaml and
+OUT/split.json from --run. Candidates and their rules:
 configs/soups/*.md.
   python benchmarks/weight_soup.py runs/all_soup2 src/leukodx/shipped/all_severity.pt runs/all_severity_tone/model.pt \
       --run runs/all_severity_tone --config configs/all_severity.yaml [--bn-refit]
