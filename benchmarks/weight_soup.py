@@ -3,8 +3,8 @@ fine-tuned from the same pretrained network on the same split, optionally with i
 re-estimated on the training side (training augmentation on; the averaged running statistics do not belong
 to the averaged weights). Writes a run folder that benchmarks/val_shifts.py and `leukodx evaluate` read:
 OUT/model.pt (the first file's temperature, thresholds and reference features: refit them with
-`benchmarks/refit_referral.py OUT --views 1` before using its calibration or its referral), OUT/config.yaml and
-OUT/split.json from --run. Candidates and their rules:
+`benchmarks/refit_referral.py OUT --views 1` before using its calibration or its referral), OUT/config.yaml,
+OUT/split.json and OUT/train_summary.json (the model card's colour baseline and training time) from --run. Candidates and their rules:
 configs/soups/*.md.
   python benchmarks/weight_soup.py runs/all_soup2 src/leukodx/shipped/all_severity.pt runs/all_severity_tone/model.pt \
       --run runs/all_severity_tone --config configs/all_severity.yaml [--bn-refit]
@@ -72,8 +72,9 @@ def main():
     soup.model.load_state_dict(average(bundles))
     run, out = Path(a.run), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for f in ("split.json", "config.yaml"):
-        shutil.copy(run / f, out / f)
+    for f in ("split.json", "config.yaml", "train_summary.json"):  # the summary: the split's colour baseline for the card
+        if (run / f).is_file():
+            shutil.copy(run / f, out / f)
     soup.info = dict(soup.info, soup={"models": a.models, "bn_refit": a.bn_refit})
     if a.bn_refit:
         n = refit_batch_norm(soup, TrainConfig.load(a.config or run / "config.yaml"), Split.load(run / "split.json"))
