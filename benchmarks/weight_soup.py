@@ -4,12 +4,14 @@ re-estimated on the training side (training augmentation on; the averaged runnin
 to the averaged weights). Writes a run folder that benchmarks/val_shifts.py and `leukodx evaluate` read:
 OUT/model.pt (the first file's temperature, thresholds and reference features: refit them with
 `benchmarks/refit_referral.py OUT --views 1` before using its calibration or its referral), OUT/config.yaml,
-OUT/split.json and OUT/train_summary.json (the model card's colour baseline and training time) from --run. Candidates and their rules:
+OUT/split.json and OUT/train_summary.json (the model card's colour baseline and training time) from --run;
+OUT/soup.json names the ingredients (the model card says so). Candidates and their rules:
 configs/soups/*.md.
   python benchmarks/weight_soup.py runs/all_soup2 src/leukodx/shipped/all_severity.pt runs/all_severity_tone/model.pt \
       --run runs/all_severity_tone --config configs/all_severity.yaml [--bn-refit]
 """
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -80,6 +82,7 @@ def main():
         n = refit_batch_norm(soup, TrainConfig.load(a.config or run / "config.yaml"), Split.load(run / "split.json"))
         soup.info["soup"]["bn_refit_batches"] = n
     soup.save(out / "model.pt")
+    (out / "soup.json").write_text(json.dumps(soup.info["soup"], indent=1))  # the model card names the ingredients
     print("wrote", out / "model.pt")
 
 

@@ -48,6 +48,12 @@ def referral_lines(ref: dict, cfg: dict) -> list[str]:
              f"{ref['set_coverage']:.3f}, mean set size {ref['mean_set_size']:.2f} classes")] if "set_coverage" in ref else [])
 
 
+def _soup(run: Path) -> dict | None:
+    """RUN/soup.json (benchmarks/weight_soup.py): the model is an average of these files."""
+    f = run / "soup.json"
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
 def write_model_card(run_dir: str | Path, out: str | Path, title: str, influenced: str = "") -> Path:
     """The card of a run folder; with RUN/robustness/robustness.json (`leukodx evaluate RUN --shifts all`)
     it gets a robustness section; `influenced` says which of those numbers guided choices."""
@@ -72,6 +78,10 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
                  if cfg.get("paint_out_cells") else "")
               + f", {m.get('epochs_run')} epochs "
              f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
+             *([f"- A weight soup: the uniform average of {', '.join(f'`{x}`' for x in soup['models'])}"
+                + (", batch-norm statistics re-estimated on the training side" if soup.get("bn_refit") else "")
+                + " (benchmarks/weight_soup.py); the lines above and below describe the run whose folder it copied"]
+               if (soup := _soup(run)) else []),
              f"- Training time {s['train_seconds'] / 60:.1f} min on {m.get('hardware')}"
              + (f"; environment {m['environment']} (CPU, threads and library versions in the run's environment.json)"
                 if m.get("environment") else ""),
