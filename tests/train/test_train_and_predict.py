@@ -37,6 +37,11 @@ def test_run_folder_has_everything(trained_run):
     from leukodx.evaluate.model_card import write_model_card
     card = write_model_card(run, run / "card.md", "synthetic").read_text()
     assert f"environment {env['key']}" in card
+    assert "weight soup" not in card
+    (run / "soup.json").write_text(json.dumps({"models": ["a.pt", "b.pt"], "bn_refit": True}))  # benchmarks/weight_soup.py
+    souped = write_model_card(run, run / "card.md", "synthetic").read_text()
+    (run / "soup.json").unlink()
+    assert "A weight soup: the uniform average of `a.pt`, `b.pt`, batch-norm statistics re-estimated" in souped
     html = (run / "test" / "report.html").read_text()
     assert html.count("data:image/png;base64") >= 5  # confusion, ROC, reliability, learning curves, LayerCAM
     assert "LayerCAM" in html  # the default explanation (explain.DEFAULT_METHOD)
