@@ -7,8 +7,9 @@ import torch.nn.functional as F
 
 from leukodx.config import TrainConfig
 from leukodx.errors import ConfigError
-from leukodx.train.data import NO_CLASS, CellsPaintedOut, recentred
+from leukodx.train.data import NO_CLASS, CellsPaintedOut
 from leukodx.train.module import ClassifierModule
+from leukodx.transforms.cell_paint import recentred
 
 
 def _field(cx: int) -> torch.Tensor:

@@ -9,7 +9,6 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from leukodx.config import TrainConfig
@@ -17,8 +16,7 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split, make_split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.errors import LeukodxError
-from leukodx.transforms.cell_finder import centre_crop, find_nucleus
-from leukodx.transforms.cell_paint import paint_out_cells
+from leukodx.transforms.cell_paint import paint_out_cells, recentred
 from leukodx.transforms.preprocess import Preprocess
 
 
@@ -71,13 +69,6 @@ def with_synthetic(index, tr_idx: list[int], cfg: TrainConfig):
 
 
 NO_CLASS = -1  # the label of a training image with its cells painted out: the loss asks for a uniform answer
-
-
-def recentred(image: np.ndarray, side_per_diameter: float) -> np.ndarray:
-    """What cell-centring makes of an image whose cell was painted out: the darkest object left (a red
-    cell, a clump) centred and zoomed to the same number of its diameters, at the image's size."""
-    img = Image.fromarray(image)
-    return np.asarray(centre_crop(img, find_nucleus(img), side_per_diameter).resize(img.size, Image.Resampling.BILINEAR))
 
 
 class CellsPaintedOut(Dataset):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from leukodx.transforms.cell_finder import stained_cells
+from leukodx.transforms.cell_finder import CellCentre, stained_cells
 
 
 def cell_region(image: np.ndarray) -> np.ndarray:
@@ -40,3 +40,10 @@ def paint_out_cells(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nd
     """(the cells painted out, control: the same blobs painted elsewhere, the cells kept)."""
     m = cell_region(image)
     return paint(image, m), paint(image, moved_region(m, seed), outside=~m)
+
+
+def recentred(image: np.ndarray, side_per_diameter: float) -> np.ndarray:
+    """What cell-centring makes of an image whose cell was painted out: the darkest object left (a red
+    cell, a clump) centred and zoomed to the same number of its diameters, at the image's size."""
+    img = Image.fromarray(image)
+    return np.asarray(CellCentre(side_per_diameter)(img).resize(img.size, Image.Resampling.BILINEAR))
