@@ -22,7 +22,7 @@ from leukodx.evaluate.robustness import shifted_copies
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
-from leukodx.train.referral import fit_bundle_referral
+from leukodx.train.referral import fit_bundle_cell_probe, fit_bundle_referral, probe_copies
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 KEEP = ("model", "pretrained", "data", "split", "image_size", "epochs_run", "train_seconds", "hardware",
@@ -32,7 +32,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("run")
 ap.add_argument("--conformal-alpha", type=float, default=0.01, help="conformal sets miss the true class this often")
 ap.add_argument("--views", type=int, choices=(1, 2, 4, 8), help="test-time views to average (refits the temperature)")
-ap.add_argument("--config", help="take refer_* and gray_fallback settings from this config instead of the run's "
+ap.add_argument("--config", help="take refer_* (refer_no_cell: the no-white-cell probe) and gray_fallback settings from this config instead of the run's "
                                  "(e.g. configs/all_severity.yaml)")
 a = ap.parse_args()
 run = Path(a.run)
@@ -40,11 +40,12 @@ torch.set_num_threads(2)
 cfg = TrainConfig.load(run / "config.yaml")
 if a.config:
     new = TrainConfig.load(a.config)
-    for k in ("refer_target_accuracy", "refer_unfamiliar_rate", "refer_shifts", "gray_fallback"):
+    for k in ("refer_target_accuracy", "refer_unfamiliar_rate", "refer_shifts", "refer_no_cell", "gray_fallback"):
         setattr(cfg, k, getattr(new, k))
     cfg.save(run / "config.yaml")  # the run's config says how its referral was fitted
 bundle = ModelBundle.load(run / "model.pt")
 bundle.conformal_alpha = a.conformal_alpha
+bundle.cell_probe = None  # its flags would move the distances the thresholds are fitted on; refitted below
 bundle.gray_fallback = cfg.gray_fallback
 index = load_dataset(cfg.data)
 split = Split.load(run / "split.json")
@@ -62,6 +63,10 @@ bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy
                                               cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate, seed=cfg.seed,
                                               train_groups=tr_groups,
                                               shifted_val=shifted_copies(va.records, pre, cfg.refer_shifts))
+if cfg.refer_no_cell:
+    images, no_cell, source = probe_copies(va.records, pre)
+    bundle.info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, source, cfg.refer_no_cell)
+    del images
 print(json.dumps(bundle.info["referral"]))
 bundle.save(run / "model.pt")
 te = split.indices(index, "test")

@@ -122,6 +122,7 @@ class TrainConfig(YamlConfig):
     refer_target_accuracy: float = 0.99  # referral threshold: accepted val cases reach this accuracy
     refer_unfamiliar_rate: float = 0.02  # share of val images the unfamiliar-image check may refer
     refer_shifts: list = field(default_factory=list)  # mild shifts (leukodx.transforms.shifts) whose val copies join the confidence fit
+    refer_no_cell: float = 0.0           # > 0: fit the no-white-cell probe (heads.cell_probe), flagging at most this share of val cells
     bootstrap: int = 1000
 
     _CHOICES: ClassVar[dict] = {"optimizer": ("adam", "adamw", "sgd"), "scheduler": ("cosine", "constant", "plateau"),
@@ -154,6 +155,7 @@ class TrainConfig(YamlConfig):
                   ("workers", isinstance(self.workers, int) and self.workers >= 0),
                   ("refer_target_accuracy", 0 < self.refer_target_accuracy <= 1),
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
+                  ("refer_no_cell", 0 <= self.refer_no_cell < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),

@@ -107,8 +107,18 @@ def test_hed_shift_is_deterministic_and_zero_is_identity():
     assert np.array_equal(hed_jitter(np.asarray(img), np.zeros(3), np.zeros(3)), np.asarray(img))
 
 
+def test_cells_out_paints_the_cell_with_the_background_and_shifts_compose():
+    img = cell()
+    gone = build_shift("cells_out")(img)
+    assert dark_area(img) > 1000 and dark_area(gone) == 0
+    assert np.abs(np.asarray(gone)[64, 64].astype(int) - (235, 215, 200)).max() <= 2  # the background's colour
+    both = build_shift("cells_out+grayscale")(img)
+    assert np.array_equal(np.asarray(both), np.asarray(build_shift("grayscale")(gone)))
+    assert parse_shifts("cells_out+blur_2") == ["cells_out+blur_2"]
+
+
 def test_unknown_shifts_are_refused():
-    for bad in ("sepia", "blur_x", "jpeg_0", "scale_100", "stain_foo"):
+    for bad in ("sepia", "blur_x", "jpeg_0", "scale_100", "stain_foo", "cells_out+sepia"):
         with pytest.raises(ConfigError):
             parse_shifts(bad)
     assert parse_shifts("all") == list(DEFAULT_SHIFTS)

@@ -97,6 +97,8 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
         probs, y, dist, bundle.referral, ds.images.permute(0, 2, 3, 1).numpy(),
         bundle.conformal()), **{k: bundle.info.get("referral", {}).get(k, "validation images")
                                 for k in ("unfamiliar_fitted_on", "confidence_fitted_on")}}
+    if bundle.cell_probe is not None:
+        m["referral"]["cell_probe"] = bundle.info.get("referral", {}).get("cell_probe", {})
     m["inference_seconds"] = infer_s
     m["unreadable_files"] = ds.bad
     (out_dir / "metrics.json").write_text(json.dumps({**(extra or {}), **m}, indent=1))

@@ -40,12 +40,21 @@ def referral_lines(ref: dict, cfg: dict) -> list[str]:
              f"{cfg.get('refer_target_accuracy', 0.99)} accuracy), or unfamiliar-image "
              f"distance > {ref['unfamiliar']:.4f} (refers {cfg.get('refer_unfamiliar_rate', 0.02):.0%} of the "
              f"{fitted_on}), or "
-             "an image check (unreadable / not a cell)"),
+             "an image check (unreadable / not a cell)" + _probe_text(ref.get("cell_probe"))),
             (f"- Test side: {ref['referred']:.1%} referred ({reasons}); accuracy on the {ref['n_kept']} kept "
              f"{ref['accuracy_on_kept']:.4f}; AURC {ref['aurc']:.4f}; AUROC of the referral score for errors "
              f"{ref['auroc_errors']:.3f}")] + ([
             (f"- Conformal class sets (target coverage {ref['set_target']:.0%}, fitted on validation): test coverage "
              f"{ref['set_coverage']:.3f}, mean set size {ref['mean_set_size']:.2f} classes")] if "set_coverage" in ref else [])
+
+
+def _probe_text(probe: dict | None) -> str:
+    if probe is None:
+        return ""
+    return (", or the no-white-cell probe on the pooled features (`not_a_cell`; fitted on the "
+            f"{probe.get('fitted_on', 'validation images')}; out of fold it flags "
+            f"{probe.get('flagged_with_cell_out_of_fold', float('nan')):.1%} of those with a cell and "
+            f"{probe.get('flagged_without_cell_out_of_fold', float('nan')):.1%} of those without)")
 
 
 def _soup(run: Path) -> dict | None:

@@ -4,7 +4,8 @@ Mahalanobis and PCA-residual scores (benchmarks/referral_scores.py): it separate
 cells, blank and noise images from the model's own test images best.
 
 `KNNDistance` is a scikit-learn style estimator on features; `FamiliarNet` wraps a network so one
-forward pass gives logits and the distance (the same graph goes into the ONNX file).
+forward pass gives logits and the distance (the same graph goes into the ONNX file), with NO_CELL added
+where the model's cell probe (leukodx.heads.cell_probe) finds no white cell.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
+from leukodx.heads.cell_probe import NO_CELL
 from leukodx.transforms.views import dihedral_views
 
 
@@ -61,14 +63,18 @@ class KNNDistance(BaseEstimator):
 class FamiliarNet(torch.nn.Module):
     """network -> (logits, distance). Without a reference the distance is 0 (nothing is unfamiliar).
     With `views` > 1 each image is seen as that many quarter turns / mirror images in one batch, and
-    logits and pooled features are their means (test-time augmentation inside the graph)."""
+    logits and pooled features are their means (test-time augmentation inside the graph). With a
+    `cell_probe` (weights then bias, heads.cell_probe.CellProbe.to_vector) NO_CELL is added to the
+    distance of each image it finds without a white cell."""
 
-    def __init__(self, model: torch.nn.Module, reference: torch.Tensor | None, k: int = 5, views: int = 1):
+    def __init__(self, model: torch.nn.Module, reference: torch.Tensor | None, k: int = 5, views: int = 1,
+                 cell_probe: torch.Tensor | None = None):
         super().__init__()
         self.model = model
         self.k = int(k)
         self.views = int(views)
         self.register_buffer("reference", reference if reference is not None else torch.zeros(0, 1))
+        self.register_buffer("cell_probe", cell_probe if cell_probe is not None else torch.zeros(0))
 
     def _mean(self, y: torch.Tensor) -> torch.Tensor:
         return y if self.views == 1 else y.reshape(self.views, -1, y.shape[-1]).mean(0)
@@ -77,11 +83,18 @@ class FamiliarNet(torch.nn.Module):
         n = x.shape[0]
         if self.views > 1:
             x = torch.cat(dihedral_views(x, self.views))
-        if self.reference.shape[0] == 0:
+        if self.reference.shape[0] == 0 and self.cell_probe.shape[0] == 0:
             logits = self._mean(self.model(x))
             return logits, torch.zeros(n, dtype=logits.dtype, device=x.device)
         fmap = self.model.forward_features(x)
         logits = self._mean(self.model.forward_head(fmap))
         f = torch.nn.functional.normalize(self._mean(self.model.forward_head(fmap, pre_logits=True)).float(), dim=1)
-        sims = f @ self.reference.float().T
-        return logits, 1.0 - sims.topk(min(self.k, sims.shape[1]), dim=1).values.mean(1)
+        if self.reference.shape[0] == 0:
+            dist = torch.zeros(n, dtype=f.dtype, device=x.device)
+        else:
+            sims = f @ self.reference.float().T
+            dist = 1.0 - sims.topk(min(self.k, sims.shape[1]), dim=1).values.mean(1)
+        if self.cell_probe.shape[0]:
+            no_cell = (f @ self.cell_probe[:-1].float() + self.cell_probe[-1].float()) > 0
+            dist = dist + NO_CELL * no_cell.to(dist.dtype)
+        return logits, dist

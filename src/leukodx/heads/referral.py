@@ -1,10 +1,10 @@
 """Referral with a reason: which answers a person must check, and why.
 
 Reasons, most serious first: `invalid_output` (NaN / infinite probabilities), `unreadable` (blank or
-burnt-out image), `not_a_cell` (no stained object), `unfamiliar_image` (pooled features far from
-every training image: another lab, another kind of picture), `unexpected_class` (most of the probability
-on classes the lab said its images do not hold: leukodx.heads.expected), `low_confidence` (top probability
-under the threshold). Thresholds are fitted on validation data only and travel in the model file
+burnt-out image), `not_a_cell` (no stained object, or no white cell by the model's cell probe:
+leukodx.heads.cell_probe), `unfamiliar_image` (pooled features far from every training image: another
+lab, another kind of picture), `unexpected_class` (most of the probability on classes the lab said its
+images do not hold: leukodx.heads.expected), `low_confidence` (top probability under the threshold). Thresholds are fitted on validation data only and travel in the model file
 and the ONNX metadata, so both predictors answer alike.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from leukodx.heads.cell_probe import NO_CELL
 from leukodx.heads.expected import UNEXPECTED_MASS
 
 REASONS = ("invalid_output", "unreadable", "not_a_cell", "unfamiliar_image", "unexpected_class", "low_confidence")
@@ -70,6 +71,8 @@ class Referral:
                 out.append("invalid_output")
             elif prob:
                 out.append(prob)
+            elif d >= NO_CELL:  # the model's cell probe found no white cell (heads.cell_probe)
+                out.append("not_a_cell")
             elif d > self.unfamiliar:
                 out.append("unfamiliar_image")
             elif s < UNEXPECTED_MASS:

@@ -56,6 +56,7 @@ class ModelBundle:
     conformal_alpha: float = 0.01  # sets hold the true class for 99% of cells like the training lab's
     views: int = 1                 # test-time views averaged (1, 2, 4 or 8 quarter turns / mirror images)
     gray_fallback: bool = False    # an unfamiliar image is answered as its grayscale copy (heads.gray_fallback)
+    cell_probe: torch.Tensor | None = None  # weights then bias of the no-white-cell probe (heads.cell_probe)
 
     @property
     def referral(self) -> Referral:
@@ -73,9 +74,10 @@ class ModelBundle:
         net, made_from = getattr(self, "_net", None), getattr(self, "_net_from", None)
         device = model_device(self.model)  # rebuilt when the model, reference, a setting or the device changes
         if net is None or made_from is None or made_from[0] is not self.model or made_from[1] is not self.reference \
-                or made_from[2:] != (self.knn_k, self.views, device):
-            self._net = FamiliarNet(self.model, self.reference, self.knn_k, self.views).eval().to(device)
-            self._net_from = (self.model, self.reference, self.knn_k, self.views, device)
+                or made_from[2] is not self.cell_probe or made_from[3:] != (self.knn_k, self.views, device):
+            self._net = FamiliarNet(self.model, self.reference, self.knn_k, self.views,
+                                    self.cell_probe).eval().to(device)
+            self._net_from = (self.model, self.reference, self.cell_probe, self.knn_k, self.views, device)
         return self._net
 
     def head(self):
@@ -125,7 +127,8 @@ class ModelBundle:
                    "knn_k": int(self.knn_k), "conformal_qhat": self.conformal_qhat,
                    "conformal_alpha": float(self.conformal_alpha), "views": int(self.views),
                    "gray_fallback": bool(self.gray_fallback),
-                   "reference": None if self.reference is None else self.reference.detach().cpu().half().contiguous()}
+                   "reference": None if self.reference is None else self.reference.detach().cpu().half().contiguous(),
+                   "cell_probe": None if self.cell_probe is None else self.cell_probe.detach().cpu().float().contiguous()}
         tmp = path.with_suffix(path.suffix + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)  # never leave a half-written model file
@@ -152,6 +155,6 @@ class ModelBundle:
                      float(d["refer_threshold"]), d.get("info", {}), d.get("tree_head"),
                      float(d.get("unfamiliar_threshold", math.inf)), None if ref is None else ref.float(),
                      int(d.get("knn_k", 5)), d.get("conformal_qhat"), float(d.get("conformal_alpha", 0.01)),
-                     int(d.get("views", 1)), bool(d.get("gray_fallback", False)))
+                     int(d.get("views", 1)), bool(d.get("gray_fallback", False)), d.get("cell_probe"))
         probe(bundle, path)
         return bundle

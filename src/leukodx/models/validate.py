@@ -50,6 +50,10 @@ def check_payload(d: dict, path) -> None:
     ref = d.get("reference")
     if ref is not None and not (isinstance(ref, torch.Tensor) and ref.ndim == 2 and torch.isfinite(ref).all()):
         _fail(path, "reference features must be a finite 2-D tensor")
+    cp = d.get("cell_probe")
+    if cp is not None and not (isinstance(cp, torch.Tensor) and cp.ndim == 1 and cp.numel() >= 2
+                               and torch.is_floating_point(cp) and torch.isfinite(cp).all()):
+        _fail(path, "the cell probe must be a finite 1-D float tensor (weights then bias)")
     if not isinstance(d.get("state_dict"), dict):
         _fail(path, "no weights")
     bad = [k for k, v in d["state_dict"].items() if torch.is_floating_point(v) and not torch.isfinite(v).all()]
@@ -66,10 +70,12 @@ def probe(bundle, path) -> None:
         size = pre.cfg.image_size
         x = pre.normalize(torch.full((1, 3, size, size), 128, dtype=torch.uint8))
         with torch.no_grad():
-            logits, dist = bundle.net()(x)
-            if bundle.reference is not None and bundle.reference.shape[1] != \
-                    bundle.model.forward_head(bundle.model.forward_features(x), pre_logits=True).shape[1]:
+            width = bundle.model.forward_head(bundle.model.forward_features(x), pre_logits=True).shape[1]
+            if bundle.reference is not None and bundle.reference.shape[1] != width:
                 _fail(path, "reference features do not match the network's feature size")
+            if bundle.cell_probe is not None and bundle.cell_probe.shape[0] != width + 1:
+                _fail(path, "the cell probe does not match the network's feature size")
+            logits, dist = bundle.net()(x)
     except LeukodxError:
         raise
     except Exception as e:  # noqa: BLE001 - settings that make the network fail

@@ -35,7 +35,8 @@ def export_onnx(bundle: ModelBundle, out: str | Path) -> Path:
             "unfamiliar_threshold": float(bundle.unfamiliar_threshold),
             "conformal_qhat": bundle.conformal_qhat, "conformal_alpha": float(bundle.conformal_alpha),
             "views": int(bundle.views),  # already averaged inside the graph; for the record
-            "gray_fallback": bool(bundle.gray_fallback)}
+            "gray_fallback": bool(bundle.gray_fallback),
+            "cell_probe": bundle.cell_probe is not None}  # inside the graph (heads.cell_probe); for the record
     onnx.helper.set_model_props(m, {"leukodx": json.dumps(meta)})
     onnx.save(m, str(tmp))
     tmp.replace(out)

@@ -15,6 +15,7 @@ import numpy as np
 from leukodx.data.images import is_image_file, load_image
 from leukodx.data.walk import walk_files
 from leukodx.errors import BadImageError, LeukodxError
+from leukodx.heads.cell_probe import split_distance
 from leukodx.heads.expected import expected_names, restrict
 from leukodx.heads.image_checks import image_problem
 from leukodx.heads.referral import Referral
@@ -213,7 +214,7 @@ def to_prediction(path: str, p: np.ndarray, distance: float, problem: str | None
         pset[k] = True  # never empty: the answer is always in its set
     reason = referral.reasons(p[None], np.array([distance]), [problem], share)[0]
     return Prediction(path, classes[k], float(p[k]), {c: float(v) for c, v in zip(classes, p)},
-                      reason is not None, reason, float(distance),
+                      reason is not None, reason, float(split_distance(distance)[0]),
                       None if pset is None else [c for c, m in zip(classes, pset) if m],
                       expected_names(expected, classes), None if share is None else float(share[0]), grayscale_copy)
 

@@ -108,6 +108,9 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         per_view = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(images, views)]
         feats = logits_for(new.model, images, pre.mean, pre.std, pre_logits=True, views=new.views)
     threshold0 = new.unfamiliar_threshold
+    # the cell probe learnt the source lab's cells: a new lab's cells, familiar once in the reference, would
+    # be flagged by it (tecom: 29% of real cells), so the adapted model goes without it
+    dropped_probe, new.cell_probe = new.cell_probe is not None, None
     if new.reference is not None:  # a model that averages its views has one feature row per cell
         _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned or tapped)
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
@@ -116,7 +119,8 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
               "temperature": temperature,
               "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
               "out_of_fold_accuracy": oof_acc, "out_of_fold_folds": folds,
-              "unlabelled": 0 if unlabelled is None else len(unlabelled), "pseudo_labelled": n_pseudo}
+              "unlabelled": 0 if unlabelled is None else len(unlabelled), "pseudo_labelled": n_pseudo,
+              "cell_probe_dropped": dropped_probe}
     return new, report
 
 
@@ -275,4 +279,7 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
+        *([("- The source model's no-white-cell probe (`not_a_cell` from features) is not carried over: it learnt the "
+            "source lab's cells and would refer many of this lab's. Fields without a white cell are left to the image "
+            "checks and the unfamiliar-image distance.")] if report.get("cell_probe_dropped") else []),
         "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"

@@ -1,11 +1,14 @@
 """Fit a model's referral on its own data: reference features from the train side (for the
-unfamiliar-image distance), then both thresholds on the validation side (leukodx.heads.referral)."""
+unfamiliar-image distance), then both thresholds on the validation side (leukodx.heads.referral), and
+optionally the no-white-cell probe (leukodx.heads.cell_probe), also on the validation side."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
 from leukodx.evaluate.evaluate_run import bundle_outputs
+from leukodx.evaluate.robustness import shifted_copies
+from leukodx.heads.cell_probe import CellProbe
 from leukodx.heads.conformal import ConformalSets
 from leukodx.heads.familiarity import KNNDistance
 from leukodx.heads.referral import fit_referral
@@ -47,3 +50,39 @@ def fit_bundle_referral(bundle: ModelBundle, train_images: torch.Tensor, train_l
             "unfamiliar_fitted_on": "validation images" if cross is None else f"validation + {len(cross)} cross-fitted training images",
             "confidence_fitted_on": "validation images" + (f" + copies under {', '.join(names)}" if names else ""),
             "conformal_alpha": bundle.conformal_alpha, "conformal_qhat": bundle.conformal_qhat}
+
+
+CELL_PROBE_SHIFTS = ("none", "grayscale", "blur_2", "lowres_32")  # each with and without its cells
+
+
+def probe_copies(records, pre) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """The validation records under `cell_probe_shifts()` -> (images, 1 where the cells were painted out,
+    the group of each: its slide where the records name slides, else its source image)."""
+    images, y, groups = [], [], []
+    for name, x, _ in shifted_copies(records, pre, cell_probe_shifts()):
+        images.append(x)
+        y.append(np.full(len(x), name.startswith("cells_out"), int))
+        named = [r.group or str(i) for i, r in enumerate(records)]
+        groups.append(named if len(named) == len(x) else [str(i) for i in range(len(x))])  # unreadable files dropped
+    return torch.cat(images), np.concatenate(y), np.concatenate(groups)
+
+
+def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np.ndarray, source: np.ndarray,
+                          max_flagged: float = 0.005) -> dict:
+    """Sets bundle.cell_probe in place (arguments from `probe_copies`; its threshold is fitted out of fold
+    by those groups); returns what it fitted."""
+    pre = PreprocessConfig(**bundle.preprocess)
+    feats = logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True, views=bundle.views)
+    probe = CellProbe(max_flagged).fit(feats, no_cell, groups=source)
+    bundle.cell_probe = torch.from_numpy(probe.to_vector())
+    return {"max_flagged": max_flagged, "C": probe.C, "folds": probe.folds, "n_with_cell": int((no_cell == 0).sum()),
+            "n_without_cell": int(no_cell.sum()), "shifts": list(CELL_PROBE_SHIFTS),
+            "flagged_with_cell_out_of_fold": probe.flagged_with_cell_,
+            "flagged_without_cell_out_of_fold": probe.flagged_without_cell_,
+            "fitted_on": "validation images as they are and under " + ", ".join(CELL_PROBE_SHIFTS[1:]) +
+                         ", each against the same with its cells painted out of the file (`cells_out`)"}
+
+
+def cell_probe_shifts() -> list[str]:
+    """The shift names whose validation copies fit the probe, for shifted_copies."""
+    return [*CELL_PROBE_SHIFTS, *(f"cells_out+{s}" if s != "none" else "cells_out" for s in CELL_PROBE_SHIFTS)]

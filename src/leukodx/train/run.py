@@ -35,7 +35,7 @@ from leukodx.models.inference import logits_for
 from leukodx.models.registry import create_model, sized_kwargs
 from leukodx.train.data import CellDataModule, run_split
 from leukodx.train.environment import save_environment
-from leukodx.train.referral import fit_bundle_referral
+from leukodx.train.referral import fit_bundle_cell_probe, fit_bundle_referral, probe_copies
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 
@@ -128,6 +128,9 @@ def calibrate(model, cfg: TrainConfig, data: CellDataModule, model_kwargs: dict,
                                            val.labels.numpy(), cfg.refer_target_accuracy, cfg.refer_unfamiliar_rate,
                                            seed=cfg.seed, train_groups=data.train_groups(),
                                            shifted_val=shifted_copies(val.records, data.pre, cfg.refer_shifts))
+    if cfg.refer_no_cell:
+        images, no_cell, source = probe_copies(val.records, data.pre)
+        info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, source, cfg.refer_no_cell)
     return bundle
 
 

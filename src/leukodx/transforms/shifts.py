@@ -12,6 +12,9 @@ and on a 360 px image.
   lowres_N             downscaled to N pixels across, then back up (a low-resolution camera)
   jpeg_Q               JPEG quality Q
   scale_F              cell F times its size: zoom in (centre crop) or out (pad with background colour)
+  cells_out            every stained cell painted out with the median colour of the rest: a field without
+                       its white cell (the counterfactual of leukodx.transforms.cell_paint)
+  A+B                  shift A, then shift B (e.g. cells_out+grayscale)
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from leukodx.errors import ConfigError
+from leukodx.transforms.cell_paint import cell_region, paint
 from leukodx.transforms.stain import StainNormalizer, border_colour, hed_jitter
 
 DEFAULT_SHIFTS = ("none", "grayscale", "stain_reinhard", "stain_macenko", "hed_0.2", "hed_0.5", "blur_1", "blur_2",
@@ -68,10 +72,21 @@ def _hed(img: Image.Image, s: float) -> Image.Image:
     return Image.fromarray(hed_jitter(np.asarray(img), np.r_[s * signs, 0.0], np.zeros(3)))
 
 
+def _cells_out(img: Image.Image) -> Image.Image:
+    a = np.asarray(img.convert("RGB"))
+    return Image.fromarray(paint(a, cell_region(a)))
+
+
 def build_shift(name: str, reference: Image.Image | None = None):
     """The shift called `name` as a callable on PIL RGB images. Stain normalisation needs `reference`."""
+    if "+" in name:
+        first, _, rest = name.partition("+")
+        a, b = build_shift(first, reference), build_shift(rest, reference)
+        return lambda img: b(a(img))
     kind, _, arg = name.partition("_")
     try:
+        if name == "cells_out":
+            return _cells_out
         if name == "none":
             return lambda img: img
         if name == "grayscale":
@@ -95,7 +110,7 @@ def build_shift(name: str, reference: Image.Image | None = None):
     except ValueError:
         pass
     raise ConfigError(f"unknown shift '{name}'; known kinds: none, grayscale, stain_reinhard, stain_macenko, "
-                      "hed_S, blur_S, lowres_N, jpeg_Q, scale_F (e.g. " + ", ".join(DEFAULT_SHIFTS[4:]) + ")")
+                      "hed_S, blur_S, lowres_N, jpeg_Q, scale_F, cells_out, A+B (e.g. " + ", ".join(DEFAULT_SHIFTS[4:]) + ")")
 
 
 def parse_shifts(spec: str | None) -> list[str]:

@@ -1,0 +1,114 @@
+"""The no-white-cell probe: fitted on cells against the same images with their cells painted out, it
+refers new cell-less fields as `not_a_cell`, keeps real cells, travels in the model file and the
+ONNX graph, and is left behind by adapt."""
+import numpy as np
+import pytest
+import torch
+
+from leukodx.data.synthetic import generate
+from leukodx.data.torch_dataset import ImageDataset
+from leukodx.errors import LeukodxError
+from leukodx.heads.cell_probe import NO_CELL, CellProbe, split_distance
+from leukodx.models import create_model
+from leukodx.models.artifact import ModelBundle
+from leukodx.predict import Predictor
+from leukodx.predict.lean import OnnxPredictor
+from leukodx.predict.onnx_export import export_onnx
+from leukodx.train.adapt import adapt_bundle
+from leukodx.train.referral import fit_bundle_cell_probe, fit_bundle_referral, probe_copies
+from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+from leukodx.transforms.shifts import build_shift
+
+S = 64
+CLASSES = ["round", "large", "cleft"]
+
+
+def test_probe_flags_its_share_of_cells_and_finds_the_other_kind():
+    rng = np.random.default_rng(0)
+    cells, empty = rng.normal(0, 1, (400, 16)) + 3 * np.eye(16)[0], rng.normal(0, 1, (400, 16)) + 3 * np.eye(16)[1]
+    p = CellProbe(max_flagged=0.02).fit(np.r_[cells, empty], np.r_[np.zeros(400), np.ones(400)])
+    assert p.flagged_with_cell_ <= 0.025 and p.flagged_without_cell_ > 0.8
+    new_cells, new_empty = rng.normal(0, 1, (200, 16)) + 3 * np.eye(16)[0], rng.normal(0, 1, (200, 16)) + 3 * np.eye(16)[1]
+    assert p.predict(new_cells).mean() < 0.1 and p.predict(new_empty).mean() > 0.8
+    assert p.to_vector().shape == (17,)
+    with pytest.raises(ValueError):
+        CellProbe().fit(cells, np.zeros(400))
+    with pytest.raises(ValueError):
+        CellProbe(max_flagged=0.7).fit(np.r_[cells, empty], np.r_[np.zeros(400), np.ones(400)])
+    d, no = split_distance([0.1, NO_CELL + 0.3])
+    assert np.allclose(d, [0.1, 0.3]) and list(no) == [False, True]
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory):
+    """Offline ImageNet Lite0 + a head adapted on generated cells, referral and cell probe fitted."""
+    root = tmp_path_factory.mktemp("cells")
+    index = generate(root, n_per_class=16, size=S, classes=CLASSES)
+    m = create_model("efficientnet_lite0", 3, pretrained=True).eval()
+    b = ModelBundle(m, "efficientnet_lite0", index.classes, {"image_size": S, "mean": [0.5] * 3, "std": [0.5] * 3})
+    pre = Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3))
+    ds = ImageDataset(index, pre)
+    x, y = ds.images, ds.labels.numpy()
+    tr, va = np.arange(len(y)) % 2 == 0, np.arange(len(y)) % 2 == 1
+    b, _ = adapt_bundle(b, x[tr], y[tr])
+    fit_bundle_referral(b, x[tr], y[tr], x[va], y[va], target_accuracy=0.9, unfamiliar_rate=0.05)
+    val = [r for r, v in zip(index.records, va) if v]
+    images, no_cell, source = probe_copies(val, pre)
+    report = fit_bundle_cell_probe(b, images, no_cell, source, max_flagged=0.05)
+    return b, report
+
+
+def _files(tmp_path, seed):
+    """New generated cells and the same files with their cells painted out."""
+    index = generate(tmp_path / f"new{seed}", n_per_class=8, size=S, seed=seed, classes=CLASSES)
+    cells = [r.path for r in index.records]
+    empty = []
+    for i, p in enumerate(cells):
+        from PIL import Image
+        out = tmp_path / f"empty{seed}_{i}.png"
+        build_shift("cells_out")(Image.open(p).convert("RGB")).save(out)
+        empty.append(str(out))
+    return cells, empty
+
+
+def test_cell_less_fields_are_referred_as_not_a_cell_and_cells_are_kept(probed, tmp_path):
+    b, report = probed
+    assert report["n_with_cell"] == report["n_without_cell"] == 4 * 24 and report["flagged_with_cell_out_of_fold"] <= 0.06
+    cells, empty = _files(tmp_path, 11)
+    preds, _ = Predictor(b).predict_paths(cells + empty)
+    on_cells, on_empty = preds[:len(cells)], preds[len(cells):]
+    assert np.mean([p.refer_reason == "not_a_cell" for p in on_empty]) >= 0.9
+    assert np.mean([p.refer_reason == "not_a_cell" for p in on_cells]) <= 0.1
+    assert all(p.unfamiliarity < NO_CELL for p in preds)  # users see the k-NN distance itself
+
+
+def test_the_probe_travels_in_the_model_file_and_the_onnx_graph(probed, tmp_path):
+    b, _ = probed
+    b.save(tmp_path / "m.pt")
+    back = ModelBundle.load(tmp_path / "m.pt")
+    assert torch.equal(back.cell_probe, b.cell_probe)
+    cells, empty = _files(tmp_path, 12)
+    files = cells[::3] + empty[::3]
+    t, _ = Predictor(back).predict_paths(files)
+    o, _ = OnnxPredictor(export_onnx(back, tmp_path / "m.onnx")).predict_paths(files)
+    assert [p.refer_reason for p in t] == [p.refer_reason for p in o]
+    assert "not_a_cell" in [p.refer_reason for p in o]
+    assert np.allclose([p.unfamiliarity for p in t], [p.unfamiliarity for p in o], atol=1e-3)
+    d = torch.load(tmp_path / "m.pt", weights_only=True)
+    for bad in (d["cell_probe"][:-3], torch.full_like(d["cell_probe"], float("nan"))):
+        torch.save({**d, "cell_probe": bad}, tmp_path / "bad.pt")
+        with pytest.raises(LeukodxError, match="cell probe"):
+            ModelBundle.load(tmp_path / "bad.pt")
+
+
+def test_adapt_leaves_the_probe_behind_and_says_so(probed, tmp_path):
+    from leukodx.train.adapt import adapt_card
+
+    b, _ = probed
+    lab = generate(tmp_path / "lab", n_per_class=6, size=S, seed=5, classes=CLASSES)
+    ds = ImageDataset(lab, Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3)))
+    new, report = adapt_bundle(b, ds.images, ds.labels.numpy())
+    assert b.cell_probe is not None and new.cell_probe is None and report["cell_probe_dropped"]
+    report.update(source_model="src.pt", source_sha256="0" * 64, data="lab", data_files_sha256="0" * 64,
+                  added_classes=[])
+    assert "no-white-cell probe" in adapt_card(new, report)
