@@ -64,8 +64,8 @@ bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy
                                               train_groups=tr_groups,
                                               shifted_val=shifted_copies(va.records, pre, cfg.refer_shifts))
 if cfg.refer_no_cell:
-    images, no_cell, source = probe_copies(va.records, pre)
-    bundle.info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, source, cfg.refer_no_cell)
+    images, no_cell, groups = probe_copies(va.records, pre)
+    bundle.info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, groups, cfg.refer_no_cell)
     del images
 print(json.dumps(bundle.info["referral"]))
 bundle.save(run / "model.pt")

@@ -35,7 +35,11 @@ influenced = ("Model selection: the training augmentation was chosen with benchm
               "the same split, with its batch-norm statistics re-estimated on the training side (benchmarks/weight_soup.py; "
               "configs/soups/wbc_type_soup.md). It was shipped by a rule written before it was scored (PBC validation >= 0.968, "
               "mean wbc_external >= 0.557, grayscale validation >= 0.939), but it was the third soup tried on the same validation "
-              "images and the same two labs, so its wbc_external rows are optimistic; train_seconds is v6's alone.") \
+              "images and the same two labs, so its wbc_external rows are optimistic; train_seconds is v6's alone. Its no-white-cell "
+              "probe (refer_no_cell, heads/cell_probe.py; same weights and thresholds) was adopted by a rule written into "
+              "configs/wbc_type.yaml before it was fitted, judged on the validation side (where it is fitted) and on "
+              "wbc_external (results/wbc_type_cell_probe_val.md); the refit command also re-scored the test side before "
+              "that decision (one more image referred).") \
     if name == "wbc_type" else \
              ("No labelled ALL set from another lab exists here; shifts of the own test split stand in for other labs. "
               "Model selection: stain transfer was added (one change, no search) after the v2 model's test-side "

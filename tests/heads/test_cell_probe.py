@@ -53,8 +53,8 @@ def probed(tmp_path_factory):
     b, _ = adapt_bundle(b, x[tr], y[tr])
     fit_bundle_referral(b, x[tr], y[tr], x[va], y[va], target_accuracy=0.9, unfamiliar_rate=0.05)
     val = [r for r, v in zip(index.records, va) if v]
-    images, no_cell, source = probe_copies(val, pre)
-    report = fit_bundle_cell_probe(b, images, no_cell, source, max_flagged=0.05)
+    images, no_cell, groups = probe_copies(val, pre)
+    report = fit_bundle_cell_probe(b, images, no_cell, groups, max_flagged=0.05)
     return b, report
 
 

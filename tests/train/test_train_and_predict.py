@@ -8,6 +8,7 @@ from leukodx.cli import main
 from leukodx.config import TrainConfig
 from leukodx.data.synthetic import generate
 from leukodx.errors import ConfigError
+from leukodx.models.artifact import ModelBundle
 from leukodx.train.run import train
 
 
@@ -17,7 +18,8 @@ def trained_run(tmp_path_factory):
     generate(root / "data", n_per_class=40, size=64, seed=0, per_slide=5)
     cfg = TrainConfig(data=str(root / "data" / "manifest.csv"), model="efficientnet_lite0", image_size=64, epochs=3,
                       freeze_epochs=1, lr=1e-3, use_hashes=False, bootstrap=100, early_stopping_patience=0,
-                      workers=1)  # batches augmented in a DataLoader process, as on a GPU machine
+                      workers=1,  # batches augmented in a DataLoader process, as on a GPU machine
+                      refer_no_cell=0.05)  # and the no-white-cell probe fitted on the validation side
     summary = train(cfg, root / "run", progress=False)
     return root, summary
 
@@ -37,6 +39,9 @@ def test_run_folder_has_everything(trained_run):
     from leukodx.evaluate.model_card import write_model_card
     card = write_model_card(run, run / "card.md", "synthetic").read_text()
     assert f"environment {env['key']}" in card
+    probe = m["referral"]["cell_probe"]  # fitted beside the thresholds, named in the card
+    assert probe["n_with_cell"] == probe["n_without_cell"] > 0 and probe["flagged_without_cell_out_of_fold"] > 0.5
+    assert "no-white-cell probe" in card and ModelBundle.load(run / "model.pt").cell_probe is not None
     assert "weight soup" not in card
     (run / "soup.json").write_text(json.dumps({"models": ["a.pt", "b.pt"], "bn_refit": True}))  # benchmarks/weight_soup.py
     souped = write_model_card(run, run / "card.md", "synthetic").read_text()

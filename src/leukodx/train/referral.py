@@ -56,24 +56,26 @@ CELL_PROBE_SHIFTS = ("none", "grayscale", "blur_2", "lowres_32")  # each with an
 
 
 def probe_copies(records, pre) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """The validation records under `cell_probe_shifts()` -> (images, 1 where the cells were painted out,
-    the group of each: its slide where the records name slides, else its source image)."""
-    images, y, groups = [], [], []
-    for name, x, _ in shifted_copies(records, pre, cell_probe_shifts()):
+    """The validation records under CELL_PROBE_SHIFTS, each as it is and with its cells painted out of the
+    file (shift `cells_out`) -> (images, 1 where the cells were painted out, the group of each: its slide
+    where the records name slides, else its source image)."""
+    shifts = [*CELL_PROBE_SHIFTS, *("cells_out" if s == "none" else f"cells_out+{s}" for s in CELL_PROBE_SHIFTS)]
+    named = [r.group or str(i) for i, r in enumerate(records)]
+    images, no_cell, groups = [], [], []
+    for name, x, _ in shifted_copies(records, pre, shifts):
         images.append(x)
-        y.append(np.full(len(x), name.startswith("cells_out"), int))
-        named = [r.group or str(i) for i, r in enumerate(records)]
-        groups.append(named if len(named) == len(x) else [str(i) for i in range(len(x))])  # unreadable files dropped
-    return torch.cat(images), np.concatenate(y), np.concatenate(groups)
+        no_cell.append(np.full(len(x), name.startswith("cells_out"), int))
+        groups.append(named if len(x) == len(named) else [str(i) for i in range(len(x))])  # unreadable files dropped
+    return torch.cat(images), np.concatenate(no_cell), np.concatenate(groups)
 
 
-def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np.ndarray, source: np.ndarray,
+def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np.ndarray, groups: np.ndarray,
                           max_flagged: float = 0.005) -> dict:
     """Sets bundle.cell_probe in place (arguments from `probe_copies`; its threshold is fitted out of fold
     by those groups); returns what it fitted."""
     pre = PreprocessConfig(**bundle.preprocess)
     feats = logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True, views=bundle.views)
-    probe = CellProbe(max_flagged).fit(feats, no_cell, groups=source)
+    probe = CellProbe(max_flagged).fit(feats, no_cell, groups=groups)
     bundle.cell_probe = torch.from_numpy(probe.to_vector())
     return {"max_flagged": max_flagged, "C": probe.C, "folds": probe.folds, "n_with_cell": int((no_cell == 0).sum()),
             "n_without_cell": int(no_cell.sum()), "shifts": list(CELL_PROBE_SHIFTS),
@@ -81,8 +83,3 @@ def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np
             "flagged_without_cell_out_of_fold": probe.flagged_without_cell_,
             "fitted_on": "validation images as they are and under " + ", ".join(CELL_PROBE_SHIFTS[1:]) +
                          ", each against the same with its cells painted out of the file (`cells_out`)"}
-
-
-def cell_probe_shifts() -> list[str]:
-    """The shift names whose validation copies fit the probe, for shifted_copies."""
-    return [*CELL_PROBE_SHIFTS, *(f"cells_out+{s}" if s != "none" else "cells_out" for s in CELL_PROBE_SHIFTS)]

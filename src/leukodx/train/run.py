@@ -129,8 +129,8 @@ def calibrate(model, cfg: TrainConfig, data: CellDataModule, model_kwargs: dict,
                                            seed=cfg.seed, train_groups=data.train_groups(),
                                            shifted_val=shifted_copies(val.records, data.pre, cfg.refer_shifts))
     if cfg.refer_no_cell:
-        images, no_cell, source = probe_copies(val.records, data.pre)
-        info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, source, cfg.refer_no_cell)
+        images, no_cell, groups = probe_copies(val.records, data.pre)
+        info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, groups, cfg.refer_no_cell)
     return bundle
 
 
