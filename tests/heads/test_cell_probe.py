@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from leukodx.data.images import load_image
 from leukodx.data.synthetic import generate
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.errors import LeukodxError
 from leukodx.heads.cell_probe import NO_CELL, CellProbe, split_distance
+from leukodx.heads.referral import Referral
 from leukodx.models import create_model
 from leukodx.models.artifact import ModelBundle
 from leukodx.predict import Predictor
@@ -71,15 +73,32 @@ def _files(tmp_path, seed):
     return cells, empty
 
 
-def test_cell_less_fields_are_referred_as_not_a_cell_and_cells_are_kept(probed, tmp_path):
+def _flags(predictor, files):
+    """The probe's verdict per file (distance output >= NO_CELL), through a predictor's own scores."""
+    pre = predictor.pre
+    _, d, _ = predictor.scores(np.stack([pre.array(load_image(f)) for f in files]))
+    return split_distance(d)[1]
+
+
+def test_cell_less_fields_are_referred_and_cells_are_kept(probed, tmp_path):
     b, report = probed
-    assert report["n_with_cell"] == report["n_without_cell"] == 4 * 24 and report["flagged_with_cell_out_of_fold"] <= 0.06
+    assert report["n_with_cell"] == report["n_without_cell"] == 4 * 24
+    assert report["flagged_with_cell_out_of_fold"] <= 0.06 and report["flagged_without_cell_out_of_fold"] >= 0.9
     cells, empty = _files(tmp_path, 11)
-    preds, _ = Predictor(b).predict_paths(cells + empty)
+    predictor = Predictor(b)
+    assert _flags(predictor, empty).mean() >= 0.9 and _flags(predictor, cells).mean() <= 0.25
+    preds, _ = predictor.predict_paths(cells + empty)
     on_cells, on_empty = preds[:len(cells)], preds[len(cells):]
-    assert np.mean([p.refer_reason == "not_a_cell" for p in on_empty]) >= 0.9
-    assert np.mean([p.refer_reason == "not_a_cell" for p in on_cells]) <= 0.1
+    assert all(p.refer for p in on_empty)
+    assert np.mean([p.refer_reason == "not_a_cell" for p in on_cells]) <= 0.25
     assert all(p.unfamiliarity < NO_CELL for p in preds)  # users see the k-NN distance itself
+
+
+def test_the_probe_answers_only_for_familiar_images():
+    rule = Referral(0.5, 0.3)
+    p = np.array([[0.9, 0.05, 0.05]] * 3)
+    assert rule.reasons(p, np.array([NO_CELL + 0.1, NO_CELL + 0.5, 0.1])) == ["not_a_cell", "unfamiliar_image", None]
+    assert (rule.score(p[:2], np.array([NO_CELL + 0.1, 0.1])) >= 1).tolist() == [True, False]
 
 
 def test_the_probe_travels_in_the_model_file_and_the_onnx_graph(probed, tmp_path):
@@ -89,10 +108,12 @@ def test_the_probe_travels_in_the_model_file_and_the_onnx_graph(probed, tmp_path
     assert torch.equal(back.cell_probe, b.cell_probe)
     cells, empty = _files(tmp_path, 12)
     files = cells[::3] + empty[::3]
+    onnx = OnnxPredictor(export_onnx(back, tmp_path / "m.onnx"))
+    torch_flags = _flags(Predictor(back), files)
+    assert torch_flags.sum() >= len(empty[::3]) * 0.9 and (torch_flags == _flags(onnx, files)).all()
     t, _ = Predictor(back).predict_paths(files)
-    o, _ = OnnxPredictor(export_onnx(back, tmp_path / "m.onnx")).predict_paths(files)
+    o, _ = onnx.predict_paths(files)
     assert [p.refer_reason for p in t] == [p.refer_reason for p in o]
-    assert "not_a_cell" in [p.refer_reason for p in o]
     assert np.allclose([p.unfamiliarity for p in t], [p.unfamiliarity for p in o], atol=1e-3)
     d = torch.load(tmp_path / "m.pt", weights_only=True)
     for bad in (d["cell_probe"][:-3], torch.full_like(d["cell_probe"], float("nan"))):

@@ -10,7 +10,9 @@ hold a cell, scored out of fold, and is folded into the bias, so `decision_funct
 
 In the network (heads.familiarity.FamiliarNet) a flagged image gets NO_CELL added to its distance
 output: cosine distances lie in [0, 2], so the one output carries both signals, the ONNX file keeps
-its two outputs, and an older reader still refers such an image (as unfamiliar).
+its two outputs, and an older reader still refers such an image (as unfamiliar). Referral asks the
+probe only about images within the unfamiliar-image threshold: it learnt the training lab's cells, so
+an unfamiliar image (another stain, another lab) is referred as `unfamiliar_image`, not as no cell.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from leukodx.heads.cell_probe import NO_CELL
+from leukodx.heads.cell_probe import split_distance
 from leukodx.heads.expected import UNEXPECTED_MASS
 
 REASONS = ("invalid_output", "unreadable", "not_a_cell", "unfamiliar_image", "unexpected_class", "low_confidence")
@@ -65,16 +65,17 @@ class Referral:
         probs, distance = np.asarray(probs, float), np.asarray(distance, float)
         problems = problems if problems is not None else [None] * len(probs)
         share = np.ones(len(probs)) if expected_share is None else np.asarray(expected_share, float)
+        knn, no_cell = split_distance(distance)
         out = []
-        for p, d, prob, s in zip(probs, distance, problems, share):
+        for p, d, empty, prob, s in zip(probs, knn, no_cell, problems, share):
             if not (np.isfinite(p).all() and np.isfinite(d)):
                 out.append("invalid_output")
             elif prob:
                 out.append(prob)
-            elif d >= NO_CELL:  # the model's cell probe found no white cell (heads.cell_probe)
-                out.append("not_a_cell")
             elif d > self.unfamiliar:
                 out.append("unfamiliar_image")
+            elif empty:  # the cell probe (heads.cell_probe) speaks for images like the training lab's only
+                out.append("not_a_cell")
             elif s < UNEXPECTED_MASS:
                 out.append("unexpected_class")
             elif p.max() < self.confidence:
