@@ -1,11 +1,12 @@
 """Referral with a reason: which answers a person must check, and why.
 
 Reasons, most serious first: `invalid_output` (NaN / infinite probabilities), `unreadable` (blank or
-burnt-out image), `not_a_cell` (no stained object, or no white cell by the model's cell probe:
-leukodx.heads.cell_probe), `unfamiliar_image` (pooled features far from every training image: another
-lab, another kind of picture), `unexpected_class` (most of the probability on classes the lab said its
-images do not hold: leukodx.heads.expected), `low_confidence` (top probability under the threshold). Thresholds are fitted on validation data only and travel in the model file
-and the ONNX metadata, so both predictors answer alike.
+burnt-out image), `not_a_cell` (no stained object; or, for an image that is not unfamiliar, no white cell
+by the model's cell probe: leukodx.heads.cell_probe), `unfamiliar_image` (pooled features far from every
+training image: another lab, another kind of picture), `unexpected_class` (most of the probability on
+classes the lab said its images do not hold: leukodx.heads.expected), `low_confidence` (top probability
+under the threshold). Thresholds are fitted on validation data only and travel in the model file and the
+ONNX metadata, so both predictors answer alike.
 """
 from __future__ import annotations
 

@@ -109,7 +109,7 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         feats = logits_for(new.model, images, pre.mean, pre.std, pre_logits=True, views=new.views)
     threshold0 = new.unfamiliar_threshold
     # the cell probe learnt the source lab's cells: a new lab's cells, familiar once in the reference, would
-    # be flagged by it (tecom: 29% of real cells), so the adapted model goes without it
+    # be flagged by it (a scratch check on WBC v7: 29% of tecom's cells), so the adapted model goes without it
     dropped_probe, new.cell_probe = new.cell_probe is not None, None
     if new.reference is not None:  # a model that averages its views has one feature row per cell
         _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned or tapped)
