@@ -37,6 +37,10 @@ def test_probe_flags_its_share_of_cells_and_finds_the_other_kind():
         CellProbe().fit(cells, np.zeros(400))
     with pytest.raises(ValueError):
         CellProbe(max_flagged=0.7).fit(np.r_[cells, empty], np.r_[np.zeros(400), np.ones(400)])
+    with pytest.raises(ValueError, match="two groups"):  # one slide: no out-of-fold threshold
+        CellProbe().fit(np.r_[cells, empty], np.r_[np.zeros(400), np.ones(400)], groups=np.zeros(800))
+    three = CellProbe().fit(np.r_[cells, empty], np.r_[np.zeros(400), np.ones(400)], groups=np.arange(800) % 3)
+    assert three.flagged_without_cell_ > 0.8  # fewer groups than folds: one fold per group
     d, no = split_distance([0.1, NO_CELL + 0.3])
     assert np.allclose(d, [0.1, 0.3]) and list(no) == [False, True]
 
@@ -133,3 +137,13 @@ def test_adapt_leaves_the_probe_behind_and_says_so(probed, tmp_path):
     report.update(source_model="src.pt", source_sha256="0" * 64, data="lab", data_files_sha256="0" * 64,
                   added_classes=[])
     assert "no-white-cell probe" in adapt_card(new, report)
+
+
+def test_one_validation_slide_leaves_the_model_without_a_probe(probed):
+    import copy
+
+    b = copy.deepcopy(probed[0])
+    b.cell_probe = None
+    report = fit_bundle_cell_probe(b, torch.zeros(4, 3, S, S, dtype=torch.uint8), np.array([0, 0, 1, 1]),
+                                   np.array(["slide1"] * 4))
+    assert "one slide" in report["skipped"] and b.cell_probe is None

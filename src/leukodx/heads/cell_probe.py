@@ -49,8 +49,11 @@ class CellProbe(BaseEstimator):
         if set(np.unique(y)) != {0, 1}:
             raise ValueError("the cell probe needs images with a cell (0) and without one (1)")
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
+        folds = min(self.folds, len(np.unique(groups)))
+        if folds < 2:
+            raise ValueError("the cell probe's out-of-fold threshold needs images from at least two groups")
         oof = np.zeros(len(y))
-        for tr, te in GroupKFold(self.folds).split(X, y, groups):
+        for tr, te in GroupKFold(folds).split(X, y, groups):
             w, b = self._linear(X[tr], y[tr])
             oof[te] = X[te] @ w + b
         threshold = float(np.quantile(oof[y == 0], 1 - self.max_flagged))  # new images score like held-out ones

@@ -72,7 +72,10 @@ def probe_copies(records, pre) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
 def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np.ndarray, groups: np.ndarray,
                           max_flagged: float = 0.005) -> dict:
     """Sets bundle.cell_probe in place (arguments from `probe_copies`; its threshold is fitted out of fold
-    by those groups); returns what it fitted."""
+    by those groups); returns what it fitted. A validation side of one slide cannot place that threshold:
+    the model is then left without a probe (a trained model is never lost to it), and the report says so."""
+    if len(np.unique(groups)) < 2:
+        return {"skipped": "the validation side holds one slide: no out-of-fold threshold for the cell probe"}
     pre = PreprocessConfig(**bundle.preprocess)
     feats = logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True, views=bundle.views)
     probe = CellProbe(max_flagged).fit(feats, no_cell, groups=groups)
