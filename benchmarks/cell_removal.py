@@ -27,7 +27,6 @@ import common
 import numpy as np
 import torch
 from common import model_and_split
-from PIL import Image
 
 from leukodx.data.images import load_image
 from leukodx.evaluate.evaluate_run import bundle_outputs
@@ -36,10 +35,11 @@ from leukodx.evaluate.robustness import accuracy_ci
 from leukodx.explain.audit import cell_interventions
 from leukodx.heads.image_checks import image_problem
 from leukodx.predict.shipped import shipped_model
-from leukodx.transforms.cell_paint import cell_region, paint
 from leukodx.transforms.preprocess import MaskCorner
+from leukodx.transforms.shifts import build_shift
 
 MODELS = {"all_severity": "all", "wbc_type": "wbc"}
+CELLS_OUT = build_shift("cells_out")  # the same paint on the image file, as the cell probe is fitted
 
 
 def file_sha256(path) -> str:
@@ -48,9 +48,8 @@ def file_sha256(path) -> str:
 
 
 def variants(image, pre, rng) -> dict[str, np.ndarray]:
-    arr, raw = pre.array(image), np.asarray(image.convert("RGB"))
-    out = {"as seen": arr, **cell_interventions(arr),
-           "cells painted out of the file": pre.array(Image.fromarray(paint(raw, cell_region(raw))))}
+    arr = pre.array(image)
+    out = {"as seen": arr, **cell_interventions(arr), "cells painted out of the file": pre.array(CELLS_OUT(image))}
     corner = pre.cfg.mask_corner
     if corner:
         mc = MaskCorner()

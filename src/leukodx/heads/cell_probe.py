@@ -85,5 +85,6 @@ class CellProbe(BaseEstimator):
 
 
 def _unit(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    from sklearn.preprocessing import normalize
+
+    return normalize(np.asarray(X, dtype=np.float32))
