@@ -8,8 +8,11 @@ re-measured and the file's other rows are kept.
     .venv/bin/python benchmarks/adapt.py --methods "head, 8 views, self-training" --shots 5,10,20 --draws 10
     .venv/bin/python benchmarks/adapt.py --methods "head + block-5 features, 8 views" \
         "head + block-5 features, 8 views, self-training" --shots 5,10,20 --draws 10
+    .venv/bin/python benchmarks/adapt.py --methods "head, 8 views" --shots 10 --draws 10 --cell-probe
+        # + rows with the no-white-cell probe refitted on the k-shot cells, and the lab's other cells painted out
 """
 import argparse
+import copy
 import json
 import time
 from pathlib import Path
@@ -21,10 +24,11 @@ from leukodx.data.class_map import map_classes
 from leukodx.data.recipes import lab_of, load_dataset
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.evaluate.evaluate_run import bundle_outputs
+from leukodx.evaluate.robustness import shifted_copies
 from leukodx.evaluate.selective import selective_summary
 from leukodx.heads.expected import FIVE_PART, expected_mask, restrict
 from leukodx.models.artifact import ModelBundle
-from leukodx.train.adapt import FINETUNE, adapt_bundle
+from leukodx.train.adapt import FINETUNE, adapt_bundle, refit_cell_probe
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 ap = argparse.ArgumentParser()
@@ -32,6 +36,7 @@ ap.add_argument("--model", default="src/leukodx/shipped/wbc_type.pt")
 ap.add_argument("--draws", type=int, default=10)
 ap.add_argument("--shots", default="5,10,20")
 LIMITED = "+ --classes five-part"
+PROBE = "+ lab's cell probe"
 SELF = "head, 8 views, self-training"
 TAP, TAP_SELF = "head + block-5 features, 8 views", "head + block-5 features, 8 views, self-training"
 METHODS = {"head": ("head", 1, None), "bn+head": ("bn+head", 1, None), "head, 8 views": ("head", 8, None),
@@ -40,6 +45,9 @@ METHODS = {"head": ("head", 1, None), "bn+head": ("bn+head", 1, None), "head, 8 
 ap.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
 ap.add_argument("--five-part", action="store_true",
                 help=f"also score each adapted model with its answers limited to {FIVE_PART} (rows '... {LIMITED}')")
+ap.add_argument("--cell-probe", action="store_true",
+                help=f"also score the lab's other cells painted out of their files, and add rows '... {PROBE}' where "
+                     "the no-white-cell probe is refitted on the k-shot cells (as `leukodx adapt` does)")
 ap.add_argument("--out", default="results/adapt")
 ap.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
 a = ap.parse_args()
@@ -47,7 +55,9 @@ out = Path(a.out)
 
 
 def cell(r, m):
-    v = r[m]
+    v = r.get(m)
+    if v is None:
+        return "-"
     return f"{v:.3f}" if not isinstance(v, list) else f"{v[0]:.3f} ± {v[1]:.3f}"
 
 
@@ -79,14 +89,18 @@ def write_md(res: dict) -> None:
              ("- classes adapted: classes with more than k cells. Where it is fewer than the lab's classes (k = 20 on "
              "cellavision_blog), the other classes get no cells and the test side is mostly those classes: "
              "the drop there is the protocol, not the method."),
+             (f"- `{PROBE}` (`--cell-probe`): the adapted model's no-white-cell probe refitted on the k-shot cells against "
+              "their files with the cells painted out, as `leukodx adapt` does (rows without it: the model has none). "
+              "`painted out: referred / not_a_cell`: the lab's other cells painted out of their files (shift "
+              "`cells_out`, a field without its white cell), the share referred and the share referred as `not_a_cell`."),
              f"- {res['hardware']}.", "",
              ("| lab | method | k per class | classes adapted | n test | draws | accuracy | referred | accuracy on kept | "
-              "error AUROC |"), "|---|---|---|---|---|---|---|---|---|---|"]
+              "error AUROC | painted out: referred | painted out: not_a_cell |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(f"| {r['lab']} | {r['method']} | {r['k']} | {r.get('classes_adapted', '-')} | {r['n_test']} | "
                      f"{r['draws']} | "
                      f"{cell(r, 'accuracy')} | {cell(r, 'referred')} | {cell(r, 'accuracy_on_kept')} | "
-                     f"{cell(r, 'auroc_errors')} |")
+                     f"{cell(r, 'auroc_errors')} | {cell(r, 'painted_referred')} | {cell(r, 'painted_not_a_cell')} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -110,18 +124,27 @@ def score(b, images, y, limit=False):
             "accuracy_on_kept": sel["accuracy_on_kept"], "auroc_errors": sel["auroc_errors"]}
 
 
+def painted(b, images):
+    """The share referred, and referred as not_a_cell, of cells painted out of their files."""
+    _, probs, dist = bundle_outputs(b, images)
+    sel = selective_summary(probs, np.zeros(len(probs), int), dist, b.referral, images.permute(0, 2, 3, 1).numpy())
+    return {"painted_referred": sel["referred"], "painted_not_a_cell": sel["reasons"].get("not_a_cell", 0) / len(probs)}
+
+
 rows, t0 = [], time.time()
 for lab in sorted({lab_of(ext, r) for r in ext.records}):
     ds = ImageDataset(ext.subset([i for i, r in enumerate(ext.records) if lab_of(ext, r) == lab]), pre)
     x, y = ds.images, ds.labels.numpy()
+    x_out = next(shifted_copies(ds.records, pre, ["cells_out"]))[1] if a.cell_probe else None
     limits = [False, True] if a.five_part else [False]
+    variants = [(probe, lim) for probe in ([False, True] if a.cell_probe else [False]) for lim in limits]
     for lim in limits:
         rows.append({"lab": lab, "method": "zero-shot" + (f" {LIMITED}" if lim else ""), "k": 0, "n_test": len(y),
-                     **score(bundle, x, y, lim), "draws": 1})
+                     **score(bundle, x, y, lim), **(painted(bundle, x_out) if a.cell_probe else {}), "draws": 1})
     for k in [int(s) for s in a.shots.split(",")]:
         for name in a.methods:
             method, views, tap = METHODS[name]
-            res = {lim: [] for lim in limits}
+            res = {v: [] for v in variants}
             for draw in range(a.draws):
                 rng = np.random.default_rng(1000 * k + draw)
                 pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c in np.unique(y)
@@ -130,11 +153,17 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
                 unlabelled = x[rest] if name in (SELF, TAP_SELF) else None  # transductive: the cells it is then scored on
                 new, _ = adapt_bundle(bundle, x[pick], y[pick], method, seed=draw, views=views, unlabelled=unlabelled,
                                       tap_stage=tap)
-                for lim in limits:
-                    res[lim].append(score(new, x[rest], y[rest], lim))
-            for lim, got in res.items():
+                models = {False: new}
+                if a.cell_probe:
+                    models[True] = copy.deepcopy(new)
+                    refit_cell_probe(models[True], bundle, [ds.records[i] for i in pick], pre)
+                for probe, lim in variants:
+                    res[probe, lim].append({**score(models[probe], x[rest], y[rest], lim),
+                                            **(painted(models[probe], x_out[rest]) if a.cell_probe else {})})
+            for (probe, lim), got in res.items():
                 agg = {m: [float(np.nanmean([r[m] for r in got])), float(np.nanstd([r[m] for r in got]))] for m in got[0]}
-                rows.append({"lab": lab, "method": name + (f" {LIMITED}" if lim else ""), "k": k,
+                rows.append({"lab": lab, "method": name + (f" {PROBE}" if probe else "") + (f" {LIMITED}" if lim else ""),
+                             "k": k,
                              "n_test": int(len(y) - len(pick)), **agg, "draws": a.draws,
                              "classes_adapted": int(len(pick) // k)})
                 print(lab, rows[-1]["method"], k, {m: round(v[0], 3) for m, v in agg.items()},
@@ -151,8 +180,8 @@ if out.with_suffix(".json").is_file():  # rows not re-measured now are kept from
         rows += [r for r in old["rows"] if (r["lab"], r["method"], r["k"]) not in done]
         meta["draws"] = old["draws"] if len(a.methods) < len(METHODS) else a.draws
 order = {m: i for i, m in enumerate(["zero-shot", *METHODS])}
-rows.sort(key=lambda r: (r["lab"], r["k"], order.get(r["method"].removesuffix(f" {LIMITED}"), 99),
-                         r["method"].endswith(LIMITED)))
+rows.sort(key=lambda r: (r["lab"], r["k"], order.get(r["method"].removesuffix(f" {LIMITED}").removesuffix(f" {PROBE}"), 99),
+                         PROBE in r["method"], r["method"].endswith(LIMITED)))
 res = {**meta, "rows": rows}
 out.with_suffix(".json").write_text(json.dumps(res, indent=1))
 write_md(res)

@@ -356,10 +356,15 @@ def cmd_adapt(a) -> int:
         from leukodx.predict.results import collect_images
         unlabelled = [f for f in collect_images(a.unlabelled)[0] if is_image_file(f)]
     r = adapt_model(resolve_model(a.model), load_dataset(a.data), a.out, a.mode, a.add_classes, a.seed, not a.quiet,
-                    unlabelled, a.tap_stage)
+                    unlabelled, a.tap_stage, not a.no_cell_probe)
     print(f"adapted on {r['n_images']} cells ({', '.join(f'{k} {v}' for k, v in r['per_class'].items())}); "
           f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}"
           + (f"; self-trained on {r['pseudo_labelled']} of {r['unlabelled']} unlabelled cells" if r["unlabelled"] else ""))
+    if "cell_probe" in r:
+        probe = r["cell_probe"]
+        print(f"no-white-cell probe: skipped ({probe['skipped']})" if "skipped" in probe else
+              f"no-white-cell probe refitted on these cells (out of fold: flags {probe['flagged_with_cell_out_of_fold']:.1%} "
+              f"of cells, {probe['flagged_without_cell_out_of_fold']:.1%} of their painted-out copies)")
     print(f"model: {r['model']}\ncard: {r['card']}")
     return 0
 
@@ -601,6 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--tap-stage", type=_tap_stage, help="EfficientNet models: the new head also sees this block's "
                                                          "pooled features (mid-level texture and outline); 'auto' = 5 "
                                                          "where the model has it (results/adapt.md)")
+    ad.add_argument("--no-cell-probe", action="store_true", help="do not refit the source model's no-white-cell probe "
+                                                                   "on the lab's cells (the adapted model then has none)")
     ad.add_argument("--seed", type=int, default=0)
     ad.add_argument("--quiet", action="store_true")
     ad.set_defaults(func=cmd_adapt)

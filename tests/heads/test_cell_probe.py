@@ -1,6 +1,6 @@
 """The no-white-cell probe: fitted on cells against the same images with their cells painted out, it
 refers new cell-less fields as `not_a_cell`, keeps real cells, travels in the model file and the
-ONNX graph, and is left behind by adapt."""
+ONNX graph, and is refitted by adapt on the lab's cells."""
 import numpy as np
 import pytest
 import torch
@@ -61,6 +61,7 @@ def probed(tmp_path_factory):
     val = [r for r, v in zip(index.records, va) if v]
     images, no_cell, groups = probe_copies(val, pre)
     report = fit_bundle_cell_probe(b, images, no_cell, groups, max_flagged=0.05)
+    b.info = {**b.info, "referral": {"cell_probe": report}}  # as training records it (adapt refits at its share)
     return b, report
 
 
@@ -126,17 +127,33 @@ def test_the_probe_travels_in_the_model_file_and_the_onnx_graph(probed, tmp_path
             ModelBundle.load(tmp_path / "bad.pt")
 
 
-def test_adapt_leaves_the_probe_behind_and_says_so(probed, tmp_path):
-    from leukodx.train.adapt import adapt_card
+def test_adapt_refits_the_probe_on_the_lab_s_cells_or_leaves_it_behind_and_says_so(probed, tmp_path):
+    from leukodx.train.adapt import adapt_card, adapt_model
 
     b, _ = probed
     lab = generate(tmp_path / "lab", n_per_class=6, size=S, seed=5, classes=CLASSES)
     ds = ImageDataset(lab, Preprocess(PreprocessConfig(S, mean=(0.5,) * 3, std=(0.5,) * 3)))
-    new, report = adapt_bundle(b, ds.images, ds.labels.numpy())
+    new, report = adapt_bundle(b, ds.images, ds.labels.numpy())  # the network-only step cannot paint files
     assert b.cell_probe is not None and new.cell_probe is None and report["cell_probe_dropped"]
+    b.save(tmp_path / "src.pt")
+    refit = adapt_model(tmp_path / "src.pt", lab, tmp_path / "refit.pt")
+    assert refit["cell_probe"]["n_with_cell"] == refit["cell_probe"]["n_without_cell"] == 4 * 18
+    assert refit["cell_probe"]["max_flagged"] == 0.05  # the source's share
+    adapted = ModelBundle.load(tmp_path / "refit.pt")
+    assert adapted.cell_probe is not None and not torch.equal(adapted.cell_probe, b.cell_probe)
+    cells, empty = _files(tmp_path, 13)
+    predictor = Predictor(adapted)  # 18 cells, where the source had 24: a little less sure
+    assert _flags(predictor, empty).mean() >= 0.75 and _flags(predictor, cells).mean() <= 0.25
+    assert "refitted on the lab's 18 labelled cells" in (tmp_path / "refit.md").read_text()
+    without = adapt_model(tmp_path / "src.pt", lab, tmp_path / "none.pt", cell_probe=False)
+    assert "cell_probe" not in without and ModelBundle.load(tmp_path / "none.pt").cell_probe is None
+    assert "is not carried over" in (tmp_path / "none.md").read_text()
+    referred = [np.mean([p.refer for p in Predictor.load(tmp_path / f).predict_paths(empty)[0]])
+                for f in ("refit.pt", "none.pt")]
+    assert referred[0] > referred[1], referred  # the refitted probe refers cell-less fields the rest let through
     report.update(source_model="src.pt", source_sha256="0" * 64, data="lab", data_files_sha256="0" * 64,
-                  added_classes=[])
-    assert "no-white-cell probe" in adapt_card(new, report)
+                  added_classes=[], cell_probe={"skipped": "the lab's 2 labelled cells come from one slide"})
+    assert "no new one was fitted (the lab's 2" in adapt_card(new, report)
 
 
 def test_one_validation_slide_leaves_the_model_without_a_probe(probed):

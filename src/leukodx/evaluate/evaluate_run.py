@@ -98,7 +98,8 @@ def evaluate_bundle(bundle: ModelBundle, index: DatasetIndex, indices: list[int]
         bundle.conformal()), **{k: bundle.info.get("referral", {}).get(k, "validation images")
                                 for k in ("unfamiliar_fitted_on", "confidence_fitted_on")}}
     if bundle.cell_probe is not None:
-        m["referral"]["cell_probe"] = bundle.info.get("referral", {}).get("cell_probe", {})
+        m["referral"]["cell_probe"] = (bundle.info.get("adapted", {}).get("cell_probe")  # leukodx adapt refits it
+                                       or bundle.info.get("referral", {}).get("cell_probe", {}))
     m["inference_seconds"] = infer_s
     m["unreadable_files"] = ds.bad
     (out_dir / "metrics.json").write_text(json.dumps({**(extra or {}), **m}, indent=1))

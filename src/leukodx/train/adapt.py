@@ -5,7 +5,8 @@ the lab's images; optionally let the head also see an earlier block (`--tap-stag
 refit the linear head on frozen features with a prior towards the original head;
 fit the temperature on out-of-fold predictions; optionally fine-tune every weight on the lab's cells
 (`head+finetune`); add the lab's cells to the reference features so its images stop counting as
-unfamiliar (after fine-tuning or tapping the features have moved, so the lab's cells become the whole reference).
+unfamiliar (after fine-tuning or tapping the features have moved, so the lab's cells become the whole reference);
+where the source has a no-white-cell probe, refit it on the lab's cells against their painted-out copies.
 The original file is never touched; the new file's info and card name the adaptation data.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
 from leukodx.models.stage_tap import StageTap
+from leukodx.train.referral import fit_bundle_cell_probe, probe_copies
 from leukodx.transforms.preprocess import PreprocessConfig, normalize
 from leukodx.transforms.views import dihedral_views
 
@@ -109,7 +111,8 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         feats = logits_for(new.model, images, pre.mean, pre.std, pre_logits=True, views=new.views)
     threshold0 = new.unfamiliar_threshold
     # the cell probe learnt the source lab's cells: a new lab's cells, familiar once in the reference, would
-    # be flagged by it (a scratch check on WBC v7: 29% of tecom's cells), so the adapted model goes without it
+    # be flagged by it (a scratch check on WBC v7: 29% of tecom's cells); adapt_model refits it on the lab's
+    # cells (refit_cell_probe), which need their files
     dropped_probe, new.cell_probe = new.cell_probe is not None, None
     if new.reference is not None:  # a model that averages its views has one feature row per cell
         _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned or tapped)
@@ -169,11 +172,23 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
     bundle.reference = ref
 
 
+def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> dict:
+    """An adapted model's own no-white-cell probe (leukodx.heads.cell_probe), where its source had one: fitted
+    on the lab's labelled cells (`records`, their files) against the same files with their cells painted out,
+    as training fits it on validation images (leukodx.train.referral), flagging the same share of cells."""
+    share = source.info.get("referral", {}).get("cell_probe", {}).get("max_flagged", 0.005)
+    images, no_cell, groups = probe_copies(records, pre)
+    return fit_bundle_cell_probe(bundle, images, no_cell, groups, share, source=f"lab's {len(records)} labelled cells")
+
+
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
                 add_classes: bool = False, seed: int = 0, progress: bool = False,
-                unlabelled: list[Path] | None = None, tap_stage: int | str | None = None) -> dict:
+                unlabelled: list[Path] | None = None, tap_stage: int | str | None = None,
+                cell_probe: bool = True) -> dict:
     """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it.
     `tap_stage`: a block index, 'auto' (auto_tap_stage) or None (the head alone).
+    `cell_probe`: where the source model has a no-white-cell probe, refit it on the lab's cells
+    (refit_cell_probe); False leaves the adapted model without one.
     `unlabelled`: image files of more of the lab's cells, for self-training (files that do not decode or
     fail the image checks are skipped)."""
     from leukodx.data.torch_dataset import ImageDataset
@@ -204,6 +219,8 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
         tap_stage = auto_tap_stage(bundle)
     new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images,
                                tap_stage=tap_stage)
+    if report["cell_probe_dropped"] and cell_probe:
+        report["cell_probe"] = refit_cell_probe(new, bundle, ds.records, pre)
     files = sorted(mapped.key(r) for r in ds.records)
     report.update({"source_model": str(src_file), "source_sha256": hashlib.sha256(src_file.read_bytes()).hexdigest(),
                    "data": str(index.root or index.name), "added_classes": unknown, "unreadable_files": ds.bad,
@@ -279,7 +296,18 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
-        *([("- The source model's no-white-cell probe (`not_a_cell` from features) is not carried over: it learnt the "
-            "source lab's cells and would refer many of this lab's. Fields without a white cell are left to the image "
-            "checks and the unfamiliar-image distance.")] if report.get("cell_probe_dropped") else []),
+        *([_probe_line(report)] if report.get("cell_probe_dropped") else []),
         "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"
+
+
+def _probe_line(report: dict) -> str:
+    probe = report.get("cell_probe") or {}
+    if "fitted_on" in probe:
+        return (f"- No-white-cell probe (`not_a_cell` from features): refitted on the {probe['fitted_on']} (the source "
+                "model's learnt the source lab's cells); out of fold it flags "
+                f"{probe['flagged_with_cell_out_of_fold']:.1%} of those with a cell and "
+                f"{probe['flagged_without_cell_out_of_fold']:.1%} of those without.")
+    return ("- The source model's no-white-cell probe (`not_a_cell` from features) is not carried over: it learnt the "
+            "source lab's cells and would refer many of this lab's" + (f"; no new one was fitted ({probe['skipped']})"
+                                                                        if "skipped" in probe else "") +
+            ". Fields without a white cell are left to the image checks and the unfamiliar-image distance.")

@@ -70,12 +70,13 @@ def probe_copies(records, pre) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
 
 
 def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np.ndarray, groups: np.ndarray,
-                          max_flagged: float = 0.005) -> dict:
+                          max_flagged: float = 0.005, source: str = "validation images") -> dict:
     """Sets bundle.cell_probe in place (arguments from `probe_copies`; its threshold is fitted out of fold
     by those groups); returns what it fitted. A validation side of one slide cannot place that threshold:
-    the model is then left without a probe (a trained model is never lost to it), and the report says so."""
+    the model is then left without a probe (a trained model is never lost to it), and the report says so.
+    `source` names the images in the report (validation images; a lab's cells for `leukodx adapt`)."""
     if len(np.unique(groups)) < 2:
-        return {"skipped": "the validation side holds one slide: no out-of-fold threshold for the cell probe"}
+        return {"skipped": f"the {source} come from one slide: no out-of-fold threshold for the cell probe"}
     pre = PreprocessConfig(**bundle.preprocess)
     feats = logits_for(bundle.model, images, pre.mean, pre.std, pre_logits=True, views=bundle.views)
     probe = CellProbe(max_flagged).fit(feats, no_cell, groups=groups)
@@ -84,5 +85,5 @@ def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np
             "n_without_cell": int(no_cell.sum()), "shifts": list(CELL_PROBE_SHIFTS),
             "flagged_with_cell_out_of_fold": probe.flagged_with_cell_,
             "flagged_without_cell_out_of_fold": probe.flagged_without_cell_,
-            "fitted_on": "validation images as they are and under " + ", ".join(CELL_PROBE_SHIFTS[1:]) +
+            "fitted_on": f"{source} as they are and under " + ", ".join(CELL_PROBE_SHIFTS[1:]) +
                          ", each against the same with its cells painted out of the file (`cells_out`)"}
