@@ -128,6 +128,8 @@ def test_the_probe_travels_in_the_model_file_and_the_onnx_graph(probed, tmp_path
 
 
 def test_adapt_refits_the_probe_on_the_lab_s_cells_or_leaves_it_behind_and_says_so(probed, tmp_path):
+    from dataclasses import replace
+
     from leukodx.train.adapt import adapt_card, adapt_model
 
     b, _ = probed
@@ -145,6 +147,9 @@ def test_adapt_refits_the_probe_on_the_lab_s_cells_or_leaves_it_behind_and_says_
     predictor = Predictor(adapted)  # 18 cells, where the source had 24: a little less sure
     assert _flags(predictor, empty).mean() >= 0.75 and _flags(predictor, cells).mean() <= 0.25
     assert "refitted on the lab's 18 labelled cells" in (tmp_path / "refit.md").read_text()
+    one_case = replace(lab, records=[replace(r, group="case1") for r in lab.records])  # a web app case: one slide
+    assert adapt_model(tmp_path / "src.pt", one_case, tmp_path / "case.pt")["cell_probe"]["grouped_by"] == "image (one slide)"
+    assert ModelBundle.load(tmp_path / "case.pt").cell_probe is not None
     without = adapt_model(tmp_path / "src.pt", lab, tmp_path / "none.pt", cell_probe=False)
     assert "cell_probe" not in without and ModelBundle.load(tmp_path / "none.pt").cell_probe is None
     assert "is not carried over" in (tmp_path / "none.md").read_text()
