@@ -140,7 +140,7 @@ def test_adapt_refits_the_probe_on_the_lab_s_cells_or_leaves_it_behind_and_says_
     b.save(tmp_path / "src.pt")
     refit = adapt_model(tmp_path / "src.pt", lab, tmp_path / "refit.pt")
     assert refit["cell_probe"]["n_with_cell"] == refit["cell_probe"]["n_without_cell"] == 4 * 18
-    assert refit["cell_probe"]["max_flagged"] == 0.05  # the source's share
+    assert refit["cell_probe"]["max_flagged"] == 0.05 and refit["cell_probe"]["grouped_by"] == "slide"
     adapted = ModelBundle.load(tmp_path / "refit.pt")
     assert adapted.cell_probe is not None and not torch.equal(adapted.cell_probe, b.cell_probe)
     cells, empty = _files(tmp_path, 13)
@@ -148,7 +148,7 @@ def test_adapt_refits_the_probe_on_the_lab_s_cells_or_leaves_it_behind_and_says_
     assert _flags(predictor, empty).mean() >= 0.75 and _flags(predictor, cells).mean() <= 0.25
     assert "refitted on the lab's 18 labelled cells" in (tmp_path / "refit.md").read_text()
     one_case = replace(lab, records=[replace(r, group="case1") for r in lab.records])  # a web app case: one slide
-    assert adapt_model(tmp_path / "src.pt", one_case, tmp_path / "case.pt")["cell_probe"]["grouped_by"] == "image (one slide)"
+    assert adapt_model(tmp_path / "src.pt", one_case, tmp_path / "case.pt")["cell_probe"]["grouped_by"] == "image; the cells share one slide"
     assert ModelBundle.load(tmp_path / "case.pt").cell_probe is not None
     without = adapt_model(tmp_path / "src.pt", lab, tmp_path / "none.pt", cell_probe=False)
     assert "cell_probe" not in without and ModelBundle.load(tmp_path / "none.pt").cell_probe is None

@@ -180,12 +180,13 @@ def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> 
     Its threshold comes out of fold by slide; cells all of one slide or case (the web app's reviewed cells)
     are grouped by image instead, so a lab's first case still gets a probe."""
     share = source.info.get("referral", {}).get("cell_probe", {}).get("max_flagged", 0.005)
-    one_slide = len({r.group for r in records}) == 1
-    if one_slide:
-        records = [replace(r, group=None) for r in records]
+    named = {r.group for r in records}
+    grouped_by = "image" if named == {None} else "slide"
+    if len(named) == 1 and grouped_by == "slide":
+        records, grouped_by = [replace(r, group=None) for r in records], "image; the cells share one slide"
     images, no_cell, groups = probe_copies(records, pre)
     report = fit_bundle_cell_probe(bundle, images, no_cell, groups, share, source=f"lab's {len(records)} labelled cells")
-    return {**report, "grouped_by": "image (one slide)" if one_slide else "slide"}
+    return {**report, "grouped_by": grouped_by}
 
 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
@@ -311,8 +312,8 @@ def _probe_line(report: dict) -> str:
     probe = report.get("cell_probe") or {}
     if "fitted_on" in probe:
         return (f"- No-white-cell probe (`not_a_cell` from features): refitted on the {probe['fitted_on']} (the source "
-                "model's learnt the source lab's cells); out of fold (grouped by "
-                f"{probe.get('grouped_by', 'slide')}) it flags "
+                f"model's learnt the source lab's cells); out of fold (grouped by {probe.get('grouped_by', 'slide')}) "
+                "it flags "
                 f"{probe['flagged_with_cell_out_of_fold']:.1%} of those with a cell and "
                 f"{probe['flagged_without_cell_out_of_fold']:.1%} of those without.")
     return ("- The source model's no-white-cell probe (`not_a_cell` from features) is not carried over: it learnt the "
