@@ -90,7 +90,8 @@ def write_md(res: dict) -> None:
              "cellavision_blog), the other classes get no cells and the test side is mostly those classes: "
              "the drop there is the protocol, not the method."),
              (f"- `{PROBE}` (`--cell-probe`): the adapted model's no-white-cell probe refitted on the k-shot cells against "
-              "their files with the cells painted out, as `leukodx adapt` does (rows without it: the model has none). "
+              "their files with the cells painted out, as `leukodx adapt` does (adapted rows without it: the model has none; zero-shot rows: the shipped model "
+              "with its own probe). "
               "`painted out: referred / not_a_cell`: the lab's other cells painted out of their files (shift "
               "`cells_out`, a field without its white cell), the share referred and the share referred as `not_a_cell`."),
              f"- {res['hardware']}.", "",
