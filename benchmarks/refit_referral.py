@@ -22,7 +22,7 @@ from leukodx.evaluate.robustness import shifted_copies
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
-from leukodx.train.referral import fit_bundle_cell_probe, fit_bundle_referral, probe_copies
+from leukodx.train.referral import fit_bundle_referral, fit_cell_probe_on
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 KEEP = ("model", "pretrained", "data", "split", "image_size", "epochs_run", "train_seconds", "hardware",
@@ -64,9 +64,7 @@ bundle.info["referral"] = fit_bundle_referral(bundle, tr.images, tr.labels.numpy
                                               train_groups=tr_groups,
                                               shifted_val=shifted_copies(va.records, pre, cfg.refer_shifts))
 if cfg.refer_no_cell:
-    images, no_cell, groups = probe_copies(va.records, pre)
-    bundle.info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, groups, cfg.refer_no_cell)
-    del images
+    bundle.info["referral"]["cell_probe"] = fit_cell_probe_on(bundle, va.records, pre, cfg.refer_no_cell)
 print(json.dumps(bundle.info["referral"]))
 bundle.save(run / "model.pt")
 te = split.indices(index, "test")

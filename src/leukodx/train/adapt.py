@@ -30,7 +30,7 @@ from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
 from leukodx.models.stage_tap import StageTap
-from leukodx.train.referral import fit_bundle_cell_probe, probe_copies
+from leukodx.train.referral import fit_cell_probe_on
 from leukodx.transforms.preprocess import PreprocessConfig, normalize
 from leukodx.transforms.views import dihedral_views
 
@@ -184,8 +184,7 @@ def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> 
     grouped_by = "image" if named == {None} else "slide"
     if len(named) == 1 and grouped_by == "slide":
         records, grouped_by = [replace(r, group=None) for r in records], "image; the cells share one slide"
-    images, no_cell, groups = probe_copies(records, pre)
-    report = fit_bundle_cell_probe(bundle, images, no_cell, groups, share, source=f"lab's {len(records)} labelled cells")
+    report = fit_cell_probe_on(bundle, records, pre, share, source=f"lab's {len(records)} labelled cells")
     return {**report, "grouped_by": grouped_by}
 
 

@@ -87,3 +87,10 @@ def fit_bundle_cell_probe(bundle: ModelBundle, images: torch.Tensor, no_cell: np
             "flagged_without_cell_out_of_fold": probe.flagged_without_cell_,
             "fitted_on": f"{source} as they are and under " + ", ".join(CELL_PROBE_SHIFTS[1:]) +
                          ", each against the same with its cells painted out of the file (`cells_out`)"}
+
+
+def fit_cell_probe_on(bundle: ModelBundle, records, pre, max_flagged: float = 0.005,
+                      source: str = "validation images") -> dict:
+    """`probe_copies` of these records, then `fit_bundle_cell_probe`: what training, refit_referral and adapt run."""
+    images, no_cell, groups = probe_copies(records, pre)
+    return fit_bundle_cell_probe(bundle, images, no_cell, groups, max_flagged, source)

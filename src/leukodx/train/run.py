@@ -35,7 +35,7 @@ from leukodx.models.inference import logits_for
 from leukodx.models.registry import create_model, sized_kwargs
 from leukodx.train.data import CellDataModule, run_split
 from leukodx.train.environment import save_environment
-from leukodx.train.referral import fit_bundle_cell_probe, fit_bundle_referral, probe_copies
+from leukodx.train.referral import fit_bundle_referral, fit_cell_probe_on
 from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
 
 
@@ -129,8 +129,7 @@ def calibrate(model, cfg: TrainConfig, data: CellDataModule, model_kwargs: dict,
                                            seed=cfg.seed, train_groups=data.train_groups(),
                                            shifted_val=shifted_copies(val.records, data.pre, cfg.refer_shifts))
     if cfg.refer_no_cell:
-        images, no_cell, groups = probe_copies(val.records, data.pre)
-        info["referral"]["cell_probe"] = fit_bundle_cell_probe(bundle, images, no_cell, groups, cfg.refer_no_cell)
+        info["referral"]["cell_probe"] = fit_cell_probe_on(bundle, val.records, data.pre, cfg.refer_no_cell)
     return bundle
 
 
