@@ -1,6 +1,9 @@
 """Measure the cell finder (leukodx.transforms.cell_finder) before relying on it (issue 13):
 - wbc_external: expert nucleus / cytoplasm masks -> nucleus Dice, centre error (distance from the
   found centre to the expert cell's centroid, in cell diameters), nucleus size ratio;
+- wbc_external: the classic pipeline's background masks (the whole white cell) against the expert cell
+  (nucleus + cytoplasm), on the 64-px copy that pipeline masks: Otsu on gray levels
+  (`preprocess.cell_mask`, the published threshold segmentation) and `cell_finder.whole_cell_mask`;
 - bccd_smears: share of fields with a WBC box whose found centre lies inside a WBC box.
 Writes results/cell_finder.{json,md}.   python benchmarks/cell_finder.py
 """
@@ -13,9 +16,14 @@ import numpy as np
 from PIL import Image
 
 from leukodx.data.paths import shared_data_dir
-from leukodx.transforms.cell_finder import find_nucleus
+from leukodx.transforms.cell_finder import find_nucleus, whole_cell_mask
+from leukodx.transforms.preprocess import cell_mask
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def dice_of(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
 
 
 def masks(root: Path, lab: str) -> list[dict]:
@@ -30,7 +38,10 @@ def masks(root: Path, lab: str) -> list[dict]:
         cell_d = 2 * np.sqrt(cell_true.sum() / np.pi)
         err = np.hypot(found.centre[0] - xs.mean(), found.centre[1] - ys.mean()) / cell_d
         true_d = 2 * np.sqrt(nuc_true.sum() / np.pi)
-        rows.append({"image": f"{lab}/{img_path.parent.name}/{img_path.name}", "dice": float(dice),
+        small = Image.open(img_path).convert("RGB").resize((64, 64), Image.Resampling.BILINEAR)
+        cell64 = np.asarray(Image.fromarray(cell_true).resize((64, 64), Image.Resampling.NEAREST))
+        rows.append({"cell_dice_otsu_64px": dice_of(cell_mask(small), cell64),
+                     "cell_dice_whole_cell_64px": dice_of(whole_cell_mask(small), cell64),"image": f"{lab}/{img_path.parent.name}/{img_path.name}", "dice": float(dice),
                      "centre_error_cell_diameters": float(err), "size_ratio": float(found.diameter / true_d),
                      "found": found.found})
     return rows
@@ -55,7 +66,8 @@ def summary(rows: list[dict]) -> dict:
     d = np.array([r["dice"] for r in rows])
     e = np.array([r["centre_error_cell_diameters"] for r in rows])
     s = np.array([r["size_ratio"] for r in rows])
-    return {"n": len(rows), "dice_median": float(np.median(d)), "dice_mean": float(d.mean()),
+    cell = {k: float(np.median([r[f"cell_dice_{k}_64px"] for r in rows])) for k in ("otsu", "whole_cell")}
+    return {"cell_dice_median_64px": cell,"n": len(rows), "dice_median": float(np.median(d)), "dice_mean": float(d.mean()),
             "centre_error_median": float(np.median(e)), "centre_error_p90": float(np.percentile(e, 90)),
             "share_centre_within_quarter_diameter": float((e < 0.25).mean()),
             "size_ratio_median": float(np.median(s)), "size_ratio_p10_p90": np.percentile(s, [10, 90]).tolist()}
@@ -87,6 +99,14 @@ def main():
     for key, r in res["per_class"].items():
         lines.append(f"| {key} | {r['n']} | {r['dice_median']:.3f} | {r['size_ratio_median']:.2f} "
                      f"({r['size_ratio_p10_p90'][0]:.2f}-{r['size_ratio_p10_p90'][1]:.2f}) |")
+    lines += ["", ("The classic pipeline's background mask (`mask_background`) against the expert cell, nucleus and "
+                   "cytoplasm, on the 64-px copy it masks: median Dice of Otsu on gray levels (the published threshold "
+                   "segmentation, `preprocess.cell_mask`) and of the whole-cell mask (`keep_cytoplasm`, "
+                   "`cell_finder.whole_cell_mask`)."), "",
+              "| set / class | n | Otsu on gray levels | whole-cell mask |", "|---|---|---|---|"]
+    for key, r in [(f"wbc_external/{lab}", res[lab]) for lab in ("tecom", "cellavision_blog")] + list(res["per_class"].items()):
+        c = r["cell_dice_median_64px"]
+        lines.append(f"| {key} | {r['n']} | {c['otsu']:.3f} | {c['whole_cell']:.3f} |")
     b = res["bccd_smears"]
     lines += ["", (f"BCCD smear fields with a WBC box: {b['fields']}; found centre inside a WBC box in "
                   f"{b['centre_inside_a_wbc_box']:.3f} of them.")]

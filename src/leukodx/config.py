@@ -71,6 +71,7 @@ class TrainConfig(YamlConfig):
     gaussian_sigma: float = 0.0
     grayscale: bool = False
     mask_background: bool = False        # whiten pixels outside the Otsu cell mask
+    keep_cytoplasm: bool = False         # with mask_background: the mask is the whole white cell, not Otsu's darkest pixels
     cell_centre: float = 0.0             # >0: centre the white cell, crop this many nucleus diameters around it
     mask_corner: bool = False            # cover a burned-in scale-bar label (bottom-right corner)
     white_balance: bool = False          # divide each image by its background colour (neutral background)
@@ -87,6 +88,8 @@ class TrainConfig(YamlConfig):
     tone_curves: float = 0.0             # >0 (augment: robust): probability of random per-channel gamma curves
     paint_out_cells: float = 0.0         # >0: share of training images shown with their stained cells painted out,
                                          # target: no class (uniform); as many again with the paint beside the cells
+    consistency: float = 0.0             # >0: weight of a Jensen-Shannon consistency loss between two augmented
+                                         # views of each training image (AugMix's term; twice the compute per step)
     ema_decay: float = 0.0               # >0: validate, checkpoint and ship an exponential moving average of the weights
     epochs: int = 10
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
@@ -159,6 +162,7 @@ class TrainConfig(YamlConfig):
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
+                  ("consistency", 0 <= self.consistency <= 100),
                   ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),
                   ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),

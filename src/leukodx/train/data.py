@@ -16,6 +16,7 @@ from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import Split, make_split
 from leukodx.data.torch_dataset import ImageDataset
 from leukodx.errors import LeukodxError
+from leukodx.transforms.augment import TwoViews
 from leukodx.transforms.cell_paint import paint_out_cells, recentred
 from leukodx.transforms.preprocess import Preprocess
 
@@ -109,8 +110,9 @@ class CellDataModule(pl.LightningDataModule):
         if self.train_ds is not None:
             return
         cfg, t = self.cfg, time.perf_counter()
+        augment = TwoViews(cfg.train_augment()) if cfg.consistency > 0 else cfg.train_augment()
         self.train_ds = ImageDataset(with_synthetic(self.index, self.train_idx, cfg), self.pre,
-                                     cfg.train_augment(), cfg.threads, self.progress)
+                                     augment, cfg.threads, self.progress)
         self.val_ds = ImageDataset(self.index.subset(self.val_idx), self.pre, None, cfg.threads, self.progress)
         self.load_seconds = time.perf_counter() - t
         if len(self.train_ds) == 0 or len(self.val_ds) == 0:

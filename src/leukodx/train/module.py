@@ -11,6 +11,14 @@ from leukodx.train.schedule import warmup_cosine
 from leukodx.transforms.preprocess import normalize
 
 
+def js_divergence(logits: torch.Tensor) -> torch.Tensor:
+    """logits (B, V, K) of V views per image -> mean Jensen-Shannon divergence of each image's V answers
+    from their average (natural log; 0 when the views agree)."""
+    logp = logits.float().log_softmax(-1)
+    log_mean = (logp.exp().mean(1, keepdim=True)).clamp_min(1e-7).log()
+    return (logp.exp() * (logp - log_mean)).sum(-1).mean()
+
+
 class ClassifierModule(pl.LightningModule):
     """Wraps any registry model. Takes uint8 batches and normalises them (the one `normalize`).
     Schedules: "cosine" = linear warm-up over `warmup_steps`, then cosine to 0 over the run's optimiser
@@ -19,14 +27,14 @@ class ClassifierModule(pl.LightningModule):
     def __init__(self, model: nn.Module, num_classes: int, mean, std, lr: float = 1e-3, weight_decay: float = 1e-4,
                  optimizer: str = "adamw", scheduler: str = "cosine", warmup_steps: int = 0,
                  class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
-                 plateau_factor: float = 0.2, monitor: str = "val_loss"):
+                 plateau_factor: float = 0.2, monitor: str = "val_loss", consistency: float = 0.0):
         super().__init__()
         self.model = model
         self.mean, self.std = tuple(mean), tuple(std)
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(num_classes))
         self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler,
                    "warmup_steps": warmup_steps, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
-                   "monitor": monitor}
+                   "monitor": monitor, "consistency": consistency}
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_auc = MulticlassAUROC(num_classes)
 
@@ -36,11 +44,18 @@ class ClassifierModule(pl.LightningModule):
 
     def training_step(self, batch, _):
         x, y = batch
+        views = x.shape[1] if x.ndim == 5 else 1
+        if views > 1:  # image i's views become rows i*views ... i*views + views - 1
+            x, y = x.flatten(0, 1), y.repeat_interleave(views)
         logits = self(x)
+        js = js_divergence(logits.view(-1, views, logits.shape[1])) if views > 1 else None
         if (y < 0).any():  # a label < 0 (train.data.NO_CLASS) asks for no class: a uniform answer
             k = logits.shape[1]
             y = torch.where((y < 0)[:, None], torch.full_like(logits, 1 / k), F.one_hot(y.clamp(min=0), k).to(logits))
         loss = F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hp["label_smoothing"])
+        if js is not None:
+            self.log("train_js", js, on_step=False, on_epoch=True)
+            loss = loss + self.hp["consistency"] * js
         self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 

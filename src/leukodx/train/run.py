@@ -62,7 +62,7 @@ def preprocess_for(cfg: TrainConfig, model) -> Preprocess:
     return Preprocess(PreprocessConfig(cfg.image_size, cfg.gaussian_sigma, cfg.grayscale,
                                        tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
                                        tuple(pcfg.get("std", (0.229, 0.224, 0.225))), cfg.mask_background,
-                                       cfg.cell_centre, cfg.mask_corner, cfg.white_balance, cfg.stained_only,
+                                       cfg.keep_cytoplasm, cfg.cell_centre, cfg.mask_corner, cfg.white_balance, cfg.stained_only,
                                        cfg.stain_free, cfg.nucleus_only))
 
 
@@ -158,7 +158,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     module = ClassifierModule(model.to(memory_format=torch.channels_last), len(index.classes), data.pre.cfg.mean,
                               data.pre.cfg.std, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler,
                               cfg.warmup_steps, data.loss_weights(), cfg.label_smoothing, cfg.plateau_factor,
-                              cfg.monitor)
+                              cfg.monitor, cfg.consistency)
     trainer, best_cb = _trainer(cfg, run_dir, resume, progress)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(run_dir / "checkpoints" / "last.ckpt") if resume else None)

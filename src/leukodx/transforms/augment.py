@@ -198,6 +198,17 @@ class RandomToneCurves:
         return (y * 255).round().clamp(0, 255).to(torch.uint8)
 
 
+class TwoViews:
+    """Two independent draws of `t` on one image, stacked (2, C, H, W): the pair a consistency loss
+    compares (train.module, cfg.consistency)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __call__(self, x):
+        return torch.stack([self.t(x), self.t(x)])
+
+
 class RandomApply:
     def __init__(self, t, p: float):
         self.t, self.p = t, p

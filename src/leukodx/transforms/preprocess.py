@@ -114,11 +114,18 @@ class WhiteBalance:
 
 
 class MaskBackground:
-    """Threshold segmentation (Sudhakar et al.): pixels outside the Otsu cell mask become white."""
+    """Threshold segmentation (Sudhakar et al.): pixels outside the Otsu cell mask become white. Otsu
+    on gray levels keeps the darkest pixels, often the nucleus alone; `keep_cytoplasm` keeps the whole
+    white cell instead (cell_finder.whole_cell_mask)."""
+
+    def __init__(self, keep_cytoplasm: bool = False):
+        self.keep_cytoplasm = keep_cytoplasm
 
     def __call__(self, img: Image.Image) -> Image.Image:
+        from leukodx.transforms.cell_finder import whole_cell_mask
+
         a = np.array(img.convert("RGB"))
-        a[~cell_mask(img)] = 255
+        a[~(whole_cell_mask(img) if self.keep_cytoplasm else cell_mask(img))] = 255
         return Image.fromarray(a)
 
 
@@ -200,6 +207,7 @@ class PreprocessConfig:
     mean: tuple = IMAGENET_MEAN
     std: tuple = IMAGENET_STD
     mask_background: bool = False
+    keep_cytoplasm: bool = False  # mask_background keeps nucleus and cytoplasm (not Otsu's darkest pixels)
     cell_centre: float = 0.0     # >0: crop a square of this many nucleus diameters around the white cell
     mask_corner: bool = False    # cover a burned-in scale-bar label in the bottom-right corner
     white_balance: bool = False  # divide by the background colour first (neutral background)
@@ -234,7 +242,7 @@ class Preprocess:
         if cfg.stained_only:
             steps.append(StainedOnly())
         if cfg.mask_background:
-            steps.append(MaskBackground())
+            steps.append(MaskBackground(cfg.keep_cytoplasm))
         if cfg.gaussian_sigma > 0:
             steps.append(GaussianLowPass(cfg.gaussian_sigma))
         if cfg.grayscale:
