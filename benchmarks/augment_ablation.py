@@ -55,6 +55,13 @@ VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 + random tone curves p 1": {**V3, "tone_curves": 1.0},
                  "v3 re-run with current code (seed 1)": {**V3, "seed": 1},
                  "v3 + random tone curves p 0.5 (seed 1)": {**V3, "tone_curves": 0.5, "seed": 1}})
+# a consistency loss between two augmented views of each image (AugMix's Jensen-Shannon term, lambda 12)
+CONS = {"consistency": 12.0}
+VARIANTS.update({"v3 + consistency loss 12": {**V3, **CONS},
+                 "v3 + consistency loss 12 (seed 1)": {**V3, **CONS, "seed": 1},
+                 "v3 + random tone curves p 0.5 + consistency loss 12": {**V3, **CONS, "tone_curves": 0.5},
+                 "v3 + random tone curves p 0.5 + consistency loss 12 (seed 1)": {**V3, **CONS, "tone_curves": 0.5,
+                                                                                "seed": 1}})
 # stain-free input (nucleus mask + stretched darkness): the colour ingredients have nothing left to vary
 VARIANTS.update({"v3 with stain-free input": {**V3, "stain_free": True,
                                               "augment_drop": ["scale", "background", "hed", "colour", "hue", "grayscale"]},
@@ -137,6 +144,9 @@ def main():
               "`random tone curves` raise each colour channel to its own random power (`tone_curves`: probability; gamma "
               "log-uniform in 0.5-2): dark and pale parts change hue by different amounts, which a global hue turn does not do. "
               "Rows marked (seed 1) use seed 1 for both the split and the training: compare them with each other only."),
+             ("- `consistency loss 12` rows: each training image comes as two independent draws of the augmentation, "
+              "and the loss adds 12 x the Jensen-Shannon divergence of the two answers to their cross-entropy (AugMix's "
+              "consistency term, Hendrycks et al. 2020; `consistency`): the same epochs, so twice the images per step."),
              ("- The last rows change what the network sees (issue 13's lymphocyte question): `stain_free` renders each "
               "centred cell as its nucleus mask (red) and its green-light absorption stretched per image (green, blue), "
               "with the colour ingredients dropped; `nucleus_only` paints everything beyond 0.1 nucleus diameters of the "

@@ -5,6 +5,7 @@ cellavision_blog at 128 / 64 px at about 58 / 29 px. Zero-shot, classes mapped b
 bootstrap over images. Writes results/external_lowres.{json,md}.
   python benchmarks/external_lowres.py v1=runs/v1/wbc_type v2=runs/wbc_type v3=src/leukodx/shipped/wbc_type.pt
 """
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -17,6 +18,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIFTS = {"tecom": ["none", "lowres_64", "lowres_32"], "cellavision_blog": ["none", "lowres_128", "lowres_64"]}
 
 
+def sha256(path: str) -> str:
+    p = Path(path)
+    return hashlib.sha256((p / "model.pt" if p.is_dir() else p).read_bytes()).hexdigest()
+
+
 def main():
     models = sys.argv[1:] or ["src/leukodx/shipped/wbc_type.pt"]
     ext = load_dataset("wbc_external")
@@ -25,7 +31,9 @@ def main():
              ("- lowres_N: each image downscaled to N px across and back up. tecom images are 120 px with the cell "
              "filling them (lowres_32: cell about 27 px across); cellavision_blog fields are 300 px with the cell "
              "about half of them (lowres_64: cell about 29 px)."),
-             "- 95% CI by bootstrap over images; 2 CPU cores.", "",
+             "- 95% CI by bootstrap over images; 2 CPU cores.",
+             "- Model files (sha256): " + "; ".join(f"{m.rpartition('=')[0] or m} {sha256(m.rpartition('=')[2])[:16]}..."
+                                                    for m in models), "",
              "| model | lab | shift | n | accuracy [95% CI] | referred | accuracy on kept |", "|---|---|---|---|---|---|---|"]
     out = []
     for arg in models:  # LABEL=PATH or PATH; PATH a run folder or a model file
