@@ -12,6 +12,7 @@ train_summary.json.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -59,11 +60,9 @@ def _open_run(cfg: TrainConfig, run_dir: Path, resume: bool) -> None:
 def preprocess_for(cfg: TrainConfig, model) -> Preprocess:
     """The run's input pipeline; mean / std are the model's own (pretrained_cfg) or ImageNet's."""
     pcfg = getattr(model, "pretrained_cfg", {}) or {}
-    return Preprocess(PreprocessConfig(cfg.image_size, cfg.gaussian_sigma, cfg.grayscale,
-                                       tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
-                                       tuple(pcfg.get("std", (0.229, 0.224, 0.225))), cfg.mask_background,
-                                       cfg.keep_cytoplasm, cfg.cell_centre, cfg.mask_corner, cfg.white_balance, cfg.stained_only,
-                                       cfg.stain_free, cfg.nucleus_only))
+    same = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(PreprocessConfig) if hasattr(cfg, f.name)}
+    return Preprocess(PreprocessConfig(**{**same, "mean": tuple(pcfg.get("mean", (0.485, 0.456, 0.406))),
+                                          "std": tuple(pcfg.get("std", (0.229, 0.224, 0.225)))}))
 
 
 def _trainer(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool):
