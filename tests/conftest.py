@@ -25,6 +25,23 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("LEUKODX_SHARED_DATA", str(SHARED))
 
 
+@pytest.fixture
+def one_cell_field():
+    """A PBC-like field (200 px): a white cell (lilac cytoplasm r 32, dark nucleus r 14) at the centre,
+    two red cells touching it and one apart. Returns the image and the masks of its parts."""
+    yy, xx = np.mgrid[:200, :200]
+
+    def disc(cy, cx, r):
+        return (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
+
+    a = np.full((200, 200, 3), (240, 215, 200), np.uint8)  # pale smear background
+    touching = disc(100, 152, 22) | disc(45, 70, 22)
+    reds = touching | disc(170, 40, 22)
+    cell, nucleus = disc(100, 100, 32), disc(100, 100, 14)
+    a[reds], a[cell], a[nucleus] = (215, 150, 160), (190, 170, 210), (80, 30, 120)
+    return {"image": Image.fromarray(a), "cell": cell, "nucleus": nucleus, "touching": touching, "reds": reds}
+
+
 def rgb(seed=0, size=32):
     return Image.fromarray(np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8))
 

@@ -239,7 +239,7 @@ def cmd_predict(a) -> int:
         print(f"explanations ({a.methods}) -> {a.explain}", file=sys.stderr)
     if a.outline:
         from leukodx.predict.outline import write_outlines
-        rows = write_outlines(preds, a.outline)
+        rows = write_outlines(preds, a.outline, keep_cytoplasm=predictor.bundle.preprocess.get("keep_cytoplasm", False))
         (Path(a.outline) / "outlines.json").write_text(json.dumps(rows, indent=1))
         print(f"masks and outlined images -> {a.outline}", file=sys.stderr)
     flag = lab_shift_flag([p.refer_reason for p in preds])

@@ -61,3 +61,18 @@ def test_five_class_folder_train_and_outlined_prediction(tmp_path):
         outline = np.array(Image.open(r["outline"]).convert("RGB")).astype(int)
         drawn = np.abs(outline - np.array(load_image(r["path"]))).sum(-1) > 0
         assert drawn[mask].any() and r["abnormal"] == (preds[r["path"]]["label"] != "healthy")
+
+
+def test_outlines_follow_the_model_s_mask(tmp_path, one_cell_field):
+    from types import SimpleNamespace
+
+    from leukodx.predict.outline import write_outlines
+
+    f = tmp_path / "field.png"
+    one_cell_field["image"].save(f)
+    pred = SimpleNamespace(path=str(f), label="neutrophil", probability=0.9)
+    cell, touching = one_cell_field["cell"], one_cell_field["touching"]
+    whole = np.array(Image.open(write_outlines([pred], tmp_path / "w", keep_cytoplasm=True)[0]["mask"])) > 0
+    otsu = np.array(Image.open(write_outlines([pred], tmp_path / "o")[0]["mask"])) > 0
+    assert whole[cell].mean() > 0.9 and whole[touching & ~cell].mean() < 0.05
+    assert otsu[touching & ~cell].mean() > 0.3

@@ -438,26 +438,20 @@ def test_nucleus_only_paints_the_cytoplasm_with_the_background():
     assert NucleusOnly()(blank) is blank                              # no nucleus: left as it is
 
 
-def test_whole_cell_mask_keeps_the_cytoplasm_and_cuts_the_red_cells_touching_it():
+def test_whole_cell_mask_keeps_the_cytoplasm_and_cuts_the_red_cells_touching_it(one_cell_field):
     from leukodx.transforms.cell_finder import whole_cell_mask
     from leukodx.transforms.preprocess import MaskBackground, Preprocess, PreprocessConfig, cell_mask
 
-    yy, xx = np.mgrid[:200, :200]
-    disc = lambda cy, cx, r: (yy - cy) ** 2 + (xx - cx) ** 2 <= r ** 2
-    a = np.full((200, 200, 3), (240, 215, 200), np.uint8)  # pale smear background
-    touching = disc(100, 152, 22) | disc(45, 70, 22)
-    reds = touching | disc(170, 40, 22)  # two red cells touch the white cell, one lies apart
-    cell, nucleus = disc(100, 100, 32), disc(100, 100, 14)
-    a[reds], a[cell], a[nucleus] = (215, 150, 160), (190, 170, 210), (80, 30, 120)
-    img = Image.fromarray(a)
+    img, cell, reds, touching = (one_cell_field[k] for k in ("image", "cell", "reds", "touching"))
+    a = np.asarray(img)
     m = whole_cell_mask(img)
     assert m[cell].mean() > 0.9 and m[reds & ~cell].mean() < 0.05 and m[~cell & ~reds].mean() < 0.02
     assert cell_mask(img)[touching & ~cell].mean() > 0.3  # Otsu on gray levels takes the red cells touching it
     out = np.asarray(MaskBackground(keep_cytoplasm=True)(img))
     assert (out[cell] == a[cell]).all(-1).mean() > 0.9 and (out[reds & ~cell] == 255).mean() > 0.95
+    yy, xx = np.mgrid[:150, :150]
+    c2, n2 = (yy - 75) ** 2 + (xx - 75) ** 2 <= 50 ** 2, (yy - 75) ** 2 + (xx - 75) ** 2 <= 25 ** 2
     plain = np.full((150, 150, 3), (190, 200, 110), np.uint8)  # a yellow ground, no red cells: nothing is cut
-    c2, n2 = (yy[:150, :150] - 75) ** 2 + (xx[:150, :150] - 75) ** 2 <= 50 ** 2, \
-        (yy[:150, :150] - 75) ** 2 + (xx[:150, :150] - 75) ** 2 <= 25 ** 2
     plain[c2], plain[n2] = (170, 120, 100), (100, 20, 80)
     assert whole_cell_mask(Image.fromarray(plain))[c2].mean() > 0.95
     assert whole_cell_mask(Image.new("RGB", (64, 64), (240, 238, 230))).all()  # no cell found: nothing masked

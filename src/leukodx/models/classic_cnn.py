@@ -2,7 +2,8 @@
 
 The pipeline, as leukodx config (see configs/classic_cnn.yaml):
   resize -> threshold segmentation (`mask_background: true`: Otsu threshold of the blurred grey
-  histogram, largest dark component = the cell, background whitened) -> Gaussian low-pass filter
+  histogram, largest dark component = the cell, background whitened; `keep_cytoplasm: true` keeps the
+  whole white cell instead, cell_finder.whole_cell_mask) -> Gaussian low-pass filter
   (`gaussian_sigma`) -> grayscale (`grayscale: true`) -> this CNN.
 Model: four Conv2D 3x3 + ReLU + 2x2 max-pool stages (32, 64, 128, 128 filters), flatten, dense 128
 ReLU, dropout 0.5, softmax class layer (cross-entropy). The paper's comparison models are timm's

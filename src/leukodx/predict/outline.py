@@ -1,5 +1,5 @@
-"""The classic pipeline's visual output: the Otsu cell mask and the image with the detected cell
-outlined (red when the predicted class is abnormal, green when it is a normal / benign class)."""
+"""The classic pipeline's visual output: its cell mask (Otsu, or the whole white cell for a model
+trained with `keep_cytoplasm`) and the image with the detected cell outlined (red when the predicted class is abnormal, green when it is a normal / benign class)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw
 
 from leukodx.data.images import load_image
 from leukodx.data.walk import derived_name
+from leukodx.transforms.cell_finder import whole_cell_mask
 from leukodx.transforms.preprocess import cell_mask
 
 NORMAL_CLASSES = {"benign", "healthy", "hem", "normal"}
@@ -29,15 +30,16 @@ def outline_image(img: Image.Image, mask: np.ndarray, abnormal: bool, caption: s
     return out
 
 
-def write_outlines(preds, out_dir: str | Path, normal_classes=NORMAL_CLASSES) -> list[dict]:
+def write_outlines(preds, out_dir: str | Path, normal_classes=NORMAL_CLASSES, keep_cytoplasm: bool = False) -> list[dict]:
     """For each prediction: `<name>_mask.png` and `<name>_outline.png` in out_dir. Returns one row
-    per image with the two paths and the cell's share of the image."""
+    per image with the two paths and the cell's share of the image. `keep_cytoplasm`: the model's own
+    mask (PreprocessConfig.keep_cytoplasm), the whole white cell instead of Otsu's dark pixels."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, p in enumerate(preds):
         img = load_image(p.path)
-        mask = cell_mask(img)
+        mask = whole_cell_mask(img) if keep_cytoplasm else cell_mask(img)
         stem = derived_name(i, p.path)
         abnormal = p.label.lower() not in normal_classes
         Image.fromarray((mask * 255).astype(np.uint8)).save(out_dir / f"{stem}_mask.png")
