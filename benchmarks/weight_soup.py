@@ -52,7 +52,7 @@ def refit_batch_norm(bundle: ModelBundle, cfg: TrainConfig, split: Split) -> int
     n = 0
     with torch.no_grad():
         for x, _ in data.train_dataloader():
-            module(x)
+            module(x.flatten(0, 1) if x.ndim == 5 else x)  # a `consistency` run's loader gives pairs of views
             n += 1
     bundle.model.eval()
     return n
