@@ -1,5 +1,6 @@
 """The classic pipeline's visual output: its cell mask (Otsu, or the whole white cell for a model
-trained with `keep_cytoplasm`) and the image with the detected cell outlined (red when the predicted class is abnormal, green when it is a normal / benign class)."""
+trained with `keep_cytoplasm`) and the image with the detected cell outlined (red when the predicted
+class is abnormal, green when it is a normal / benign class)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -3,7 +3,8 @@
 `find_nucleus` returns the nucleus mask, centre and equivalent diameter; `centre_crop` cuts a square
 around it whose side is a fixed multiple of the nucleus size, so a tight crop from one lab and a wide
 field from another come out alike. Measured against expert masks by benchmarks/cell_finder.py.
-`stained_cells` masks every stained cell of a field (the shortcut audit's cell region on smear fields).
+`stained_cells` masks every stained cell of a field (the shortcut audit's cell region on smear fields);
+`whole_cell_mask` the white cell with its cytoplasm (the classic pipeline's background mask).
 """
 from __future__ import annotations
 
@@ -131,8 +132,8 @@ def stained_cells(img: Image.Image, sigma: float = 1.5, floor: float = 25.0) -> 
 
 
 def whole_cell_mask(img: Image.Image, work_size: int = 150) -> np.ndarray:
-    """The white cell, nucleus and cytoplasm (the classic pipeline's threshold segmentation,
-    `mask_background: cell`): pixels darker than the brighter of three Otsu classes (the background) are
+    """The white cell, nucleus and cytoplasm (the classic pipeline's mask with `keep_cytoplasm: true`):
+    pixels darker than the brighter of three Otsu classes (the background) are
     cell candidates; where the candidates beside the nucleus split into a pinker group with the
     background's hue (red cells) and a paler, bluer one (cytoplasm), the pinker group is cut; the piece
     joined to the nucleus is kept, holes filled. Runs on a `work_size`-px copy. Measured against expert
