@@ -10,8 +10,7 @@ from PIL import Image, ImageDraw
 
 from leukodx.data.images import load_image
 from leukodx.data.walk import derived_name
-from leukodx.transforms.cell_finder import whole_cell_mask
-from leukodx.transforms.preprocess import cell_mask
+from leukodx.transforms.preprocess import MaskBackground
 
 NORMAL_CLASSES = {"benign", "healthy", "hem", "normal"}
 
@@ -37,10 +36,10 @@ def write_outlines(preds, out_dir: str | Path, normal_classes=NORMAL_CLASSES, ke
     mask (PreprocessConfig.keep_cytoplasm), the whole white cell instead of Otsu's dark pixels."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows, masker = [], MaskBackground(keep_cytoplasm)
     for i, p in enumerate(preds):
         img = load_image(p.path)
-        mask = whole_cell_mask(img) if keep_cytoplasm else cell_mask(img)
+        mask = masker.mask(img)
         stem = derived_name(i, p.path)
         abnormal = p.label.lower() not in normal_classes
         Image.fromarray((mask * 255).astype(np.uint8)).save(out_dir / f"{stem}_mask.png")

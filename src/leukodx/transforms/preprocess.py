@@ -121,11 +121,15 @@ class MaskBackground:
     def __init__(self, keep_cytoplasm: bool = False):
         self.keep_cytoplasm = keep_cytoplasm
 
-    def __call__(self, img: Image.Image) -> Image.Image:
+    def mask(self, img: Image.Image) -> np.ndarray:
+        """The cell this step keeps (also what `predict --outline` draws)."""
         from leukodx.transforms.cell_finder import whole_cell_mask
 
+        return whole_cell_mask(img) if self.keep_cytoplasm else cell_mask(img)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
         a = np.array(img.convert("RGB"))
-        a[~(whole_cell_mask(img) if self.keep_cytoplasm else cell_mask(img))] = 255
+        a[~self.mask(img)] = 255
         return Image.fromarray(a)
 
 
