@@ -71,6 +71,8 @@ TABLES = {
                                              ("Conv2D CNN + BatchNorm before the dense layer, 6000 steps, no mask",
                                               "classic_cnn", {"batchnorm": True}, 6000, {"mask_background": False}),
                                              ("Conv2D CNN, 6000 steps, whole-cell mask", "classic_cnn", {}, 6000,
+                                              {"keep_cytoplasm": True}),
+                                             ("ResNet-34, whole-cell mask", "resnet34", {}, None,
                                               {"keep_cytoplasm": True})]),
     "classic_taleqani_all": ("taleqani_all", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}),
                                                                ("ResNet-34", "resnet34", {}),
