@@ -73,6 +73,8 @@ TABLES = {
                                              ("Conv2D CNN, 6000 steps, whole-cell mask", "classic_cnn", {}, 6000,
                                               {"keep_cytoplasm": True}),
                                              ("ResNet-34, whole-cell mask", "resnet34", {}, None,
+                                              {"keep_cytoplasm": True}),
+                                             ("DenseNet-169, whole-cell mask", "densenet169", {}, None,
                                               {"keep_cytoplasm": True})]),
     "classic_taleqani_all": ("taleqani_all", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}),
                                                                ("ResNet-34", "resnet34", {}),
