@@ -124,7 +124,7 @@ def config(table: str, model: str, kwargs: dict, lr: float, seed: int, steps: in
 
 def run_name(table: str, model: str, kwargs: dict, tag: str, steps: int | None = None, train=None) -> str:
     """Runs of a row with its own step budget or training settings carry them (`..._steps6000_ema0.999_seed0`);
-    sweeps never do."""
+    sweeps carry the training settings (they may change the input, e.g. keep_cytoplasm), never the budget."""
     data, _, pre, _ = TABLES[table]
     return "_".join([model, *[str(v) for v in kwargs.values()], data, *(["classic"] if pre else []),
                      *([f"steps{steps}"] if steps else []), *(f"{k.split('_')[0]}{v:g}" for k, v in (train or {}).items()),
@@ -164,16 +164,16 @@ def grayscale_accuracy(name: str) -> float:
     return json.loads(out.read_text())["accuracy"]
 
 
-def sweep(table: str, model: str, kwargs: dict, args) -> float:
+def sweep(table: str, model: str, kwargs: dict, args, train=None) -> float:
     if len(args.lrs) == 1:
         return args.lrs[0]
     scores = {}
     for lr in args.lrs:
-        name = run_name(table, model, kwargs, f"sweep_lr{lr:g}")
-        common.run("seed_networks", name, **config(table, model, kwargs, lr, 0, args.sweep_steps, args))
+        name = run_name(table, model, kwargs, f"sweep_lr{lr:g}", train=train)
+        common.run("seed_networks", name, **config(table, model, kwargs, lr, 0, args.sweep_steps, args, train))
         scores[lr] = best_val_acc(name)
     best = max(scores, key=scores.get)
-    (RUNS / f"{run_name(table, model, kwargs, 'sweep')}.json").write_text(
+    (RUNS / f"{run_name(table, model, kwargs, 'sweep', train=train)}.json").write_text(
         json.dumps({"val_acc": {f"{k:g}": v for k, v in scores.items()}, "chosen_lr": best, "steps": args.sweep_steps}))
     return best
 
@@ -239,7 +239,7 @@ def row_for(table: str, model: str, kwargs: dict, steps: int | None = None, trai
     if not names:
         return {"status": "not run"}
     m0 = json.loads((RUNS / names[0] / "test" / "metrics.json").read_text())
-    sweep_file = RUNS / f"{run_name(table, model, kwargs, 'sweep')}.json"
+    sweep_file = RUNS / f"{run_name(table, model, kwargs, 'sweep', train=train)}.json"
     return {"status": "done", "n": m0["n"], "baseline_accuracy": m0["colour_histogram_baseline_accuracy"],
             "steps": m0.get("steps_run"), "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
             "lr": yaml.safe_load((RUNS / names[0] / "config.yaml").read_text())["lr"],
@@ -374,7 +374,7 @@ def main():
         for label, model, kw, steps, train in rows_of(table):
             if args.table_only or (args.models and model not in args.models) or (args.rows and label not in args.rows):
                 continue
-            lr = sweep(table, model, kw, args)
+            lr = sweep(table, model, kw, args, train)
             for seed in args.seeds:
                 common.run("seed_networks", run_name(table, model, kw, f"seed{seed}", steps, train),
                            **config(table, model, kw, lr, seed, steps or args.steps, args, train))

@@ -102,12 +102,28 @@ def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
     assert seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args, ema)["ema_decay"] == 0.999
     assert "ema_decay" not in seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args)
     assert seed_networks.run_name("classic_pbc_colour", model, kw, "sweep") == \
-        seed_networks.run_name("classic_pbc_colour", model, kw, "sweep", None)  # one sweep per model
+        seed_networks.run_name("classic_pbc_colour", model, kw, "sweep", None)  # a step budget makes no sweep of its own
     monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
     (tmp_path / short / "test").mkdir(parents=True)
     (tmp_path / short / "test" / "metrics.json").write_text("{}")
     assert seed_networks.finished(seed_networks.run_name("classic_pbc_colour", model, kw, "seed*")) == [short]
     assert seed_networks.row_for("classic_pbc_colour", model, kw, 6000) == {"status": "not run"}
+
+
+def test_a_rows_sweep_trains_on_the_rows_own_input(tmp_path, monkeypatch):
+    rows = {label: rest for label, *rest in seed_networks.rows_of("classic_pbc")}
+    model, kw, _, train = rows["ResNet-34, whole-cell mask"]
+    made = {}
+    monkeypatch.setattr(seed_networks, "split_file", lambda data: "split.json")
+    monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
+    monkeypatch.setattr(seed_networks.common, "run", lambda group, name, **cfg: made.update({name: cfg}))
+    monkeypatch.setattr(seed_networks, "best_val_acc", lambda name: {1e-3: 0.8, 3e-3: 0.7}[made[name]["lr"]])
+    args = SimpleNamespace(size=64, threads=2, workers=0, lrs=[1e-3, 3e-3], sweep_steps=400)
+    assert seed_networks.sweep("classic_pbc", model, kw, args, train) == 1e-3
+    assert len(made) == 2 and all(c["keep_cytoplasm"] and c["max_steps"] == 400 for c in made.values())
+    plain = seed_networks.run_name("classic_pbc", model, kw, "sweep")
+    assert not (tmp_path / f"{plain}.json").exists()  # the Otsu-mask row's sweep is not this row's
+    assert (tmp_path / f"{seed_networks.run_name('classic_pbc', model, kw, 'sweep', train=train)}.json").is_file()
 
 
 def test_the_ablations_full_model_takes_committed_seeds_from_the_table_that_shares_its_runs(tmp_path, monkeypatch):
