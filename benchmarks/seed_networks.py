@@ -16,6 +16,7 @@ Augmentation is each paper's own preset (corners filled with the image's border 
   python benchmarks/seed_networks.py --tables thesis_pbc4 ddrnet_pbc4 --models resnet18 ddrnet
   python benchmarks/seed_networks.py --tables ddrnet_ablation_pbc4 --rows "DDRNet conv" --seeds 0 --lrs 0.003
   python benchmarks/seed_networks.py --table-only          # tables from the runs already made
+  python benchmarks/seed_networks.py --tables classic_pbc --sweep-only   # each row's rate, before its seeds
 
 Runs are cached under runs/seed_networks/ keyed by config and code (common.run); --table-only reads
 finished runs whatever code made them and lists each run's code key. runs/ is not committed: seeds whose
@@ -296,7 +297,7 @@ def fmt(r: dict) -> str:
     ci = "; ".join(f"[{a:.3f}, {b:.3f}]" for a, b in r["ci95_per_seed"])
     rate = float(r.get("lr", (r.get("sweep") or {}).get("chosen_lr")))  # older results files lack "lr"
     swept = r["sweep"] and float(r["sweep"]["chosen_lr"]) == rate
-    lr = f"{rate:g}" + ("" if swept else " (fixed)")
+    lr = f"{rate:g}" + ("" if swept else f" (fixed; sweep: {float(r['sweep']['chosen_lr']):g})" if r["sweep"] else " (fixed)")
     return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seed{'s' if r['seeds'] > 1 else ''}) | {ci} | {r['macro_f1_mean']:.4f} | "
             f"{r['min_class_recall']:.3f} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
@@ -336,8 +337,8 @@ def write_table(table: str, args) -> None:
           f"- Data {data}; grouped split seed 0 (split file runs/seed_networks/splits/{data}.json); test n = {n}.",
           f"- {'CPU protocol' if size == CPU_SIZE else 'Protocol'}: {args.size} px, from scratch, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
           f"best checkpoint by val accuracy; lr chosen per model by a {args.sweep_steps}-step sweep over "
-          f"{', '.join(f'{r:g}' for r in SWEEP_LRS)} on the val side (column lr: 'fixed' where a row skipped "
-          f"the sweep); augmentation preset '{augment}'"
+          f"{', '.join(f'{r:g}' for r in SWEEP_LRS)} on the val side (column lr: 'fixed' where a row's seeds "
+          f"ran at a rate its sweep did not pick, with the sweep's pick where it was run); augmentation preset '{augment}'"
           + (f"; preprocessing {pre}" if pre else "") + ".",
           f"- Hardware: {hardware()}. Command: `python benchmarks/seed_networks.py --tables {table}"
           + ("" if size == CPU_SIZE else f" --size {size}") + "`.",
@@ -367,6 +368,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="torch threads per run (the CPU protocol: 2)")
     ap.add_argument("--workers", type=int, default=0, help="DataLoader processes augmenting batches (GPU runs)")
     ap.add_argument("--table-only", action="store_true", help="write tables from finished runs, train nothing")
+    ap.add_argument("--sweep-only", action="store_true", help="run each row's learning-rate sweep, train no seeds")
     args = ap.parse_args()
     global size
     size = args.size
@@ -375,7 +377,7 @@ def main():
             if args.table_only or (args.models and model not in args.models) or (args.rows and label not in args.rows):
                 continue
             lr = sweep(table, model, kw, args, train)
-            for seed in args.seeds:
+            for seed in [] if args.sweep_only else args.seeds:
                 common.run("seed_networks", run_name(table, model, kw, f"seed{seed}", steps, train),
                            **config(table, model, kw, lr, seed, steps or args.steps, args, train))
         write_table(table, args)

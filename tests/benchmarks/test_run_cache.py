@@ -110,6 +110,14 @@ def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
     assert seed_networks.row_for("classic_pbc_colour", model, kw, 6000) == {"status": "not run"}
 
 
+def test_the_lr_column_says_whether_the_seeds_ran_at_the_sweeps_pick():
+    def column(sweep):
+        return seed_networks.fmt(seed_networks.summarise(_local("m_seed0", 0.8) | {"sweep": sweep})).split(" | ")[6]
+    assert column(None) == "0.003 (fixed)"
+    assert column({"chosen_lr": 0.003}) == "0.003"
+    assert column({"chosen_lr": 0.0003}) == "0.003 (fixed; sweep: 0.0003)"
+
+
 def test_a_rows_sweep_trains_on_the_rows_own_input(tmp_path, monkeypatch):
     rows = {label: rest for label, *rest in seed_networks.rows_of("classic_pbc")}
     model, kw, _, train = rows["ResNet-34, whole-cell mask"]
