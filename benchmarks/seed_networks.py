@@ -165,6 +165,10 @@ def grayscale_accuracy(name: str) -> float:
     return json.loads(out.read_text())["accuracy"]
 
 
+def sweep_file(table: str, model: str, kwargs: dict, train=None) -> Path:
+    return RUNS / f"{run_name(table, model, kwargs, 'sweep', train=train)}.json"
+
+
 def sweep(table: str, model: str, kwargs: dict, args, train=None) -> float:
     if len(args.lrs) == 1:
         return args.lrs[0]
@@ -174,7 +178,7 @@ def sweep(table: str, model: str, kwargs: dict, args, train=None) -> float:
         common.run("seed_networks", name, **config(table, model, kwargs, lr, 0, args.sweep_steps, args, train))
         scores[lr] = best_val_acc(name)
     best = max(scores, key=scores.get)
-    (RUNS / f"{run_name(table, model, kwargs, 'sweep', train=train)}.json").write_text(
+    sweep_file(table, model, kwargs, train).write_text(
         json.dumps({"val_acc": {f"{k:g}": v for k, v in scores.items()}, "chosen_lr": best, "steps": args.sweep_steps}))
     return best
 
@@ -240,9 +244,9 @@ def row_for(table: str, model: str, kwargs: dict, steps: int | None = None, trai
     if not names:
         return {"status": "not run"}
     m0 = json.loads((RUNS / names[0] / "test" / "metrics.json").read_text())
-    sweep_file = RUNS / f"{run_name(table, model, kwargs, 'sweep', train=train)}.json"
+    swept = sweep_file(table, model, kwargs, train)
     return {"status": "done", "n": m0["n"], "baseline_accuracy": m0["colour_histogram_baseline_accuracy"],
-            "steps": m0.get("steps_run"), "sweep": json.loads(sweep_file.read_text()) if sweep_file.is_file() else None,
+            "steps": m0.get("steps_run"), "sweep": json.loads(swept.read_text()) if swept.is_file() else None,
             "lr": yaml.safe_load((RUNS / names[0] / "config.yaml").read_text())["lr"],
             "per_seed": [seed_record(n) for n in names]}
 
@@ -296,8 +300,8 @@ def fmt(r: dict) -> str:
         return "| " + " | ".join(["not run"] + ["-"] * 8) + " |"
     ci = "; ".join(f"[{a:.3f}, {b:.3f}]" for a, b in r["ci95_per_seed"])
     rate = float(r.get("lr", (r.get("sweep") or {}).get("chosen_lr")))  # older results files lack "lr"
-    swept = r["sweep"] and float(r["sweep"]["chosen_lr"]) == rate
-    lr = f"{rate:g}" + ("" if swept else f" (fixed; sweep: {float(r['sweep']['chosen_lr']):g})" if r["sweep"] else " (fixed)")
+    pick = r["sweep"] and float(r["sweep"]["chosen_lr"])  # the sweep's rate, or None where none was run
+    lr = f"{rate:g}" + ("" if pick == rate else f" (fixed; sweep: {pick:g})" if pick else " (fixed)")
     return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seed{'s' if r['seeds'] > 1 else ''}) | {ci} | {r['macro_f1_mean']:.4f} | "
             f"{r['min_class_recall']:.3f} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
