@@ -90,7 +90,15 @@ TABLES = {
                                                  "10000 steps"), "classic_cnn", {"batchnorm": True}, 10000),
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, weight EMA 0.999"), "classic_cnn", {"batchnorm": True},
-                                                6000, {"ema_decay": 0.999})]),
+                                                6000, {"ema_decay": 0.999}),
+                                               # the classic preprocessing but colour: filter + whole-cell mask
+                                               (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
+                                                 "6000 steps, Gaussian filter and whole-cell mask"), "classic_cnn",
+                                                {"batchnorm": True}, 6000,
+                                                {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0}),
+                                               ("Conv2D CNN, colour input, 6000 steps, Gaussian filter and whole-cell mask",
+                                                "classic_cnn", {}, 6000,
+                                                {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0})]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }
@@ -101,8 +109,8 @@ TITLES = {
     "ddrnet_ablation_taleqani": "DDRNet ablation, taleqani_all (4 ALL classes; paper Table 6 form)",
     "classic_pbc": "Classic CNN pipeline, PBC 8 WBC types (Sudhakar et al. form)",
     "classic_taleqani_all": "Classic CNN pipeline, taleqani_all (Sudhakar et al. form)",
-    "classic_pbc_colour": "Controls: the classic Conv2D CNN on PBC 8 types without the classic preprocessing, "
-                          "and with a normalisation layer",
+    "classic_pbc_colour": "Controls: the classic Conv2D CNN on PBC 8 types on colour input (the filter and mask "
+                          "only where a row says so), and with a normalisation layer",
     "thesis_pbc4": "Thesis CNN / ViT / hybrid, PBC 4 WBC types",
 }
 

@@ -101,6 +101,13 @@ def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(seed_networks, "split_file", lambda data: "split.json")  # no split made here
     assert seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args, ema)["ema_decay"] == 0.999
     assert "ema_decay" not in seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args)
+    # a colour row with the classic filter and mask: its input settings reach the config and the run name
+    *_, masked = rows["Conv2D CNN + BatchNorm before the dense layer, colour input, 6000 steps, Gaussian filter and "
+                      "whole-cell mask"]
+    cfg = seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args, masked)
+    assert cfg["keep_cytoplasm"] and cfg["mask_background"] and cfg["gaussian_sigma"] == 1.0 and not cfg.get("grayscale")
+    assert seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", 6000, masked) == \
+        long.replace("_seed0", "_mask1_keep1_gaussian1_seed0")
     assert seed_networks.run_name("classic_pbc_colour", model, kw, "sweep") == \
         seed_networks.run_name("classic_pbc_colour", model, kw, "sweep", None)  # a step budget makes no sweep of its own
     monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
