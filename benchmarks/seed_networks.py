@@ -96,6 +96,9 @@ TABLES = {
                                                  "6000 steps, Gaussian filter and whole-cell mask"), "classic_cnn",
                                                 {"batchnorm": True}, 6000,
                                                 {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0}),
+                                               (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
+                                                 "6000 steps, Gaussian filter and Otsu mask"), "classic_cnn",
+                                                {"batchnorm": True}, 6000, {"mask_background": True, "gaussian_sigma": 1.0}),
                                                ("Conv2D CNN, colour input, 6000 steps, Gaussian filter and whole-cell mask",
                                                 "classic_cnn", {}, 6000,
                                                 {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0})]),
