@@ -91,7 +91,7 @@ TABLES = {
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, weight EMA 0.999"), "classic_cnn", {"batchnorm": True},
                                                 6000, {"ema_decay": 0.999}),
-                                               # the classic preprocessing but colour: filter + whole-cell mask
+                                               # the classic filter and mask kept in colour (no grayscale step)
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, Gaussian filter and whole-cell mask"), "classic_cnn",
                                                 {"batchnorm": True}, 6000,
