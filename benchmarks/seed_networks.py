@@ -48,6 +48,7 @@ SWEEP_LRS, STEPS = [3e-4, 1e-3, 3e-3], 2000  # the protocol's learning-rate grid
 CPU_SIZE = 64  # the CPU protocol's input size; another --size (the papers' 224 px on a GPU) gets its own run
 size = CPU_SIZE  # names and results files (`..._px224_seed0`, results/TABLE_224px.md), so it never mixes with these
 CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
+COLOUR_CLASSIC = {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0}  # the same in colour, whole-cell mask
 
 # table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs[, steps[, training]]));
 # a row's own step budget replaces --steps, its training settings (e.g. ema_decay) join the config; both
@@ -95,13 +96,13 @@ TABLES = {
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, Gaussian filter and whole-cell mask"), "classic_cnn",
                                                 {"batchnorm": True}, 6000,
-                                                {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0}),
+                                                COLOUR_CLASSIC),
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, Gaussian filter and Otsu mask"), "classic_cnn",
                                                 {"batchnorm": True}, 6000, {"mask_background": True, "gaussian_sigma": 1.0}),
                                                ("Conv2D CNN, colour input, 6000 steps, Gaussian filter and whole-cell mask",
                                                 "classic_cnn", {}, 6000,
-                                                {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0})]),
+                                                COLOUR_CLASSIC)]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }
