@@ -100,6 +100,10 @@ TABLES = {
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, Gaussian filter and Otsu mask"), "classic_cnn",
                                                 {"batchnorm": True}, 6000, {"mask_background": True, "gaussian_sigma": 1.0}),
+                                               # the filter's part: the whole-cell mask alone
+                                               (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
+                                                 "6000 steps, whole-cell mask, no filter"), "classic_cnn",
+                                                {"batchnorm": True}, 6000, {"mask_background": True, "keep_cytoplasm": True}),
                                                ("Conv2D CNN, colour input, 6000 steps, Gaussian filter and whole-cell mask",
                                                 "classic_cnn", {}, 6000,
                                                 COLOUR_CLASSIC)]),

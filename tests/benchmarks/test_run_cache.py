@@ -108,6 +108,13 @@ def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
     assert cfg["keep_cytoplasm"] and cfg["mask_background"] and cfg["gaussian_sigma"] == 1.0 and not cfg.get("grayscale")
     assert seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", 6000, masked) == \
         long.replace("_seed0", "_mask1_keep1_gaussian1_seed0")
+    # the filter's ablation keeps the same mask without the Gaussian filter, under a name of its own
+    *_, unfiltered = rows["Conv2D CNN + BatchNorm before the dense layer, colour input, 6000 steps, whole-cell mask, "
+                          "no filter"]
+    cfg = seed_networks.config("classic_pbc_colour", model, kw, 1e-3, 0, 6000, args, unfiltered)
+    assert cfg["keep_cytoplasm"] and cfg["mask_background"] and "gaussian_sigma" not in cfg
+    assert seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", 6000, unfiltered) == \
+        long.replace("_seed0", "_mask1_keep1_seed0")
     assert seed_networks.run_name("classic_pbc_colour", model, kw, "sweep") == \
         seed_networks.run_name("classic_pbc_colour", model, kw, "sweep", None)  # a step budget makes no sweep of its own
     monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
