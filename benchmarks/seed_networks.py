@@ -103,7 +103,7 @@ TABLES = {
                                                # the filter's part: the whole-cell mask alone
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, whole-cell mask, no filter"), "classic_cnn",
-                                                {"batchnorm": True}, 6000, {"mask_background": True, "keep_cytoplasm": True}),
+                                                {"batchnorm": True}, 6000, {k: v for k, v in COLOUR_CLASSIC.items() if k != "gaussian_sigma"}),
                                                ("Conv2D CNN, colour input, 6000 steps, Gaussian filter and whole-cell mask",
                                                 "classic_cnn", {}, 6000,
                                                 COLOUR_CLASSIC)]),
