@@ -49,6 +49,7 @@ CPU_SIZE = 64  # the CPU protocol's input size; another --size (the papers' 224 
 size = CPU_SIZE  # names and results files (`..._px224_seed0`, results/TABLE_224px.md), so it never mixes with these
 CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
 COLOUR_CLASSIC = {"mask_background": True, "keep_cytoplasm": True, "gaussian_sigma": 1.0}  # the same in colour, whole-cell mask
+COLOUR_MASK_ONLY = {k: v for k, v in COLOUR_CLASSIC.items() if k != "gaussian_sigma"}  # the filter's ablation
 
 # table -> (data, augment preset, preprocessing, rows: (label, model, model_kwargs[, steps[, training]]));
 # a row's own step budget replaces --steps, its training settings (e.g. ema_decay) join the config; both
@@ -103,10 +104,12 @@ TABLES = {
                                                # the filter's part: the whole-cell mask alone
                                                (("Conv2D CNN + BatchNorm before the dense layer, colour input, "
                                                  "6000 steps, whole-cell mask, no filter"), "classic_cnn",
-                                                {"batchnorm": True}, 6000, {k: v for k, v in COLOUR_CLASSIC.items() if k != "gaussian_sigma"}),
+                                                {"batchnorm": True}, 6000, COLOUR_MASK_ONLY),
                                                ("Conv2D CNN, colour input, 6000 steps, Gaussian filter and whole-cell mask",
                                                 "classic_cnn", {}, 6000,
-                                                COLOUR_CLASSIC)]),
+                                                COLOUR_CLASSIC),
+                                               ("Conv2D CNN, colour input, 6000 steps, whole-cell mask, no filter",
+                                                "classic_cnn", {}, 6000, COLOUR_MASK_ONLY)]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
                                            ("Hybrid CNN-ViT", "hybrid_cnn_vit", {})]),
 }

@@ -115,6 +115,11 @@ def test_a_row_with_its_own_step_budget_has_its_own_runs(tmp_path, monkeypatch):
     assert cfg["keep_cytoplasm"] and cfg["mask_background"] and "gaussian_sigma" not in cfg
     assert seed_networks.run_name("classic_pbc_colour", model, kw, "seed0", 6000, unfiltered) == \
         long.replace("_seed0", "_mask1_keep1_seed0")
+    # the paper network's filter ablation: the same input settings, its own runs (no BatchNorm in the name)
+    paper_model, paper_kw, _, paper_unfiltered = rows["Conv2D CNN, colour input, 6000 steps, whole-cell mask, no filter"]
+    assert paper_unfiltered == unfiltered and paper_kw == {}
+    assert seed_networks.run_name("classic_pbc_colour", paper_model, paper_kw, "seed0", 6000, paper_unfiltered) == \
+        "classic_cnn_pbc_steps6000_mask1_keep1_seed0"
     assert seed_networks.run_name("classic_pbc_colour", model, kw, "sweep") == \
         seed_networks.run_name("classic_pbc_colour", model, kw, "sweep", None)  # a step budget makes no sweep of its own
     monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
