@@ -108,6 +108,7 @@ TABLES = {
                                                ("Conv2D CNN, colour input, 6000 steps, Gaussian filter and whole-cell mask",
                                                 "classic_cnn", {}, 6000,
                                                 COLOUR_CLASSIC),
+                                               # the same ablation for the paper's network
                                                ("Conv2D CNN, colour input, 6000 steps, whole-cell mask, no filter",
                                                 "classic_cnn", {}, 6000, COLOUR_MASK_ONLY)]),
     "thesis_pbc4": ("pbc4", "thesis", {}, [("CNN", "thesis_cnn", {}), ("ViT", "thesis_vit", {}),
