@@ -109,3 +109,17 @@ def model_and_split(model: str | Path, config: str = "wbc_type"):
     assert index.classes == bundle.classes, "the dev-data index and the model must order classes alike"
     split = make_split(index, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.use_hashes)
     return bundle, Preprocess(PreprocessConfig(**bundle.preprocess)), index, split
+
+
+def sides_and_labs(index, split, classes: list[str]):
+    """The split's sides and each wbc_external lab (classes mapped by name onto `classes`) ->
+    (side -> indices into index, name -> records for train / val / test and each lab, the class map)."""
+    from leukodx.data.class_map import map_classes
+    from leukodx.data.recipes import lab_of, load_dataset
+
+    sides = {side: split.indices(index, side) for side in ("train", "val", "test")}
+    sets = {side: [index.records[i] for i in idx] for side, idx in sides.items()}
+    ext, cmap = map_classes(load_dataset("wbc_external"), classes)
+    for lab in sorted({lab_of(ext, r) for r in ext.records}):
+        sets[lab] = [r for r in ext.records if lab_of(ext, r) == lab]
+    return sides, sets, cmap

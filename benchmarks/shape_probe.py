@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import sides_and_labs
 from joblib import Parallel, delayed
 from PIL import Image
 from scipy import ndimage
@@ -27,8 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from leukodx.config import TrainConfig
-from leukodx.data.class_map import map_classes
-from leukodx.data.recipes import lab_of, load_dataset
+from leukodx.data.recipes import load_dataset
 from leukodx.data.splits import make_split
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.robustness import accuracy_ci
@@ -97,11 +97,7 @@ def main():
     index = load_dataset(cfg.data)
     assert index.classes == bundle.classes, "the PBC index and the model must order classes alike"
     split = make_split(index, cfg.val_frac, cfg.test_frac, cfg.seed, cfg.use_hashes)
-    sides = {side: split.indices(index, side) for side in ("train", "val", "test")}
-    sets = {side: [index.records[i] for i in idx] for side, idx in sides.items()}
-    ext, cmap = map_classes(load_dataset("wbc_external"), bundle.classes)
-    for lab in sorted({lab_of(ext, r) for r in ext.records}):
-        sets[lab] = [r for r in ext.records if lab_of(ext, r) == lab]
+    sides, sets, cmap = sides_and_labs(index, split, bundle.classes)
     torch.set_num_threads(2)
     feats = {name: feature_matrix(recs) for name, recs in sets.items()}
     ys = {name: np.array([r.label for r in recs]) for name, recs in sets.items()}
