@@ -14,6 +14,7 @@ under runs/shape_network/.
 """
 import argparse
 import hashlib
+import inspect
 import json
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from torchvision.transforms.v2 import functional as TF
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.robustness import accuracy_ci
 from leukodx.models.registry import create_model
-from leukodx.transforms import cell_finder
+from leukodx.transforms import cell_finder, preprocess, stain
 from leukodx.transforms.cell_finder import CellCentre, find_nucleus, whole_cell_mask
 from leukodx.transforms.preprocess import Resize
 
@@ -49,9 +50,15 @@ def render(path: str) -> np.ndarray:
     return np.stack([nucleus, cell & ~nucleus, cell]).astype(np.uint8) * 255
 
 
+def render_version() -> str:
+    """Hash of the code that renders the masks (`render` and the transforms modules it calls)."""
+    code = inspect.getsource(render).encode() + b"".join(Path(m.__file__).read_bytes() for m in (cell_finder, preprocess, stain))
+    return hashlib.sha256(code + str(SIZE).encode()).hexdigest()[:16]
+
+
 def masks(records, cache: Path) -> torch.Tensor:
-    """Rendered masks of `records`, cached by the cell finder's source and the file list."""
-    key = hashlib.sha256(Path(cell_finder.__file__).read_bytes() + "\n".join(r.path for r in records).encode())
+    """Rendered masks of `records`, cached by the rendering code's version and the file list."""
+    key = hashlib.sha256((render_version() + "\n".join(r.path for r in records)).encode())
     f = cache / f"masks_{SIZE}_{key.hexdigest()[:16]}.npy"
     if not f.exists():
         cache.mkdir(parents=True, exist_ok=True)
@@ -115,15 +122,17 @@ def train_network(x, y, xv, yv, classes: int, seed: int, steps: int, lr: float, 
     from leukodx.train.module import ClassifierModule
 
     pl.seed_everything(seed, workers=True)
-    done = run_dir / "done.json"  # written after a finished fit: a re-run scores the same network again
+    done = run_dir / "done.json"  # written after a finished fit: a re-run with the same masks scores the same network
+    made = {"seed": seed, "steps": steps, "lr": lr, "input": input_, "render_version": render_version()}
     weights = torch.as_tensor(len(y) / (classes * np.bincount(y, minlength=classes)), dtype=torch.float32)
     module = ClassifierModule(create_model("resnet18", classes), classes, (0.5,) * 3, (0.5,) * 3, lr=lr,
                               weight_decay=0.05, warmup_steps=100, class_weights=weights)
     best_path = run_dir / "checkpoints" / "best.ckpt"
-    if not done.exists():
+    if not done.exists() or json.loads(done.read_text()) != made:
+        done.unlink(missing_ok=True)
         best_path.unlink(missing_ok=True)
         _fit(module, x, y, xv, yv, steps, input_, run_dir)
-        done.write_text(json.dumps({"seed": seed, "steps": steps, "lr": lr, "input": input_}))
+        done.write_text(json.dumps(made))
     module.load_state_dict(torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"])
     return module.eval()
 
