@@ -32,6 +32,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from leukodx.evaluate.evaluate_run import bundle_outputs
 from leukodx.evaluate.robustness import accuracy_ci
+from leukodx.heads.temperature import softmax
+from leukodx.models.inference import logits_for
 from leukodx.models.registry import create_model
 from leukodx.transforms import cell_finder, preprocess, stain
 from leukodx.transforms.cell_finder import CellCentre, find_nucleus, whole_cell_mask
@@ -149,11 +151,6 @@ def _fit(module, x, y, xv, yv, steps: int, input_: str, run_dir: Path) -> None:
                 DataLoader(Masks(xv, yv, input_), batch_size=256))
 
 
-@torch.no_grad()
-def probabilities(module, x: torch.Tensor) -> np.ndarray:
-    return torch.cat([module(x[i:i + 256]).softmax(1) for i in range(0, len(x), 256)]).numpy()
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="src/leukodx/shipped/wbc_type.pt")
@@ -174,7 +171,7 @@ def main():
         net = train_network(xs["train"], ys["train"], xs["val"], ys["val"], k, seed, args.steps, args.lr, args.input,
                             cache / f"{args.input}_seed{seed}_steps{args.steps}_lr{args.lr}")
         for name, found in shape_probs.items():
-            found.append(probabilities(net, shown(xs[name], args.input)))
+            found.append(softmax(logits_for(net.model, shown(xs[name], args.input), net.mean, net.std)))
     model_probs = {name: bundle_outputs(bundle, torch.stack([pre(Image.open(r.path).convert("RGB")) for r in sets[name]]))[1]
                    for name in shape_probs}
     rows, chosen = [], {}
