@@ -9,8 +9,9 @@ augmented (any rotation, flips, zoom 0.85-1.15, a one-pixel erosion or dilation 
 val / test and, zero-shot, on wbc_external; then fused with the WBC model as shape_probe.py does
 (log p_model + w log p_shape, w chosen on PBC val alone). Nothing is fitted on the external sets.
   python benchmarks/shape_network.py [--model MODEL] [--steps 3000] [--seeds 0 1] [--lr 0.003] [--input nucleus]
-Writes results/shape_network.{json,md} (`--input nucleus`: results/shape_network_nucleus.*); masks are cached
-under runs/shape_network/.
+  python benchmarks/shape_network.py --sweep 0.0003 0.001 0.003   # the learning rate, on PBC val alone
+Writes results/shape_network.{json,md} (`--input nucleus`: results/shape_network_nucleus.*; `--sweep`:
+results/shape_network_sweep.*); masks are cached under runs/shape_network/.
 """
 import argparse
 import hashlib
@@ -158,6 +159,8 @@ def main():
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--input", choices=sorted(INPUTS), default="masks")
+    ap.add_argument("--sweep", type=float, nargs="+", help="train seed 0 for --sweep-steps at each rate; PBC val only")
+    ap.add_argument("--sweep-steps", type=int, default=400)
     args = ap.parse_args()
     torch.set_num_threads(2)
     bundle, pre, index, split = model_and_split(args.model)
@@ -166,6 +169,8 @@ def main():
     xs = {name: masks(recs, cache) for name, recs in sets.items()}
     ys = {name: np.array([r.label for r in recs]) for name, recs in sets.items()}
     k = len(bundle.classes)
+    if args.sweep:
+        return sweep(args, xs, ys, k, cache)
     shape_probs = {name: [] for name in sets if name != "train"}
     for seed in args.seeds:
         net = train_network(xs["train"], ys["train"], xs["val"], ys["val"], k, seed, args.steps, args.lr, args.input,
@@ -227,6 +232,28 @@ def main():
               "| set | score | model's errors | error AUROC |", "|---|---|---|---|"]
     lines += [f"| {r['set']} | {r['score']} | {r['errors']} | "
               + (f"{r['auroc_errors']:.3f}" if r["auroc_errors"] is not None else "-") + " |" for r in referral]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def sweep(args, xs: dict, ys: dict, k: int, cache: Path) -> None:
+    """Seed 0 for --sweep-steps at each rate; best-step PBC val accuracy picks the rate (no other set is scored)."""
+    rows = []
+    for lr in args.sweep:
+        net = train_network(xs["train"], ys["train"], xs["val"], ys["val"], k, 0, args.sweep_steps, lr, args.input,
+                            cache / f"{args.input}_seed0_steps{args.sweep_steps}_lr{lr}")
+        right = logits_for(net.model, shown(xs["val"], args.input), net.mean, net.std).argmax(1) == ys["val"]
+        rows.append({"lr": lr, "val_accuracy": float(right.mean()), "n": len(right)})
+    pick = max(rows, key=lambda r: r["val_accuracy"])["lr"]
+    out = ROOT / "results" / "shape_network_sweep"
+    out.with_suffix(".json").write_text(json.dumps({"steps": args.sweep_steps, "input": args.input, "pick": pick,
+                                                    "rows": rows}, indent=1))
+    lines = ["# The mask network's learning rate, on PBC val alone (issue 13)", "",
+             (f"- Command: `python benchmarks/shape_network.py --sweep {' '.join(map(str, args.sweep))} --sweep-steps "
+              f"{args.sweep_steps} --input {args.input}`; 2 CPU cores. Seed 0, {args.sweep_steps} optimiser steps at each "
+              "rate, otherwise as results/shape_network.md; best of 10 validations. No other set is scored."), "",
+             "| lr | PBC val accuracy (best step) | n |", "|---|---|---|"]
+    lines += [f"| {r['lr']}{' (pick)' if r['lr'] == pick else ''} | {r['val_accuracy']:.3f} | {r['n']} |" for r in rows]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

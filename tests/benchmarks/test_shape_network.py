@@ -1,5 +1,6 @@
 """benchmarks/shape_network.py: a made-up cell renders as centred nucleus / cytoplasm / cell masks, and the mask
 augmentation keeps them binary and consistent (the nucleus inside the cell, cytoplasm = cell without nucleus)."""
+import json
 import sys
 from pathlib import Path
 
@@ -49,3 +50,25 @@ def test_mask_augment_keeps_masks_binary_and_consistent():
         assert 0.5 < n.sum() / nucleus.sum() < 1.7  # zoom 0.85-1.15 (area x0.72-1.32) and a pixel of erosion / dilation
     assert len({o.numpy().tobytes() for o in outs}) > 15  # the draws differ
     assert torch.equal(shape_network.shown(torch.from_numpy(x), "nucleus")[1], torch.from_numpy(x[0]))
+
+
+def test_sweep_trains_each_rate_and_picks_the_best_on_val(tmp_path, monkeypatch):
+    """Two made-up classes (a small or a large nucleus disc), a few steps at two rates: the rate whose best step
+    scores highest on val is the pick, and the results file says so."""
+    yy, xx = np.mgrid[:64, :64]
+
+    def disc(r):
+        m = ((yy - 32) ** 2 + (xx - 32) ** 2 < r * r).astype(np.uint8) * 255
+        return np.stack([m, np.zeros_like(m), m])
+
+    x = torch.from_numpy(np.stack([disc(8), disc(20)] * 16))
+    y = np.array([0, 1] * 16)
+    monkeypatch.setattr(shape_network, "ROOT", tmp_path)
+    (tmp_path / "results").mkdir()
+    args = type("A", (), {"sweep": [1e-6, 3e-3], "sweep_steps": 6, "input": "masks"})()
+    shape_network.sweep(args, {"train": x, "val": x}, {"train": y, "val": y}, 2, tmp_path / "runs")
+    res = json.loads((tmp_path / "results" / "shape_network_sweep.json").read_text())
+    accs = {r["lr"]: r["val_accuracy"] for r in res["rows"]}
+    assert set(accs) == {1e-6, 3e-3} and all(r["n"] == 32 for r in res["rows"])
+    assert res["pick"] == max(accs, key=accs.get)
+    assert "| " + str(res["pick"]) + " (pick) |" in (tmp_path / "results" / "shape_network_sweep.md").read_text()
