@@ -69,6 +69,9 @@ VARIANTS.update({"v3 with stain-free input": {**V3, "stain_free": True,
                  "v3 with stain-free nucleus-only input": {**V3, "stain_free": True, "nucleus_only": True,
                                                            "augment_drop": ["scale", "background", "hed", "colour", "hue",
                                                                             "grayscale"]}})
+# the nucleus found by its red and green absorption, not green alone (red cells absorb green, results/cell_finder.md)
+VARIANTS.update({"v3 + red-green cell finder": {**V3, "cell_darkness": "red_green"},
+                 "v3 + red-green cell finder (seed 1)": {**V3, "cell_darkness": "red_green", "seed": 1}})
 
 
 def slug(name: str) -> str:
@@ -151,6 +154,8 @@ def main():
               "centred cell as its nucleus mask (red) and its green-light absorption stretched per image (green, blue), "
               "with the colour ingredients dropped; `nucleus_only` paints everything beyond 0.1 nucleus diameters of the "
               "nucleus with the background colour; the last row does both. Per-class recalls are in the JSON file."),
+             ("- `red-green cell finder` rows centre the cell on the nucleus found darkest in red and green light together "
+              "(`cell_darkness: red_green`) instead of green alone, where dark red cells can win (results/cell_finder.md)."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

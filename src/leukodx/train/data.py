@@ -79,11 +79,11 @@ class CellsPaintedOut(Dataset):
     With cell-centred input (`recentre`: its nucleus diameters) every other painted-out copy is centred
     again, on what is left, as prediction would centre a field with no white cell in it."""
 
-    def __init__(self, ds: ImageDataset, p: float, seed: int, recentre: float = 0.0):
+    def __init__(self, ds: ImageDataset, p: float, seed: int, recentre: float = 0.0, darkness: str = "green"):
         self.ds, self.p, self.rng = ds, p, np.random.default_rng(seed)
         pairs = [paint_out_cells(x.permute(1, 2, 0).numpy(), seed=i) for i, x in enumerate(ds.images)]
         if recentre:
-            pairs = [(recentred(a, recentre) if i % 2 else a, b) for i, (a, b) in enumerate(pairs)]
+            pairs = [(recentred(a, recentre, darkness) if i % 2 else a, b) for i, (a, b) in enumerate(pairs)]
         self.out = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a, _ in pairs])
         self.control = torch.stack([torch.from_numpy(b).permute(2, 0, 1) for _, b in pairs])
 
@@ -138,7 +138,8 @@ class CellDataModule(pl.LightningDataModule):
             sampler = WeightedRandomSampler(w.double(), len(w), generator=torch.Generator().manual_seed(cfg.seed))
         if cfg.paint_out_cells > 0:
             if self._painted is None:
-                self._painted = CellsPaintedOut(ds, cfg.paint_out_cells, cfg.seed, cfg.cell_centre)
+                self._painted = CellsPaintedOut(ds, cfg.paint_out_cells, cfg.seed, cfg.cell_centre,
+                                                cfg.cell_darkness)
             ds = self._painted
         return DataLoader(ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                           drop_last=len(ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed),

@@ -25,6 +25,10 @@ class Nucleus:
 
 
 MAX_FINE_DETAIL = 0.6  # real smears (colour or grayscale): at most 0.45; uniform noise: 0.70
+# What "dark" means when looking for the nucleus: light absorbed in the green channel (red cells absorb it
+# too, so a dark clump of them can win), or in red and green together (a purple nucleus absorbs red, a red
+# cell hardly does). The same in grayscale. Compared against expert masks in results/cell_finder.md.
+DARKNESS = ("green", "red_green")
 
 
 def fine_detail(img: Image.Image) -> float:
@@ -44,8 +48,8 @@ def shrink(img: Image.Image, size: int) -> Image.Image:
                                      Image.Resampling.BILINEAR)
 
 
-def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
-    """Darkness = green-channel absorption, smoothed; the darkest of three Otsu classes; the
+def find_nucleus(img: Image.Image, work_size: int = 96, darkness: str = "green") -> Nucleus:
+    """Darkness = green-channel (or red and green, `darkness`) absorption, smoothed; the darkest of three Otsu classes; the
     connected piece with the most darkness, plus pieces close to it (lobes of one nucleus).
     A noise-like image has no nucleus (found=False), so centring never zooms into noise.
     Runs on a copy at most `work_size` pixels across (fast); results are in the image's pixels."""
@@ -54,8 +58,8 @@ def find_nucleus(img: Image.Image, work_size: int = 96) -> Nucleus:
         return Nucleus(np.zeros((h0, w0), bool), (w0 / 2, h0 / 2), 0.0, False)
     small = shrink(img, work_size)
     if small is img:
-        return _find(img)
-    n = _find(small)
+        return _find(img, darkness)
+    n = _find(small, darkness)
     mask = np.asarray(Image.fromarray(n.mask).resize((w0, h0), Image.Resampling.NEAREST))
     k = max(w0, h0) / work_size
     return Nucleus(mask, (n.centre[0] * w0 / small.width, n.centre[1] * h0 / small.height), n.diameter * k, n.found)
@@ -71,14 +75,15 @@ def darkest_object(img: Image.Image) -> np.ndarray | None:
     return lab == best
 
 
-def _candidates(img: Image.Image):
+def _candidates(img: Image.Image, darkness: str = "green"):
     """(darkness, threshold, candidate pixels) or None where nothing is stained enough."""
     from scipy import ndimage
     from skimage.filters import threshold_multiotsu
 
     a = np.asarray(img.convert("RGB"), dtype=np.float32)
     h, w = a.shape[:2]
-    dark = ndimage.gaussian_filter(255 - a[..., 1], max(1.0, max(h, w) / 120))
+    absorbed = a[..., 1] if darkness == "green" else (a[..., 0] + a[..., 1]) / 2
+    dark = ndimage.gaussian_filter(255 - absorbed, max(1.0, max(h, w) / 120))
     if dark.max() - dark.min() < 20:
         return None
     try:
@@ -97,11 +102,11 @@ def _pieces(dark, t, cand) -> tuple[np.ndarray, int]:
     return lab, 1 + int(np.argmax(ndimage.sum(dark - t, lab, range(1, n + 1))))
 
 
-def _find(img: Image.Image) -> Nucleus:
+def _find(img: Image.Image, darkness: str) -> Nucleus:
     from scipy import ndimage
 
     w, h = img.size
-    found = _candidates(img)
+    found = _candidates(img, darkness)
     if found is None:
         return Nucleus(np.zeros((h, w), bool), (w / 2, h / 2), 0.0, False)
     dark, t, cand = found
@@ -184,8 +189,8 @@ def centre_crop(img: Image.Image, nucleus: Nucleus, side_per_diameter: float = 3
 class CellCentre:
     """Preprocessing step: centre the white cell and bring it to a canonical size in the frame."""
 
-    def __init__(self, side_per_diameter: float = 3.0):
-        self.k = float(side_per_diameter)
+    def __init__(self, side_per_diameter: float = 3.0, darkness: str = "green"):
+        self.k, self.darkness = float(side_per_diameter), darkness
 
     def __call__(self, img: Image.Image) -> Image.Image:
-        return centre_crop(img, find_nucleus(img), self.k)
+        return centre_crop(img, find_nucleus(img, darkness=self.darkness), self.k)

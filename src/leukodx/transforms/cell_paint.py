@@ -42,8 +42,8 @@ def paint_out_cells(image: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.nd
     return paint(image, m), paint(image, moved_region(m, seed), outside=~m)
 
 
-def recentred(image: np.ndarray, side_per_diameter: float) -> np.ndarray:
+def recentred(image: np.ndarray, side_per_diameter: float, darkness: str = "green") -> np.ndarray:
     """What cell-centring makes of an image whose cell was painted out: the darkest object left (a red
     cell, a clump) centred and zoomed to the same number of its diameters, at the image's size."""
     img = Image.fromarray(image)
-    return np.asarray(CellCentre(side_per_diameter)(img).resize(img.size, Image.Resampling.BILINEAR))
+    return np.asarray(CellCentre(side_per_diameter, darkness)(img).resize(img.size, Image.Resampling.BILINEAR))

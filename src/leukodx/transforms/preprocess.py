@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from leukodx.errors import ConfigError
+from leukodx.transforms.cell_finder import DARKNESS
 from leukodx.transforms.stain import background_colour, border_colour
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -213,6 +214,7 @@ class PreprocessConfig:
     mask_background: bool = False
     keep_cytoplasm: bool = False  # mask_background keeps nucleus and cytoplasm (not Otsu's darkest pixels)
     cell_centre: float = 0.0     # >0: crop a square of this many nucleus diameters around the white cell
+    cell_darkness: str = "green"  # what cell_centre's nucleus is darkest in (cell_finder.DARKNESS)
     mask_corner: bool = False    # cover a burned-in scale-bar label in the bottom-right corner
     white_balance: bool = False  # divide by the background colour first (neutral background)
     stained_only: bool = False   # whiten everything but the stained cells (fields with many cells)
@@ -226,6 +228,8 @@ class PreprocessConfig:
             raise ConfigError(f"gaussian_sigma must be >= 0, got {self.gaussian_sigma!r}")
         if not isinstance(self.cell_centre, (int, float)) or not (self.cell_centre == 0 or 1 <= self.cell_centre <= 10):
             raise ConfigError(f"cell_centre must be 0 (off) or 1-10 nucleus diameters, got {self.cell_centre!r}")
+        if self.cell_darkness not in DARKNESS:
+            raise ConfigError(f"cell_darkness must be one of {', '.join(DARKNESS)}, got {self.cell_darkness!r}")
         self.mean, self.std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError("mean and std need three values each, std > 0")
@@ -239,7 +243,7 @@ class Preprocess:
         steps = [WhiteBalance()] if cfg.white_balance else []
         if cfg.cell_centre:
             from leukodx.transforms.cell_finder import CellCentre
-            steps.append(CellCentre(cfg.cell_centre))
+            steps.append(CellCentre(cfg.cell_centre, cfg.cell_darkness))
         if cfg.mask_corner:
             steps.append(MaskCorner())
         steps.append(Resize(cfg.image_size))
