@@ -312,6 +312,8 @@ def test_red_green_darkness_prefers_a_purple_nucleus_to_a_darker_red_clump():
     assert find_nucleus(gray).centre == find_nucleus(gray, darkness="red_green").centre
     with pytest.raises(ConfigError, match="cell_darkness"):
         PreprocessConfig(cell_centre=2.5, cell_darkness="blue")
+    with pytest.raises(ValueError, match="darkness"):
+        find_nucleus(img, darkness="blue")
 
 
 @pytest.mark.parametrize("preset", ["seed", "ddrnet", "thesis"])

@@ -82,6 +82,8 @@ def _candidates(img: Image.Image, darkness: str = "green"):
 
     a = np.asarray(img.convert("RGB"), dtype=np.float32)
     h, w = a.shape[:2]
+    if darkness not in DARKNESS:
+        raise ValueError(f"darkness must be one of {DARKNESS}, got {darkness!r}")
     absorbed = a[..., 1] if darkness == "green" else (a[..., 0] + a[..., 1]) / 2
     dark = ndimage.gaussian_filter(255 - absorbed, max(1.0, max(h, w) / 120))
     if dark.max() - dark.min() < 20:
