@@ -3,7 +3,8 @@
 Protocol (2 CPU cores, every model from scratch, no pretrained weights):
 - data: the full train side of the grouped split (seed 0, the same split file for every run of a table);
   val side for the learning-rate sweep and the best checkpoint; test side for the table.
-- --size px (64), batch 32, AdamW (weight decay 0.05), linear warm-up over 100 steps, then cosine to 0
+- --size px (64), batch 32, cross-entropy weighted by inverse class frequency (the training default,
+  `class_weights`), AdamW (weight decay 0.05), linear warm-up over 100 steps, then cosine to 0
   over --steps optimiser steps (2000; a row may name its own budget, e.g. the classic CNN's 6000-step
   rows); validation 10 times a run; best checkpoint by val accuracy.
 - learning-rate sweep per model: --sweep-steps (400) steps at each of --lrs, seed 0; the highest best
@@ -359,7 +360,8 @@ def write_table(table: str, args) -> None:
             "accuracy | colour baseline | lr (sweep) | steps | train min/run |")
     md = [f"# {TITLES[table]}", "",
           f"- Data {data}; grouped split seed 0 (split file runs/seed_networks/splits/{data}.json); test n = {n}.",
-          f"- {'CPU protocol' if size == CPU_SIZE else 'Protocol'}: {args.size} px, from scratch, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
+          f"- {'CPU protocol' if size == CPU_SIZE else 'Protocol'}: {args.size} px, from scratch, cross-entropy weighted by inverse class "
+          f"frequency, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
           f"best checkpoint by val accuracy; lr chosen per model by a {args.sweep_steps}-step sweep over "
           f"{', '.join(f'{r:g}' for r in SWEEP_LRS)} on the val side (column lr: 'fixed' where a row's seeds "
           f"ran at a rate its sweep did not pick, with the sweep's pick where it was run); augmentation preset '{augment}'"
