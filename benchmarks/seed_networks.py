@@ -46,6 +46,9 @@ from leukodx.models.ddrnet import VARIANTS
 ROOT = common.ROOT
 RUNS = ROOT / "runs" / "seed_networks"
 SWEEP_LRS, STEPS = [3e-4, 1e-3, 3e-3], 2000  # the protocol's learning-rate grid and default step budget
+# the runs leave class_weights at the training default; the tables say which loss that is
+LOSS = ("cross-entropy weighted by inverse class frequency" if common.TrainConfig().class_weights
+        else "unweighted cross-entropy")
 CPU_SIZE = 64  # the CPU protocol's input size; another --size (the papers' 224 px on a GPU) gets its own run
 size = CPU_SIZE  # names and results files (`..._px224_seed0`, results/TABLE_224px.md), so it never mixes with these
 CLASSIC = {"mask_background": True, "gaussian_sigma": 1.0, "grayscale": True}  # Sudhakar et al. preprocessing
@@ -360,8 +363,8 @@ def write_table(table: str, args) -> None:
             "accuracy | colour baseline | lr (sweep) | steps | train min/run |")
     md = [f"# {TITLES[table]}", "",
           f"- Data {data}; grouped split seed 0 (split file runs/seed_networks/splits/{data}.json); test n = {n}.",
-          f"- {'CPU protocol' if size == CPU_SIZE else 'Protocol'}: {args.size} px, from scratch, cross-entropy weighted by inverse class "
-          f"frequency, AdamW wd 0.05, batch 32, warm-up 100 steps + cosine, "
+          f"- {'CPU protocol' if size == CPU_SIZE else 'Protocol'}: {args.size} px, from scratch, {LOSS}, AdamW wd 0.05, batch 32, "
+          f"warm-up 100 steps + cosine, "
           f"best checkpoint by val accuracy; lr chosen per model by a {args.sweep_steps}-step sweep over "
           f"{', '.join(f'{r:g}' for r in SWEEP_LRS)} on the val side (column lr: 'fixed' where a row's seeds "
           f"ran at a rate its sweep did not pick, with the sweep's pick where it was run); augmentation preset '{augment}'"
