@@ -72,6 +72,11 @@ VARIANTS.update({"v3 with stain-free input": {**V3, "stain_free": True,
 # the nucleus found by its red and green absorption, not green alone (red cells absorb green, results/cell_finder.md)
 VARIANTS.update({"v3 + red-green cell finder": {**V3, "cell_darkness": "red_green"},
                  "v3 + red-green cell finder (seed 1)": {**V3, "cell_darkness": "red_green", "seed": 1}})
+# a fixed Gaussian low-pass at input, at training and prediction alike (`gaussian_sigma`, the classic pipeline's filter):
+# every lab's image loses the fine detail a sharp camera shows and a blurred one does not
+VARIANTS.update({f"v3 + Gaussian low-pass input {s:g} px" + tag: {**V3, "gaussian_sigma": s, **seed}
+                 for s in (1.0, 2.0) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+VARIANTS.update({"v3 re-run on 2026-12-06": V3, "v3 re-run on 2026-12-06 (seed 1)": {**V3, "seed": 1}})  # their baseline
 
 
 def slug(name: str) -> str:
@@ -156,6 +161,10 @@ def main():
               "nucleus with the background colour; the last row does both. Per-class recalls are in the JSON file."),
              ("- `red-green cell finder` rows centre the cell on the nucleus found darkest in red and green light together "
               "(`cell_darkness: red_green`) instead of green alone, where dark red cells can win (results/cell_finder.md)."),
+             ("- `Gaussian low-pass input` rows blur every image after centring and resizing, at training and at "
+              "prediction alike (`gaussian_sigma`, in pixels of the network's input), so that a sharp lab's cells and a "
+              "blurred lab's look alike; the training blur and low-resolution augmentation stay on top. Their baseline is "
+              "`v3 re-run on 2026-12-06`, made with the same code on the same machine."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

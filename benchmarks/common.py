@@ -1,6 +1,6 @@
 """Shared by the benchmark scripts: train one named run and return its test metrics, with wall time
 added. A run is reused only when its key (a hash of its config and of the leukodx source files that
-training imports) matches the one it was made with; a stale run is moved aside to NAME.stale and made again."""
+training imports) matches the one it was made with; a stale run is moved aside to NAME.KEY.stale (KEY: its own run key) and made again."""
 import ast
 import hashlib
 import json
@@ -75,10 +75,12 @@ def is_done(group: str, name: str, cfg: dict) -> bool:
 def run(group: str, name: str, **cfg) -> dict:
     out, done = ROOT / "runs" / group / name, metrics_path(group, name)
     if not is_done(group, name, cfg):
-        if out.exists():
-            print(f"{group}/{name}: stale (config or code changed) -> {out.name}.stale, training again", flush=True)
-            shutil.rmtree(out.with_name(out.name + ".stale"), ignore_errors=True)
-            out.rename(out.with_name(out.name + ".stale"))
+        if out.exists():  # kept under its own key, so a run at another rate or with older code is never lost
+            old = (out / "run_key.txt").read_text().strip()[:12] if (out / "run_key.txt").is_file() else "unkeyed"
+            aside = out.with_name(f"{out.name}.{old}.stale")
+            print(f"{group}/{name}: stale (config or code changed) -> {aside.name}, training again", flush=True)
+            shutil.rmtree(aside, ignore_errors=True)  # only a copy made with this very key (an interrupted run)
+            out.rename(aside)
         t, key = time.perf_counter(), run_key(cfg)  # the code as the run starts, not as it ends
         train(TrainConfig(**cfg), out, progress=False)
         m = json.loads(done.read_text())

@@ -12,6 +12,8 @@ It is fitted on the model's own validation side plus shifted copies of every 3rd
 (eight shifts, so that the fit sees errors), never on the external sets. Its threshold keeps 99% of
 the validation answers right, like the shipped confidence threshold. Scored on the test side, shifted
 test copies and wbc_external (zero-shot). Features are cached under runs/referral_learned/.
+Also the shipped rule's own score two ways (the same decisions, leukodx.heads.referral.Referral): as it is
+(referred first, then 1 - top probability) and as it was before 2026-12-06 (the larger threshold ratio).
 Writes results/referral_learned.{json,md}.
   python benchmarks/referral_learned.py [MODEL]
 """
@@ -32,6 +34,7 @@ from sklearn.preprocessing import StandardScaler
 from leukodx.data.class_map import map_classes
 from leukodx.data.recipes import lab_of, load_dataset
 from leukodx.evaluate.evaluate_run import bundle_outputs
+from leukodx.evaluate.selective import risk_coverage
 from leukodx.heads.referral import choose_threshold
 from leukodx.models.inference import logits_for
 from leukodx.transforms.shifts import build_shift
@@ -39,6 +42,7 @@ from leukodx.transforms.shifts import build_shift
 ROOT = Path(__file__).resolve().parents[1]
 FIT_SHIFTS = ("grayscale", "stain_macenko", "stain_reinhard", "blur_2", "lowres_32", "jpeg_10", "hed_0.5", "scale_0.5")
 TEST_SHIFTS = ("grayscale", "stain_macenko", "lowres_32")
+RATIO = "shipped rule, score before 2026-12-06"  # the larger threshold ratio: same decisions, other order
 SIGNALS = {"probabilities + distance": [0, 1, 2, 3], "+ class neighbours": [0, 1, 2, 3, 4, 5]}
 
 
@@ -71,18 +75,20 @@ def signals(f, p, d, ref_f, ref_y):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model", nargs="?", default="src/leukodx/shipped/wbc_type.pt")
+    ap.add_argument("--config", default="wbc_type", help="the model's training config (its dev data and split); "
+                    "all_severity for the ALL model, which has no external lab to score")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    bundle, pre, index, split = model_and_split(a.model)
+    bundle, pre, index, split = model_and_split(a.model, a.config)
     train, val, test = (split.indices(index, s) for s in ("train", "val", "test"))
     rng = np.random.default_rng(0)
     ref = np.concatenate([rng.permutation([i for i in train if index.records[i].label == c])[:150]
                           for c in range(len(index.classes))])
-    ext, _ = map_classes(load_dataset("wbc_external"), bundle.classes)
+    ext = map_classes(load_dataset("wbc_external"), bundle.classes)[0] if a.config == "wbc_type" else None
     jobs = {"reference": (index, ref, None), "val": (index, val, None)}
     jobs |= {f"val + {s}": (index, val[::3], s) for s in FIT_SHIFTS}
     jobs |= {"test": (index, test, None)} | {f"test + {s}": (index, test[::4], s) for s in TEST_SHIFTS}
-    for lab in sorted({lab_of(ext, r) for r in ext.records}):
+    for lab in sorted({lab_of(ext, r) for r in ext.records} if ext else []):
         jobs[lab] = (ext, [i for i, r in enumerate(ext.records) if lab_of(ext, r) == lab], None)
 
     sha = hashlib.sha256(Path(a.model).read_bytes()).hexdigest()[:16]
@@ -126,18 +132,21 @@ def main():
         shipped = np.array([x is not None for x in bundle.referral.reasons(s["p"], s["d"])])
         row = {"set": k, "n": len(w), "accuracy": float(1 - w.mean()),
                "auroc": {"shipped rule": float(roc_auc_score(w, bundle.referral.score(s["p"], s["d"]))),
+                         RATIO: float(roc_auc_score(w, bundle.referral.ratio(s["p"], s["d"]))),
                          "1 - top probability": float(roc_auc_score(w, X[k][:, 0])),
                          **{n: float(roc_auc_score(w, scores[n][k])) for n in SIGNALS}},
+               "aurc": {n: risk_coverage(f(s["p"], s["d"]), ~w)["aurc"] for n, f in
+                        (("shipped rule", bundle.referral.score), (RATIO, bundle.referral.ratio))},
                "referred": {"shipped rule": float(shipped.mean())}, "kept_accuracy": {"shipped rule": float(1 - w[~shipped].mean())}}
         for n in SIGNALS:
             refer = (scores[n][k] > thresholds[n]) | unfamiliar  # the unfamiliar reason stays
             row["referred"][n] = float(refer.mean())
             row["kept_accuracy"][n] = float(1 - w[~refer].mean()) if (~refer).any() else float("nan")
         rows.append(row)
-    res = {"command": "python benchmarks/referral_learned.py " + a.model, "model_sha256": sha,
+    res = {"command": "python benchmarks/referral_learned.py " + a.model + ("" if a.config == "wbc_type" else f" --config {a.config}"), "model_sha256": sha,
            "fit": {k: len(wrong[k]) for k in fit}, "fit_errors": int(sum(wrong[k].sum() for k in fit)),
            "coefficients (standardised)": coefs, "thresholds": thresholds, "rows": rows}
-    out = ROOT / "results" / "referral_learned"
+    out = ROOT / "results" / ("referral_learned" + ("" if a.config == "wbc_type" else f"_{a.config}"))
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     names = ["shipped rule", *SIGNALS]
     md = [f"# Learned error score vs the shipped referral rule (`{a.model}`, sha256 {sha}...)", "",
@@ -149,10 +158,14 @@ def main():
           "the shipped unfamiliar-image threshold still refers on its own."),
           f"- Class neighbours: 150 training cells per class (features of the model). Coefficients: `{json.dumps(coefs)}`.", "",
           "## Errors vs correct answers (AUROC of the score)", "",
-          "| set | n | accuracy | shipped rule | 1 - top probability | " + " | ".join(SIGNALS) + " |",
-          "|---" * (5 + len(SIGNALS)) + "|"]
+          ("The shipped rule's score: the referred cases first, then the least confident answer first; the score "
+           "before 2026-12-06 made the same decisions and ordered by the larger threshold ratio (AURC of each: "
+           "area under the risk-coverage curve, lower is better)."), "",
+          f"| set | n | accuracy | shipped rule | {RATIO} | 1 - top probability | " + " | ".join(SIGNALS)
+          + " | AURC, shipped rule | AURC, score before |", "|---" * (8 + len(SIGNALS)) + "|"]
     md += [f"| {r['set']} | {r['n']} | {r['accuracy']:.3f} | " + " | ".join(f"{r['auroc'][n]:.3f}" for n in
-           ["shipped rule", "1 - top probability", *SIGNALS]) + " |" for r in rows]
+           ["shipped rule", RATIO, "1 - top probability", *SIGNALS])
+           + f" | {r['aurc']['shipped rule']:.4f} | {r['aurc'][RATIO]:.4f} |" for r in rows]
     md += ["", "## Referred share / accuracy on the answers kept", "", "| set | " + " | ".join(names) + " |",
            "|---" * (1 + len(names)) + "|"]
     md += [f"| {r['set']} | " + " | ".join(f"{r['referred'][n]:.3f} / {r['kept_accuracy'][n]:.3f}" for n in names) + " |"

@@ -51,6 +51,27 @@ def test_the_real_training_closure_holds_models_and_not_the_web_app():
     assert not any(n.startswith(("leukodx/serve/", "leukodx/gan/")) for n in names)
 
 
+def test_a_stale_run_is_kept_under_its_own_key_and_none_is_lost(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    made = []
+
+    def fake_train(cfg, out, progress=False):
+        (out / "test").mkdir(parents=True)
+        (out / "test" / "metrics.json").write_text(json.dumps({"accuracy": cfg.lr}))
+        made.append(cfg.lr)
+
+    monkeypatch.setattr(common, "train", fake_train)
+    runs = tmp_path / "runs" / "g"
+    for lr in (1e-3, 3e-3, 1e-3):  # a run at one rate, then another, then the first again
+        assert common.run("g", "m_seed0", data="pbc", lr=lr)["accuracy"] == lr
+    assert made == [1e-3, 3e-3, 1e-3]
+    keys = {common.run_key({"data": "pbc", "lr": lr})[:12] for lr in (1e-3, 3e-3)}
+    assert {p.name for p in runs.iterdir()} == {"m_seed0"} | {f"m_seed0.{k}.stale" for k in keys}
+    assert common.run("g", "m_seed0", data="pbc", lr=1e-3) and made == [1e-3, 3e-3, 1e-3]  # done: not made again
+
+
 def _old_row(runs, accs):
     return {"status": "done", "runs": runs, "accuracy_per_seed": accs, "ci95_per_seed": [[a - .01, a + .01] for a in accs],
             "macro_f1_mean": 0.9, "min_class_recall": 0.8, "grayscale_accuracy_mean": 0.3, "train_minutes_mean": 30.0,

@@ -100,6 +100,19 @@ def test_invalid_output_is_always_referred():
     assert 0.85 < fitted.unfamiliar < 0.95 and fitted.confidence >= 0.6
 
 
+def test_score_puts_referred_first_then_least_confident():
+    rule = Referral(0.8, 0.3)
+    p_top = np.array([0.99, 0.85, 0.95, 0.7, 0.99, 0.6])
+    probs = np.c_[p_top, 1 - p_top]
+    dist = np.array([0.05, 0.05, 0.25, 0.05, 0.9, 0.05])  # the third: close to the threshold, yet confident
+    referred = [r is not None for r in rule.reasons(probs, dist)]
+    s = rule.score(probs, dist)
+    assert referred == [False, False, False, True, True, True] and ((s >= 1) == referred).all()
+    assert s[1] > s[2] > s[0]        # kept: the less confident answer ranks as more doubtful, whatever its distance
+    assert s[5] > s[3] > s[4] >= 1   # referred: likewise
+    assert (rule.ratio(probs, dist) >= 1).tolist() == referred
+
+
 def test_thresholds_survive_save_load_and_onnx(fitted, tmp_path):
     b, index, _ = fitted
     b.save(tmp_path / "m.pt")

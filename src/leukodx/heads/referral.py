@@ -20,6 +20,7 @@ from leukodx.heads.expected import UNEXPECTED_MASS
 REASONS = ("invalid_output", "unreadable", "not_a_cell", "unfamiliar_image", "unexpected_class", "low_confidence")
 SHIFT_EXPECTED = 0.05  # unfamiliar share of a batch that raises no flag: the threshold refers 2% of val, plus room
 SHIFT_ALPHA = 0.001    # one-sided binomial test level of the lab-shift flag
+DOUBT_SCALE = 0.999    # keeps the kept cases' score, 1 - top probability scaled by it, below 1
 
 
 def choose_threshold(conf: np.ndarray, correct: np.ndarray, target_accuracy: float = 0.99) -> float:
@@ -46,16 +47,27 @@ class Referral:
             raise ValueError(f"unfamiliar-image threshold must be positive, got {self.unfamiliar}")
 
     def score(self, probs: np.ndarray, distance: np.ndarray, expected_share: np.ndarray | None = None) -> np.ndarray:
-        """One number per case, >= 1 exactly when a threshold refers it (NaN outputs: infinity).
-        Sorting by it gives the risk-coverage curve of the rule the model applies."""
+        """One number per case, >= 1 exactly when a threshold refers it (NaN outputs: infinity): the referred
+        cases first, then, among the referred and among the kept, the least confident answer first
+        (1 - top probability). Sorting by it gives the risk-coverage curve of the rule the model applies, read
+        in the order a person would check. Ordering each group by the larger threshold ratio instead (the score
+        before 2026-12-06) makes the same decisions and ranks errors worse: on other labs' cells the feature
+        distance says little about which answers are wrong (results/referral_learned.md)."""
         probs, distance = np.asarray(probs, float), np.asarray(distance, float)
         p = probs.max(1)
-        s = np.maximum((1 - p) / max(1 - self.confidence, 1e-9), distance / self.unfamiliar)
+        refer = self.ratio(probs, distance, expected_share) >= 1
+        bad = ~np.isfinite(probs).all(1) | ~np.isfinite(distance)
+        return np.where(bad, np.inf, refer + DOUBT_SCALE * (1 - p))
+
+    def ratio(self, probs: np.ndarray, distance: np.ndarray, expected_share: np.ndarray | None = None) -> np.ndarray:
+        """The largest of each threshold's ratio (1 - top p over 1 - its threshold, distance over its threshold,
+        and for limited answers the expected share's): >= 1 exactly when a threshold refers the case."""
+        p = np.asarray(probs, float).max(1)
+        s = np.maximum((1 - p) / max(1 - self.confidence, 1e-9), np.asarray(distance, float) / self.unfamiliar)
         if expected_share is not None:
             with np.errstate(divide="ignore"):
                 s = np.maximum(s, UNEXPECTED_MASS / np.asarray(expected_share, float))
-        bad = ~np.isfinite(probs).all(1) | ~np.isfinite(distance)
-        return np.where(bad, np.inf, s)
+        return s
 
     def reasons(self, probs: np.ndarray, distance: np.ndarray, problems=None,
                 expected_share: np.ndarray | None = None) -> list[str | None]:
