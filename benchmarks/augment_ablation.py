@@ -164,7 +164,8 @@ def main():
              ("- `Gaussian low-pass input` rows blur every image after centring and resizing, at training and at "
               "prediction alike (`gaussian_sigma`, in pixels of the network's input), so that a sharp lab's cells and a "
               "blurred lab's look alike; the training blur and low-resolution augmentation stay on top. Their baseline is "
-              "`v3 re-run on 2026-12-06`, made with the same code on the same machine."),
+              "`v3 re-run on 2026-12-06`, made with the same code on the same machine (the 1 px seed-0 row ran beside two other "
+              "jobs: its minutes are not comparable)."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",
