@@ -80,11 +80,12 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(2)
     bundle, pre, index, split = model_and_split(a.model, a.config)
+    wbc = a.config == "wbc_type"  # the WBC model is also scored on wbc_external; others write a file of their own
     train, val, test = (split.indices(index, s) for s in ("train", "val", "test"))
     rng = np.random.default_rng(0)
     ref = np.concatenate([rng.permutation([i for i in train if index.records[i].label == c])[:150]
                           for c in range(len(index.classes))])
-    ext = map_classes(load_dataset("wbc_external"), bundle.classes)[0] if a.config == "wbc_type" else None
+    ext = map_classes(load_dataset("wbc_external"), bundle.classes)[0] if wbc else None
     jobs = {"reference": (index, ref, None), "val": (index, val, None)}
     jobs |= {f"val + {s}": (index, val[::3], s) for s in FIT_SHIFTS}
     jobs |= {"test": (index, test, None)} | {f"test + {s}": (index, test[::4], s) for s in TEST_SHIFTS}
@@ -143,10 +144,10 @@ def main():
             row["referred"][n] = float(refer.mean())
             row["kept_accuracy"][n] = float(1 - w[~refer].mean()) if (~refer).any() else float("nan")
         rows.append(row)
-    res = {"command": "python benchmarks/referral_learned.py " + a.model + ("" if a.config == "wbc_type" else f" --config {a.config}"), "model_sha256": sha,
+    res = {"command": "python benchmarks/referral_learned.py " + a.model + ("" if wbc else f" --config {a.config}"), "model_sha256": sha,
            "fit": {k: len(wrong[k]) for k in fit}, "fit_errors": int(sum(wrong[k].sum() for k in fit)),
            "coefficients (standardised)": coefs, "thresholds": thresholds, "rows": rows}
-    out = ROOT / "results" / ("referral_learned" + ("" if a.config == "wbc_type" else f"_{a.config}"))
+    out = ROOT / "results" / ("referral_learned" + ("" if wbc else f"_{a.config}"))
     out.with_suffix(".json").write_text(json.dumps(res, indent=1))
     names = ["shipped rule", *SIGNALS]
     md = [f"# Learned error score vs the shipped referral rule (`{a.model}`, sha256 {sha}...)", "",
