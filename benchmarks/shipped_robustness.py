@@ -1,0 +1,45 @@
+"""Re-score a shipped model file's robustness table without its run folder: every shift on the test side of
+the grouped split its training config makes (and wbc_external for the WBC model), written to
+results/NAME_robustness.{json,md} and into the robustness section of both copies of its model card.
+Use it when scoring code changes (for example the referral score's order) and the weights do not.
+  python benchmarks/shipped_robustness.py wbc_type       # ~30 min on 2 CPU cores
+  python benchmarks/shipped_robustness.py all_severity   # ~10 min
+"""
+import argparse
+import hashlib
+import shutil
+import tempfile
+from datetime import date
+from pathlib import Path
+
+from common import ROOT, model_and_split
+from shipped_notes import INFLUENCED
+
+from leukodx.data.recipes import load_dataset
+from leukodx.evaluate.model_card import ROBUSTNESS_HEADING, replace_section, robustness_section
+from leukodx.evaluate.robustness import evaluate_robustness
+from leukodx.transforms.shifts import parse_shifts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", choices=sorted(INFLUENCED))
+    ap.add_argument("--shifts", default="all")
+    a = ap.parse_args()
+    model = ROOT / "src" / "leukodx" / "shipped" / f"{a.name}.pt"
+    bundle, _, index, split = model_and_split(model, a.name)
+    ext = load_dataset("wbc_external") if a.name == "wbc_type" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        res = evaluate_robustness(bundle, index, split, parse_shifts(a.shifts), Path(tmp), ext)
+        for suffix in ("json", "md"):
+            shutil.copyfile(Path(tmp) / f"robustness.{suffix}", ROOT / "results" / f"{a.name}_robustness.{suffix}")
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
+    source = (f"`python benchmarks/shipped_robustness.py {a.name}` (the shipped model file, sha256 {sha}..., "
+              f"re-scored on {date.today().isoformat()} on its config's grouped split)")
+    for card in (ROOT / "results" / f"{a.name}_model_card.md", model.with_suffix(".md")):
+        replace_section(card, ROBUSTNESS_HEADING, robustness_section(res, source, INFLUENCED[a.name]))
+    print(f"written: results/{a.name}_robustness.md and the robustness section of both model cards")
+
+
+if __name__ == "__main__":
+    main()
