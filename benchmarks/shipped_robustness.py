@@ -35,7 +35,9 @@ def main() -> None:
             shutil.copyfile(Path(tmp) / f"robustness.{suffix}", ROOT / "results" / f"{a.name}_robustness.{suffix}")
     sha = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
     source = (f"`python benchmarks/shipped_robustness.py {a.name}` (the shipped model file, sha256 {sha}..., "
-              f"re-scored on {date.today().isoformat()} on its config's grouped split)")
+              f"re-scored on {date.today().isoformat()} on its config's grouped split; its error AUROC and AURC rank by "
+              "the referral score of that day, and where they differ from the figures under 'Calibration and referral' "
+              "above, those were made with an earlier score's order: the same decisions)")
     for card in (ROOT / "results" / f"{a.name}_model_card.md", model.with_suffix(".md")):
         replace_section(card, ROBUSTNESS_HEADING, robustness_section(res, source, INFLUENCED[a.name]))
     print(f"written: results/{a.name}_robustness.md and the robustness section of both model cards")
