@@ -77,6 +77,11 @@ VARIANTS.update({"v3 + red-green cell finder": {**V3, "cell_darkness": "red_gree
 VARIANTS.update({f"v3 + Gaussian low-pass input {s:g} px" + tag: {**V3, "gaussian_sigma": s, **seed}
                  for s in (1.0, 2.0) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 VARIANTS.update({"v3 re-run on 2026-12-06": V3, "v3 re-run on 2026-12-06 (seed 1)": {**V3, "seed": 1}})  # their baseline
+# stain transfer to unlabelled white cells of a third lab (BCCD smear fields, never labelled by type) instead of to
+# other PBC images: real other-lab stains and backgrounds, no labels and no wbc_external image
+VARIANTS.update({f"v3 + stain transfer to BCCD white cells p {p:g}" + tag: {**V3, "stain_transfer": p,
+                                                                            "stain_refs": "bccd_smears", **seed}
+                 for p in (0.3, 0.6) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 
 
 def slug(name: str) -> str:
@@ -166,6 +171,10 @@ def main():
               "blurred lab's look alike; the training blur and low-resolution augmentation stay on top. Their baseline is "
               "`v3 re-run on 2026-12-06`, made with the same code on the same machine (the 1 px seed-0 row ran beside two other "
               "jobs: its minutes are not comparable)."),
+             ("- `stain transfer to BCCD white cells` rows Reinhard- or Macenko-normalise a share p of training images to "
+              "one of 64 white cells of the BCCD smear fields (`stain_refs: bccd_smears`; a third lab, unlabelled, never in "
+              "wbc_external) instead of to other PBC images: real other-lab stains with no labels. Same baseline as the "
+              "low-pass rows; the p 0.3 rows ran beside another job (their minutes are not comparable)."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

@@ -84,6 +84,8 @@ class TrainConfig(YamlConfig):
     augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
     mixstyle: float = 0.0                # >0: MixStyle probability in the first 3 stages (training only)
     stain_transfer: float = 0.0          # >0 (augment: robust): probability of stain-normalising to another training image
+    stain_refs: str = ""                 # with stain_transfer: a smear-field set (e.g. bccd_smears) whose white cells,
+                                         # unlabelled, are the stain references instead of training images
     blur_sigma: float = 1.5              # augment: robust: strongest training blur, pixels at input size
     random_conv: float = 0.0             # >0 (augment: robust): probability of a random convolution (RandConv)
     tone_curves: float = 0.0             # >0 (augment: robust): probability of random per-channel gamma curves
@@ -161,6 +163,7 @@ class TrainConfig(YamlConfig):
                   ("refer_unfamiliar_rate", 0 <= self.refer_unfamiliar_rate < 0.5),
                   ("refer_no_cell", 0 <= self.refer_no_cell < 0.5),
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
+                  ("stain_refs", not self.stain_refs or self.stain_transfer > 0),
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
                   ("consistency", 0 <= self.consistency <= 100),
@@ -187,8 +190,13 @@ class TrainConfig(YamlConfig):
 
     def train_augment(self):
         """The training augmentation this config asks for (leukodx.transforms.augment)."""
+        refs = ()
+        if self.stain_refs:
+            from leukodx.data.smears import white_cell_crops
+
+            refs = white_cell_crops(self.stain_refs, seed=self.seed)
         return build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma, self.random_conv,
-                             self.tone_curves)
+                             self.tone_curves, refs)
 
     def _check_hardware(self) -> None:
         """accelerator / devices against this machine, so a wrong value fails now, not as a hang."""

@@ -71,6 +71,26 @@ def test_bccd_crops_from_voc(tmp_path):
     assert {r.group for r in idx.records} == {"f1"}
 
 
+def test_white_cell_crops_are_squares_around_the_wbc_boxes_clipped_to_the_field(tmp_path):
+    from leukodx.data.smears import white_cell_crops
+
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "Annotations").mkdir()
+    Image.new("RGB", (100, 80), "white").save(tmp_path / "JPEGImages" / "f1.jpg")
+    obj = "<object><name>{}</name><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>"
+    (tmp_path / "Annotations" / "f1.xml").write_text(
+        "<annotation><filename>f1.jpg</filename><size><width>100</width><height>80</height></size>"
+        + obj.format("WBC", 40, 30, 60, 50) + obj.format("WBC", 0, 0, 10, 10) + obj.format("RBC", 70, 60, 90, 78)
+        + "</annotation>")
+    crops = white_cell_crops(tmp_path, n=5, factor=2)
+    assert sorted(c.shape for c in crops) == [(15, 15, 3), (40, 40, 3)]  # 2 x 20 px around (50, 40); the corner one clipped
+    assert len(white_cell_crops(tmp_path, n=1)) == 1
+    (tmp_path / "Annotations" / "f1.xml").write_text(
+        "<annotation><filename>f1.jpg</filename>" + obj.format("RBC", 70, 60, 90, 78) + "</annotation>")
+    with pytest.raises(LeukodxError, match="no white-cell boxes"):
+        white_cell_crops(tmp_path)
+
+
 def test_download_from_local_zip(tmp_path):
     import zipfile
     z = tmp_path / "bccd.zip"

@@ -100,6 +100,27 @@ def test_stain_transfer_moves_a_cell_towards_an_earlier_training_image():
         build_augment("seed", stain_transfer=0.3)
 
 
+def test_stain_transfer_to_fixed_references_never_adds_training_images():
+    tensor = lambda im: torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
+    red, purple = cell(fg=(150, 30, 60)), cell(fg=(90, 40, 130))
+    t = StainTransfer(p=1.0, refresh=1.0, references=[np.asarray(red)])
+    assert len(t.refs) == 2  # one reference, fitted by Reinhard and by Macenko
+    for _ in range(4):
+        out = t(tensor(purple)).permute(1, 2, 0).numpy().astype(int)
+        centre, target = out[60:68, 60:68].reshape(-1, 3).mean(0), np.asarray(red)[60:68, 60:68].reshape(-1, 3).mean(0)
+        assert np.abs(centre - target).sum() < np.abs(np.asarray(purple)[60:68, 60:68].reshape(-1, 3).mean(0) - target).sum()
+    assert len(t.refs) == 2  # the training images did not join the references
+    with pytest.raises(ConfigError, match="stain_refs"):
+        StainTransfer(references=[np.full((32, 32, 3), 255, np.uint8)])  # no stain to fit in any reference
+    from leukodx.config import TrainConfig
+    from leukodx.errors import LeukodxError
+
+    with pytest.raises(ConfigError, match="stain_refs"):
+        TrainConfig(augment="robust", stain_refs="bccd_smears")  # references without stain transfer
+    with pytest.raises(LeukodxError, match="not found"):
+        TrainConfig(augment="robust", stain_transfer=0.3, stain_refs="/nonexistent/smears")
+
+
 def test_hed_shift_is_deterministic_and_zero_is_identity():
     img = cell()
     a, b = build_shift("hed_0.5")(img), build_shift("hed_0.5")(img)

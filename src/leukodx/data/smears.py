@@ -102,3 +102,23 @@ def split_fields(fields: list[SmearField], root: str | Path, seed: int = 0, val_
         idx.records, idx.classes = [ImageRecord(r.path, 0) for r in idx.records], ["field"]
         split = make_split(idx, val_frac=val_frac, test_frac=test_frac, seed=seed)
     return {s: split.indices(idx, s) for s in SIDES}, split.protocol
+
+
+def white_cell_crops(spec: str | Path, n: int = 64, factor: float = 2.5, seed: int = 0) -> list[np.ndarray]:
+    """`n` white cells (at random, fixed by `seed`) of a smear-field set, each as an RGB square of `factor` x its
+    box's longer side around its centre, clipped to the field: unlabelled cells of another lab (stain references)."""
+    from leukodx.data.images import load_image
+
+    cells = [(f.path, b) for f in load_smear_fields(smear_root(spec)) for b, k in zip(f.boxes, f.kinds) if k == "wbc"]
+    if not cells:
+        raise LeukodxError(f"{spec}: no white-cell boxes")
+    pick = np.random.default_rng(seed).permutation(len(cells))[:n]
+    out = []
+    for i in sorted(pick):
+        path, (x0, y0, x1, y1) = cells[i]
+        half, cx, cy = max(x1 - x0, y1 - y0) * factor / 2, (x0 + x1) / 2, (y0 + y1) / 2
+        img = load_image(path)
+        box = (max(0, round(cx - half)), max(0, round(cy - half)), min(img.width, round(cx + half)),
+               min(img.height, round(cy + half)))
+        out.append(np.asarray(img.crop(box).convert("RGB")))
+    return out

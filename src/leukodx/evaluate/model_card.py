@@ -84,6 +84,7 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
               + f", augmentation `{cfg['augment']}`"
               + (f" (augment_drop: {', '.join(cfg['augment_drop'])})" if cfg.get("augment_drop") else "")
               + (f", stain transfer p {cfg['stain_transfer']}" if cfg.get("stain_transfer") else "")
+              + (f" to unlabelled white cells of {cfg['stain_refs']}" if cfg.get("stain_refs") else "")
               + (f", training blur up to {cfg['blur_sigma']:g} px" if cfg.get("blur_sigma", 1.5) != 1.5 else "")
               + (f", cells painted out of training images p {cfg['paint_out_cells']} (target: no class)"
                  if cfg.get("paint_out_cells") else "")

@@ -8,7 +8,8 @@ Presets:
   autoaugment / randaugment / trivialaugment - torchvision's "auto-augmentation" policies
   robust    - removes the lab's shortcuts (stain, background, scale, resolution); its ingredients are
               listed in ROBUST_INGREDIENTS and any of them can be left out (`augment_drop`) for ablation;
-              `stain_transfer: P` adds stain normalisation to another training image (StainTransfer);
+              `stain_transfer: P` adds stain normalisation to another training image (StainTransfer), or
+              to unlabelled white cells of another lab's smear fields (`stain_refs: bccd_smears`);
               `random_conv: P` adds random convolutions (RandomConvolution);
               `tone_curves: P` raises each colour channel to its own random power (RandomToneCurves).
 Rotated / shifted corners take each image's own border colour (the papers' Keras / torchvision
@@ -127,15 +128,32 @@ class LowResolution:
         return TF.resize(x, [size, size], antialias=True)
 
 
+def _stained(a: np.ndarray) -> bool:
+    """A stain reference needs stained pixels (Macenko's optical density > 0.15)."""
+    return (a < 200).any(axis=2).mean() > 0.01
+
+
+def _normaliser(a: np.ndarray, method: str) -> StainNormalizer | None:
+    try:
+        return StainNormalizer(a, method)
+    except Exception:  # noqa: BLE001 - a stain torchstain cannot fit: not a reference
+        return None
+
+
 class StainTransfer:
     """Stain normalisation as augmentation: with probability p the image is Reinhard- or Macenko-
     normalised (torchstain) to another training image, so that a lab that stain-normalises its images
     shows the model nothing new. The references are a reservoir of `pool` images seen earlier in
-    training (this runs on the train side only), refreshed at random as training goes on."""
+    training (this runs on the train side only), refreshed at random as training goes on; or, given
+    `references` (RGB arrays, e.g. unlabelled cells of another lab), a fixed set fitted both ways."""
 
-    def __init__(self, p: float = 0.3, pool: int = 32, refresh: float = 0.05):
+    def __init__(self, p: float = 0.3, pool: int = 32, refresh: float = 0.05, references=()):
         self.p, self.pool, self.refresh = p, pool, refresh
-        self.refs: list[StainNormalizer] = []
+        self.refs: list[StainNormalizer] = [norm for a in filter(_stained, references) for m in ("reinhard", "macenko")
+                                            if (norm := _normaliser(a, m)) is not None]
+        if references and not self.refs:
+            raise ConfigError("stain_refs: no reference image has a stain to fit")
+        self.fixed = bool(references)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         r = _rng()
@@ -143,11 +161,9 @@ class StainTransfer:
         out = x
         if self.refs and r.random() < self.p:
             out = torch.from_numpy(self.refs[int(r.integers(len(self.refs)))](a)).permute(2, 0, 1).contiguous()
-        stained = (a < 200).any(axis=2).mean() > 0.01  # a reference needs stained pixels (Macenko's OD > 0.15)
-        if stained and (len(self.refs) < self.pool or r.random() < self.refresh):
-            try:
-                norm = StainNormalizer(a, ("reinhard", "macenko")[int(r.integers(2))])
-            except Exception:  # noqa: BLE001 - a stain torchstain cannot fit: not a reference
+        if not self.fixed and _stained(a) and (len(self.refs) < self.pool or r.random() < self.refresh):
+            norm = _normaliser(a, ("reinhard", "macenko")[int(r.integers(2))])
+            if norm is None:
                 return out
             if len(self.refs) < self.pool:
                 self.refs.append(norm)
@@ -235,7 +251,7 @@ def robust_ingredients(blur_sigma: float = 1.5) -> dict:
 
 
 def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5, random_conv: float = 0.0,
-                 tone_curves: float = 0.0) -> v2.Compose:
+                 tone_curves: float = 0.0, stain_refs=()) -> v2.Compose:
     unknown = sorted(set(drop) - set(ROBUST_INGREDIENTS))
     if unknown:
         raise ConfigError(f"unknown augmentation ingredient(s) {', '.join(unknown)}; "
@@ -245,7 +261,7 @@ def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5, 
         parts["scale"] = AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10)
     if "background_fill" in drop:
         parts["scale"].fill = "black"
-    steps = [StainTransfer(stain_transfer)] if stain_transfer > 0 else []  # on the raw image, like the test shift
+    steps = [StainTransfer(stain_transfer, references=stain_refs)] if stain_transfer > 0 else []  # like the test shift
     steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     steps += [t for name, t in parts.items() if name == "scale" or name not in drop]
     camera = len(steps) - sum(n not in drop for n in ("low_resolution", "blur", "jpeg"))
@@ -256,12 +272,12 @@ def build_robust(drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5, 
 
 
 def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0, blur_sigma: float = 1.5,
-                  random_conv: float = 0.0, tone_curves: float = 0.0):
+                  random_conv: float = 0.0, tone_curves: float = 0.0, stain_refs=()):
     flips = [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
     if name == "none":
         return v2.Identity()
     if name == "robust":
-        return build_robust(drop, stain_transfer, blur_sigma, random_conv, tone_curves)
+        return build_robust(drop, stain_transfer, blur_sigma, random_conv, tone_curves, stain_refs)
     if drop or stain_transfer or blur_sigma != 1.5 or random_conv or tone_curves:
         raise ConfigError("augment_drop, stain_transfer, blur_sigma, random_conv and tone_curves only apply to "
                           "augment: robust")
