@@ -185,7 +185,8 @@ class TrainConfig(YamlConfig):
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")
-        self.train_augment()  # unknown ingredient names fail here, before training
+        build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma, self.random_conv,
+                      self.tone_curves)  # unknown ingredient names fail here, before training (stain_refs load then)
         self._check_hardware()
 
     def train_augment(self):

@@ -117,8 +117,9 @@ def test_stain_transfer_to_fixed_references_never_adds_training_images():
 
     with pytest.raises(ConfigError, match="stain_refs"):
         TrainConfig(augment="robust", stain_refs="bccd_smears")  # references without stain transfer
+    cfg = TrainConfig(augment="robust", stain_transfer=0.3, stain_refs="/nonexistent/smears")  # read without the data
     with pytest.raises(LeukodxError, match="not found"):
-        TrainConfig(augment="robust", stain_transfer=0.3, stain_refs="/nonexistent/smears")
+        cfg.train_augment()  # training needs it: a clear error before the first step
 
 
 def test_hed_shift_is_deterministic_and_zero_is_identity():

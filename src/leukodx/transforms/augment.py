@@ -278,9 +278,9 @@ def build_augment(name: str = "seed", drop=(), stain_transfer: float = 0.0, blur
         return v2.Identity()
     if name == "robust":
         return build_robust(drop, stain_transfer, blur_sigma, random_conv, tone_curves, stain_refs)
-    if drop or stain_transfer or blur_sigma != 1.5 or random_conv or tone_curves:
-        raise ConfigError("augment_drop, stain_transfer, blur_sigma, random_conv and tone_curves only apply to "
-                          "augment: robust")
+    if drop or stain_transfer or blur_sigma != 1.5 or random_conv or tone_curves or len(stain_refs):
+        raise ConfigError("augment_drop, stain_transfer, stain_refs, blur_sigma, random_conv and tone_curves only apply "
+                          "to augment: robust")
     if name == "seed":
         return v2.Compose(flips + [
             AffineBackgroundFill(degrees=20, translate=0.1, scale=(0.9, 1.1), shear=10),
