@@ -185,14 +185,14 @@ class TrainConfig(YamlConfig):
         for name, ok in checks:
             if not ok:
                 raise ConfigError(f"config '{name}' is out of range: {getattr(self, name)!r}")
-        build_augment(self.augment, self.augment_drop, self.stain_transfer, self.blur_sigma, self.random_conv,
-                      self.tone_curves)  # unknown ingredient names fail here, before training (stain_refs load then)
+        self.train_augment(load_refs=False)  # unknown ingredient names fail here, before training
         self._check_hardware()
 
-    def train_augment(self):
-        """The training augmentation this config asks for (leukodx.transforms.augment)."""
+    def train_augment(self, load_refs: bool = True):
+        """The training augmentation this config asks for (leukodx.transforms.augment); `load_refs=False` leaves
+        out the stain_refs cells, so that reading a config never needs their smear data."""
         refs = ()
-        if self.stain_refs:
+        if self.stain_refs and load_refs:
             from leukodx.data.smears import white_cell_crops
 
             refs = white_cell_crops(self.stain_refs, seed=self.seed)
