@@ -6,7 +6,7 @@ Sizes are relative to a 128-pixel rendering of the image, so a shift means the s
 and on a 360 px image.
 
   grayscale            luminance only
-  stain_reinhard/_macenko  stain normalised to one reference image (torchstain)
+  stain_reinhard/_macenko  stain normalised to one reference image (leukodx.transforms.stain)
   hed_S                haematoxylin / eosin densities scaled by 1 +- S (random sign per stain)
   blur_S               Gaussian blur, sigma S pixels at 128 px
   lowres_N             downscaled to N pixels across, then back up (a low-resolution camera)
@@ -116,6 +116,8 @@ def build_shift(name: str, reference: Image.Image | None = None):
 def parse_shifts(spec: str | None) -> list[str]:
     """'all' or None -> the default list; otherwise comma-separated names, each checked."""
     names = list(DEFAULT_SHIFTS) if spec in (None, "", "all") else [s.strip() for s in spec.split(",") if s.strip()]
+    check = np.full((8, 8, 3), 240, np.uint8)  # a reference the stain normalisers can fit: white, a purple and a pink patch
+    check[:4, :4], check[4:, 4:] = (110, 60, 150), (220, 140, 150)
     for n in names:
-        build_shift(n, Image.new("RGB", (8, 8), (200, 150, 200)))
+        build_shift(n, Image.fromarray(check))
     return names
