@@ -83,6 +83,11 @@ VARIANTS.update({f"v3 + stain transfer to BCCD white cells p {p:g}" + tag: {**V3
                                                                             "stain_refs": "bccd_smears", **seed}
                  for p in (0.3, 0.6) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 
+# stain transfer to other PBC images again, after Macenko was rewritten (2026-12-06: torchstain's inverted some nuclei
+# and tinted backgrounds, results/macenko_check.md); the row above it used torchstain's for half its references
+VARIANTS.update({"v3 + stain transfer p 0.3 with leukodx Macenko" + tag: {**V3, "stain_transfer": 0.3, **seed}
+                 for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+
 
 def slug(name: str) -> str:
     return name.replace(" ", "_").replace("(", "").replace(")", "")

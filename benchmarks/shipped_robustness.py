@@ -49,7 +49,7 @@ def main() -> None:
     sha = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
     command = f"python benchmarks/shipped_robustness.py {a.name}" + ("" if a.shifts == "all" else f" --shifts {a.shifts}")
     source = (f"`{command}` (the shipped model file, sha256 {sha}..., "
-              f"re-scored on {date.today().isoformat()}{'' if a.shifts == 'all' else f' (the {a.shifts} rows and other labs; the rest earlier)'} "
+              f"re-scored on {date.today().isoformat()}{'' if a.shifts == 'all' else f' (the {a.shifts} rows' + (' and the other labs' if ext is not None else '') + '; the rest earlier)'} "
               f"on its config's grouped split; its error AUROC and AURC rank by "
               "the referral score of that day, and where they differ from the figures under 'Calibration and referral' "
               "above, those were made with an earlier score's order: the same decisions)")
