@@ -1,6 +1,6 @@
 """Can a change at prediction time rescue other labs' cells? (issues 13, 14) Each wbc_external image is
 scored zero-shot as it is, in grayscale, stain-normalised onto PBC training images (Reinhard and
-Macenko, torchstain, one row per reference image), and with the answer limited to a five-part
+Macenko, leukodx.transforms.stain, one row per reference image), and with the answer limited to a five-part
 differential (`leukodx predict --classes`: erythroblast, ig and platelet dropped). Classes mapped by
 name, 95% CIs by bootstrap over images, the model's own referral on each; a confusion matrix per lab for the image as it is. No training,
 nothing fitted on the external sets. Writes results/external_inputs.{json,md}.
@@ -93,7 +93,7 @@ def main():
     lines = ["# Other labs' cells, changed at prediction time (wbc_external, zero-shot)", "",
              (f"- Command: `python benchmarks/external_inputs.py {model}` (model sha256 {res['model_sha256_16']}...). "
              "2 CPU cores."),
-             ("- Stain normalisation maps each image onto one PBC training image (torchstain; the first file of "
+             ("- Stain normalisation maps each image onto one PBC training image (leukodx.transforms.stain; the first file of "
              "that class). `--classes` = the answer limited to the white cells of a five-part differential, "
              "as `leukodx predict --classes` does (erythroblast, ig and platelet dropped; a cell whose probability "
              "lies mostly on them is referred as unexpected_class). A lab that counts a differential of normal "

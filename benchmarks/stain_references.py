@@ -57,7 +57,7 @@ def write_md(res: dict) -> None:
     md = ["# Stain normalisation onto other reference images", "",
           f"- Command: `python benchmarks/stain_references.py --models {' '.join(res['models_arg'])}`",
           ("- Each model's grouped test split (seed 0, as in its model card; n below: all of it, or a seeded random "
-           "sample of it where smaller), normalised (torchstain Reinhard / Macenko) "
+           "sample of it where smaller), normalised (Reinhard / Macenko, leukodx.transforms.stain) "
            "onto each reference image; the first row is the reference of the model card's table. 'other lab': the first "
            "image of another data set here, as when a lab normalises onto its own reference. 95% CIs by bootstrap over "
            "groups (500 resamples). Referral by the model file's own rule. 2 CPU cores."), ""]

@@ -136,13 +136,13 @@ def _stained(a: np.ndarray) -> bool:
 def _normaliser(a: np.ndarray, method: str) -> StainNormalizer | None:
     try:
         return StainNormalizer(a, method)
-    except Exception:  # noqa: BLE001 - a stain torchstain cannot fit: not a reference
+    except Exception:  # noqa: BLE001 - a stain that cannot be fitted: not a reference
         return None
 
 
 class StainTransfer:
     """Stain normalisation as augmentation: with probability p the image is Reinhard- or Macenko-
-    normalised (torchstain) to another training image, so that a lab that stain-normalises its images
+    normalised (leukodx.transforms.stain) to another training image, so that a lab that stain-normalises its images
     shows the model nothing new. The references are a reservoir of `pool` images seen earlier in
     training (this runs on the train side only), refreshed at random as training goes on; or, given
     `references` (RGB arrays, e.g. unlabelled cells of another lab), a fixed set fitted both ways."""
