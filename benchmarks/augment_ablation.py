@@ -180,6 +180,10 @@ def main():
               "one of 64 white cells of the BCCD smear fields (`stain_refs: bccd_smears`; a third lab, unlabelled, never in "
               "wbc_external) instead of to other PBC images: real other-lab stains with no labels. Same baseline as the "
               "low-pass rows; the p 0.3 rows ran beside another job (their minutes are not comparable)."),
+             ("- Stain transfer rows before 2026-12-06 (`v3 + stain transfer p 0.3`, the BCCD rows) fitted half their "
+              "references with torchstain's Macenko, which inverted some nuclei and tinted backgrounds "
+              "(results/macenko_check.md); `with leukodx Macenko` rows repeat `v3 + stain transfer p 0.3` with "
+              "leukodx.transforms.stain.Macenko, against the same baseline (seed 0 ran beside another job)."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",
