@@ -8,7 +8,8 @@ Grayscale text and photos are left to the feature-distance check (`unfamiliar_im
 separates them far better than image statistics do (results/referral_scores.md). On the real
 cells of results/image_checks.md (all of PBC, Taleqani and wbc_external, and samples of each under
 every shift of leukodx.transforms.shifts; `python benchmarks/image_checks.py`) `not_a_cell` fires
-on none; `unreadable` on 2 of 200 under Macenko normalisation (tecom; Taleqani), which burns them out."""
+on none, nor does `unreadable` (torchstain's Macenko, used before 2026-12-06, burnt out 2 of 200 tecom and
+Taleqani images)."""
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ from leukodx.transforms.cell_finder import darkest_object, shrink
 
 # Romanowsky and haematoxylin stains colour a nucleus purple or blue: it absorbs green light most and
 # blue least, so its blue share of the optical density is negative (results/image_checks.md: at most
-# -0.05 on real cells under every shift, 0 in grayscale; a scratch check with another Macenko reference
+# -0.05 on real cells under every shift, 0 in grayscale; a scratch check with another (torchstain) Macenko reference
 # image reached +0.04 on one Taleqani field). Brown, yellow and green things: 0.1-0.5 (a cup of coffee
 # 0.10). The margin is narrow on both sides; a real cell refused here is referred, not answered wrongly.
 MAX_BLUE_SHARE = 0.06
