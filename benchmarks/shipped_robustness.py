@@ -37,20 +37,22 @@ def main() -> None:
     ap.add_argument("--shifts", default="all", help="'all', or only these shifts: their rows (and the external "
                     "ones) are re-scored and the committed file's other rows kept")
     a = ap.parse_args()
+    partial = a.shifts != "all"
     model = ROOT / "src" / "leukodx" / "shipped" / f"{a.name}.pt"
     bundle, _, index, split = model_and_split(model, a.name)
     ext = load_dataset("wbc_external") if a.name == "wbc_type" else None
     with tempfile.TemporaryDirectory() as tmp:
         res = evaluate_robustness(bundle, index, split, parse_shifts(a.shifts), Path(tmp), ext)
-        if a.shifts != "all":
+        if partial:
             res = merged(res, ROOT / "results" / f"{a.name}_robustness.json", Path(tmp))
         for suffix in ("json", "md"):
             shutil.copyfile(Path(tmp) / f"robustness.{suffix}", ROOT / "results" / f"{a.name}_robustness.{suffix}")
     sha = hashlib.sha256(model.read_bytes()).hexdigest()[:12]
-    command = f"python benchmarks/shipped_robustness.py {a.name}" + ("" if a.shifts == "all" else f" --shifts {a.shifts}")
-    source = (f"`{command}` (the shipped model file, sha256 {sha}..., "
-              f"re-scored on {date.today().isoformat()}{'' if a.shifts == 'all' else f' (the {a.shifts} rows' + (' and the other labs' if ext is not None else '') + '; the rest earlier)'} "
-              f"on its config's grouped split; its error AUROC and AURC rank by "
+    command = f"python benchmarks/shipped_robustness.py {a.name}" + (f" --shifts {a.shifts}" if partial else "")
+    scope = (f" (the {a.shifts} rows" + (" and the other labs" if ext is not None else "") + "; the rest earlier)"
+             if partial else "")
+    source = (f"`{command}` (the shipped model file, sha256 {sha}..., re-scored on {date.today().isoformat()}{scope} "
+              "on its config's grouped split; its error AUROC and AURC rank by "
               "the referral score of that day, and where they differ from the figures under 'Calibration and referral' "
               "above, those were made with an earlier score's order: the same decisions)")
     for card in (ROOT / "results" / f"{a.name}_model_card.md", model.with_suffix(".md")):

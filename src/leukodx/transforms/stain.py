@@ -84,9 +84,9 @@ class StainNormalizer:
     """Map an image's stain onto a reference image's. method: 'reinhard' (torchstain) or 'macenko' (`Macenko`)."""
 
     def __init__(self, reference: np.ndarray, method: str = "reinhard"):
-        import torchstain
-
         if method == "reinhard":
+            import torchstain
+
             self.norm = torchstain.normalizers.ReinhardNormalizer(backend="numpy")
             self.norm.fit(np.ascontiguousarray(reference))
         elif method == "macenko":
