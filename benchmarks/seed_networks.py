@@ -217,8 +217,10 @@ def finished(pattern: str) -> list[str]:
 
 def seed_record(name: str) -> dict:
     m = json.loads((RUNS / name / "test" / "metrics.json").read_text())
+    recall = m["per_class"]["recall_sensitivity"]
     return {"run": name, "accuracy": m["accuracy"], "ci95": m["ci95"]["accuracy"], "macro_f1": m["macro_f1"],
-            "min_class_recall": min(m["per_class"]["recall_sensitivity"]), "grayscale": grayscale_accuracy(name),
+            "min_class_recall": min(recall), "weakest_class": m["classes"][recall.index(min(recall))],
+            "grayscale": grayscale_accuracy(name),
             "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12],
             "environment": environment_of(name).get("key", "?")}
 
@@ -317,6 +319,8 @@ def summarise(row: dict) -> dict:
                   "accuracy_sd": statistics.stdev(acc) if len(acc) > 1 else 0.0, "accuracy_per_seed": acc,
                   "ci95_per_seed": [r["ci95"] for r in s], "macro_f1_mean": statistics.mean(r["macro_f1"] for r in s),
                   "min_class_recall": min(r["min_class_recall"] for r in s),
+                  # the class at that minimum, where its seed's run was read (older records lack it)
+                  "weakest_class": min(s, key=lambda r: r["min_class_recall"]).get("weakest_class"),
                   "grayscale_accuracy_mean": statistics.mean(r["grayscale"] for r in s),
                   "train_minutes_mean": statistics.mean(r["minutes"] for r in s),
                   "code_keys": sorted({r["run_key"] for r in s}), "runs": [r["run"] for r in s]}
@@ -330,7 +334,7 @@ def fmt(r: dict) -> str:
     pick = r["sweep"] and float(r["sweep"]["chosen_lr"])  # the sweep's rate, or None where none was run
     lr = f"{rate:g}" + ("" if pick == rate else f" (fixed; sweep: {pick:g})" if pick else " (fixed)")
     return (f"| {r['accuracy_mean']:.4f} ± {r['accuracy_sd']:.4f} ({r['seeds']} seed{'s' if r['seeds'] > 1 else ''}) | {ci} | {r['macro_f1_mean']:.4f} | "
-            f"{r['min_class_recall']:.3f} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
+            f"{r['min_class_recall']:.3f}{f' ({w})' if (w := r.get('weakest_class')) else ''} | {r['grayscale_accuracy_mean']:.4f} | {r['baseline_accuracy']:.4f} | {lr} | "
             f"{r['steps']} | {r['train_minutes_mean']:.1f} |")
 
 
@@ -390,6 +394,8 @@ def write_table(table: str, args) -> None:
           *environment_lines(results, envs),
           *([f"- Seeds kept from committed results files (their runs are not in this checkout; a row shared with another table takes its seeds from there too): {', '.join(kept)}."]
             if kept else []),
+          ("- min class recall: the lowest recall of any class in any seed (>= 0.5 wanted), with that class's name where "
+          "its seed's run was read (seeds kept from older results files did not record it)."),
           "", head, "|" + "---|" * 10]
     md += [f"| {label} " + fmt(r) for label, r in results]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")

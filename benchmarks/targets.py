@@ -88,8 +88,8 @@ def referral() -> list[dict]:
 def seed_networks() -> list[dict]:
     """Issue 17: no collapsed class on any table, and the accuracy targets of the CPU protocol."""
     tables = {t: {r["name"]: r for r in load(t)["rows"] if r.get("status") == "done"} for t in SEED_TABLES}
-    low = [f"{t}: {name} ({r['min_class_recall']:.2f})" for t, rs in tables.items() for name, r in rs.items()
-           if r["min_class_recall"] < 0.5]
+    low = [f"{t}: {name} ({r['min_class_recall']:.2f}{f', {w}' if (w := r.get('weakest_class')) else ''})"
+           for t, rs in tables.items() for name, r in rs.items() if r["min_class_recall"] < 0.5]
     n = sum(len(rs) for rs in tables.values())
     rows = [target(17, f"every class recall >= 0.5, every row of the {len(SEED_TABLES)} CPU tables", "0 rows under",
                    f"{len(low)} of {n} rows under: " + "; ".join(low) if low else f"0 of {n}", not low,

@@ -93,6 +93,16 @@ def test_new_seed_merges_with_committed_seeds_exactly():
     assert s["min_class_recall"] == 0.7 and s["code_keys"] == ["abc", "def"]
 
 
+def test_weakest_class_is_named_only_where_its_seed_recorded_it():
+    local = _local("m_seed2", 0.7)
+    local["per_seed"][0] |= {"min_class_recall": 0.4, "weakest_class": "ig"}
+    s = seed_networks.summarise(seed_networks.merge(local, _old_row(["m_seed0"], [0.9]))[0])
+    assert s["min_class_recall"] == 0.4 and s["weakest_class"] == "ig" and "0.400 (ig)" in seed_networks.fmt(s)
+    local["per_seed"][0]["min_class_recall"] = 0.9  # now the committed seed (0.8, no name) holds the minimum
+    s = seed_networks.summarise(seed_networks.merge(local, _old_row(["m_seed0"], [0.9]))[0])
+    assert s["min_class_recall"] == 0.8 and s["weakest_class"] is None and "| 0.800 |" in seed_networks.fmt(s)
+
+
 def test_local_run_replaces_its_committed_seed_and_other_protocols_do_not_mix():
     row, kept = seed_networks.merge(_local("m_seed1", 0.7), _old_row(["m_seed0", "m_seed1"], [0.9, 0.8]))
     assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_per_seed"] == [0.9, 0.7]
