@@ -307,7 +307,8 @@ def merge(local: dict, committed: dict | None) -> tuple[dict, list[str]]:
     local_runs = {r["run"] for r in local["per_seed"]}
     kept = [r for r in committed_seeds(committed) if r["run"] not in local_runs]
     per_seed = sorted(local["per_seed"] + kept, key=lambda r: r["run"])
-    return local | {"per_seed": per_seed}, [r["run"] for r in kept]
+    sweep = local["sweep"] or committed.get("sweep")  # a sweep file not in this checkout is kept from the results file
+    return local | {"per_seed": per_seed, "sweep": sweep}, [r["run"] for r in kept]
 
 
 def summarise(row: dict) -> dict:

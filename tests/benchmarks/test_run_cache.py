@@ -103,6 +103,14 @@ def test_weakest_class_is_named_only_where_its_seed_recorded_it():
     assert s["min_class_recall"] == 0.8 and s["weakest_class"] is None and "| 0.800 |" in seed_networks.fmt(s)
 
 
+def test_committed_sweep_is_kept_when_its_file_is_not_in_this_checkout():
+    swept = {"val_acc": {"0.001": 0.5, "0.003": 0.6}, "chosen_lr": 0.003, "steps": 400}
+    row, _ = seed_networks.merge(_local("m_seed0", 0.7), _old_row(["m_seed0"], [0.9]) | {"sweep": swept})
+    assert row["sweep"] == swept
+    local = _local("m_seed0", 0.7) | {"sweep": swept | {"chosen_lr": 0.001}}
+    assert seed_networks.merge(local, _old_row(["m_seed0"], [0.9]) | {"sweep": swept})[0]["sweep"]["chosen_lr"] == 0.001
+
+
 def test_local_run_replaces_its_committed_seed_and_other_protocols_do_not_mix():
     row, kept = seed_networks.merge(_local("m_seed1", 0.7), _old_row(["m_seed0", "m_seed1"], [0.9, 0.8]))
     assert kept == ["m_seed0"] and seed_networks.summarise(row)["accuracy_per_seed"] == [0.9, 0.7]
