@@ -72,22 +72,47 @@ def is_done(group: str, name: str, cfg: dict) -> bool:
     return metrics_path(group, name).is_file() and key.is_file() and key.read_text().strip() == run_key(cfg)
 
 
+def interrupted(out: Path, key: str) -> bool:
+    """A run started with this very key (config and code) that stopped before its test metrics."""
+    mark = out / "run_key.txt"
+    return (mark.is_file() and mark.read_text().strip() == key and (out / "checkpoints" / "last.ckpt").is_file()
+            and not (out / "test" / "metrics.json").is_file())
+
+
+def earlier_legs(out: Path) -> float:
+    """Minutes an interrupted run trained up to its last checkpoint, over all its legs so far (RUN/legs.json,
+    rewritten as each leg starts: its time stamp is that leg's start; the first leg's is run_key.txt's)."""
+    legs = out / "legs.json"
+    done = json.loads(legs.read_text()) if legs.is_file() else []
+    start = (legs if legs.is_file() else out / "run_key.txt").stat().st_mtime
+    done.append(max(0.0, (out / "checkpoints" / "last.ckpt").stat().st_mtime - start) / 60)
+    legs.write_text(json.dumps(done))
+    return sum(done)
+
+
 def run(group: str, name: str, **cfg) -> dict:
     out, done = ROOT / "runs" / group / name, metrics_path(group, name)
     if not is_done(group, name, cfg):
-        if out.exists():  # kept under its own key, so a run at another rate or with older code is never lost
+        t, key = time.perf_counter(), run_key(cfg)  # the code as the run starts, not as it ends
+        resume = interrupted(out, key)
+        before = earlier_legs(out) if resume else 0.0
+        if resume:
+            print(f"{group}/{name}: interrupted after {before:.1f} min, resuming from checkpoints/last.ckpt", flush=True)
+        elif out.exists():  # kept under its own key, so a run at another rate or with older code is never lost
             old = (out / "run_key.txt").read_text().strip()[:12] if (out / "run_key.txt").is_file() else "unkeyed"
             aside = out.with_name(f"{out.name}.{old}.stale")
             print(f"{group}/{name}: stale (config or code changed) -> {aside.name}, training again", flush=True)
             shutil.rmtree(aside, ignore_errors=True)  # only a copy made with this very key (an interrupted run)
             out.rename(aside)
-        t, key = time.perf_counter(), run_key(cfg)  # the code as the run starts, not as it ends
-        train(TrainConfig(**cfg), out, progress=False)
+        if not resume:
+            out.mkdir(parents=True)
+            (out / "run_key.txt").write_text(key + "\n")  # first, so an interrupted run can be resumed
+        train(TrainConfig(**cfg), out, resume=resume, progress=False)
         m = json.loads(done.read_text())
-        m["wall_minutes"] = round((time.perf_counter() - t) / 60, 2)
+        m["wall_minutes"] = round((time.perf_counter() - t) / 60 + before, 2)
+        m["resumed"] = resume
         m["run_key"] = key
         done.write_text(json.dumps(m, indent=1))
-        (out / "run_key.txt").write_text(m["run_key"] + "\n")
         print(f"{group}/{name}: acc {m['accuracy']:.4f} in {m['wall_minutes']} min", flush=True)
     return json.loads(done.read_text())
 

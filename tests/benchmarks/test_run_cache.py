@@ -57,7 +57,7 @@ def test_a_stale_run_is_kept_under_its_own_key_and_none_is_lost(tmp_path, monkey
     monkeypatch.setattr(common, "ROOT", tmp_path)
     made = []
 
-    def fake_train(cfg, out, progress=False):
+    def fake_train(cfg, out, resume=False, progress=False):
         (out / "test").mkdir(parents=True)
         (out / "test" / "metrics.json").write_text(json.dumps({"accuracy": cfg.lr}))
         made.append(cfg.lr)
@@ -70,6 +70,37 @@ def test_a_stale_run_is_kept_under_its_own_key_and_none_is_lost(tmp_path, monkey
     keys = {common.run_key({"data": "pbc", "lr": lr})[:12] for lr in (1e-3, 3e-3)}
     assert {p.name for p in runs.iterdir()} == {"m_seed0"} | {f"m_seed0.{k}.stale" for k in keys}
     assert common.run("g", "m_seed0", data="pbc", lr=1e-3) and made == [1e-3, 3e-3, 1e-3]  # done: not made again
+
+
+def test_an_interrupted_run_resumes_with_its_own_key_only(tmp_path, monkeypatch):
+    import json
+    import os
+
+    monkeypatch.setattr(common, "ROOT", tmp_path)
+    calls = []
+
+    def fake_train(cfg, out, resume=False, progress=False):
+        calls.append((cfg.lr, resume))
+        (out / "checkpoints").mkdir(exist_ok=True)
+        (out / "checkpoints" / "last.ckpt").write_text("epoch 3")
+        if len(calls) == 1:
+            ckpt = out / "checkpoints" / "last.ckpt"
+            os.utime(ckpt, (os.stat(out / "run_key.txt").st_mtime + 600,) * 2)  # ten minutes in
+            raise KeyboardInterrupt  # killed after its checkpoint
+        (out / "test").mkdir(exist_ok=True)
+        (out / "test" / "metrics.json").write_text(json.dumps({"accuracy": cfg.lr}))
+
+    monkeypatch.setattr(common, "train", fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        common.run("g", "m_seed0", data="pbc", lr=1e-3)
+    out = tmp_path / "runs" / "g" / "m_seed0"
+    assert (out / "run_key.txt").read_text().strip() == common.run_key({"data": "pbc", "lr": 1e-3})  # written first
+    m = common.run("g", "m_seed0", data="pbc", lr=1e-3)
+    assert calls == [(1e-3, False), (1e-3, True)] and m["resumed"] and m["wall_minutes"] >= 10.0
+    # another config never resumes a run that is not its own: it is set aside and trained anew
+    (out / "test" / "metrics.json").unlink()
+    common.run("g", "m_seed0", data="pbc", lr=3e-3)
+    assert calls[-1] == (3e-3, False) and (out.parent / f"m_seed0.{common.run_key({'data': 'pbc', 'lr': 1e-3})[:12]}.stale").is_dir()
 
 
 def _old_row(runs, accs):
