@@ -224,7 +224,7 @@ def seed_record(name: str) -> dict:
             "min_class_recall": min(recall), "weakest_class": m["classes"][recall.index(min(recall))],
             "grayscale": grayscale_accuracy(name),
             "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12],
-            "environment": environment_of(name).get("key", "?")}
+            "environment": environment_of(name).get("key", "?"), "resumed": m.get("resumed", False)}
 
 
 def environment_of(name: str) -> dict:

@@ -134,6 +134,20 @@ def test_weakest_class_is_named_only_where_its_seed_recorded_it():
     assert s["min_class_recall"] == 0.8 and s["weakest_class"] is None and "| 0.800 |" in seed_networks.fmt(s)
 
 
+def test_a_seed_record_says_whether_its_run_was_resumed(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
+    for name, resumed in (("a_seed0", True), ("a_seed1", None)):  # runs made before the mark have none
+        (tmp_path / name / "test").mkdir(parents=True)
+        m = {"accuracy": 0.8, "ci95": {"accuracy": [0.7, 0.9]}, "macro_f1": 0.7, "classes": ["x", "y"],
+             "per_class": {"recall_sensitivity": [0.9, 0.6]}, "wall_minutes": 5.0}
+        (tmp_path / name / "test" / "metrics.json").write_text(json.dumps(m | ({"resumed": True} if resumed else {})))
+        (tmp_path / name / "test" / "grayscale.json").write_text(json.dumps({"accuracy": 0.5}))
+    assert seed_networks.seed_record("a_seed0")["resumed"] is True
+    assert seed_networks.seed_record("a_seed1")["resumed"] is False
+
+
 def test_committed_sweep_is_kept_when_its_file_is_not_in_this_checkout():
     swept = {"val_acc": {"0.001": 0.5, "0.003": 0.6}, "chosen_lr": 0.003, "steps": 400}
     row, _ = seed_networks.merge(_local("m_seed0", 0.7), _old_row(["m_seed0"], [0.9]) | {"sweep": swept})
