@@ -73,10 +73,10 @@ def is_done(group: str, name: str, cfg: dict) -> bool:
 
 
 def interrupted(out: Path, key: str) -> bool:
-    """A run started with this very key (config and code) that stopped before its test metrics."""
+    """A run started with this very key (config and code) that stopped after a checkpoint (called for runs
+    not done, so its test metrics are missing)."""
     mark = out / "run_key.txt"
-    return (mark.is_file() and mark.read_text().strip() == key and (out / "checkpoints" / "last.ckpt").is_file()
-            and not (out / "test" / "metrics.json").is_file())
+    return mark.is_file() and mark.read_text().strip() == key and (out / "checkpoints" / "last.ckpt").is_file()
 
 
 def earlier_legs(out: Path) -> float:
