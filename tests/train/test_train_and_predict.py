@@ -114,11 +114,12 @@ def test_resume_continues_from_checkpoint(trained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(root / "run", run)
     (run / "model.pt").unlink()  # as if interrupted before the end
-    cfg = TrainConfig.load(run / "config.yaml", epochs=4)
+    cfg = TrainConfig.load(run / "config.yaml", epochs=4, seed=3)  # a run seed other than its split's
     cfg.save(run / "config.yaml")
     assert main(["train", "--resume", str(run)]) == 0
     assert (run / "model.pt").is_file()
-    assert json.loads((run / "test" / "metrics.json").read_text())["epochs_run"] == 4
+    m = json.loads((run / "test" / "metrics.json").read_text())
+    assert m["epochs_run"] == 4 and m["split"].startswith("StratifiedGroupKFold seed 0;")  # the split's seed
     with open(run / "logs" / "metrics.csv") as f:
         epochs = {int(r["epoch"]) for r in csv.DictReader(f)}
     assert epochs == {0, 1, 2, 3}  # the epochs before the interruption are still in the log

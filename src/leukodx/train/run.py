@@ -182,8 +182,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     # 4. evaluate, beside the colour baseline
     baseline = colour_baseline(data, cfg)
     extra = {"model": cfg.model, "pretrained": info["pretrained"], "data": index.name,
-             "split": f"{split.protocol.get('method')} seed {cfg.seed}; test {len(data.test_idx)} images in "
-                      f"{len(set(data.test_groups()))} groups",
+             "split": f"{split.protocol.get('method')} seed {split.protocol.get('seed', cfg.seed)}; test "
+                      f"{len(data.test_idx)} images in {len(set(data.test_groups()))} groups",
              "image_size": cfg.image_size, "epochs_run": trainer.current_epoch, "steps_run": trainer.global_step,
              "train_seconds": round(train_s, 1), "hardware": hardware, "precision": str(trainer.precision),
              "environment": environment,
