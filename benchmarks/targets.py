@@ -91,9 +91,10 @@ def seed_networks() -> list[dict]:
     low = [f"{t}: {name} ({r['min_class_recall']:.2f}{f', {w}' if (w := r.get('weakest_class')) else ''})"
            for t, rs in tables.items() for name, r in rs.items() if r["min_class_recall"] < 0.5]
     n = sum(len(rs) for rs in tables.values())
+    files = "results/{" + ",".join(SEED_TABLES) + "}.json"
     rows = [target(17, f"every class recall >= 0.5, every row of the {len(SEED_TABLES)} CPU tables", "0 rows under",
                    f"{len(low)} of {n} rows under: " + "; ".join(low) if low else f"0 of {n}", not low,
-                   "results/{" + ",".join(SEED_TABLES) + "}.json")]
+                   files)]
     # the same bar per network: its best 3-seed row (budget, mask) on each table; a label is 'network[, settings]'
     per_net, partial = {}, {}
     for t, rs in tables.items():
@@ -105,7 +106,7 @@ def seed_networks() -> list[dict]:
     never = [f"{k} (best row {v:.2f}{'; ' + partial[k] if k in partial else ''})" for k, v in per_net.items() if v < 0.5]
     rows.append(target(17, "the same per network: its best 3-seed row on each table (budget, mask) has every class >= 0.5",
                        "0 networks under", f"{len(never)} of {len(per_net)} under: " + "; ".join(never) if never
-                       else f"0 of {len(per_net)}", not never, "results/{" + ",".join(SEED_TABLES) + "}.json"))
+                       else f"0 of {len(per_net)}", not never, files))
     pbc4 = tables["ddrnet_pbc4"]
     r18, ddr = pbc4["ResNet-18"]["accuracy_mean"], pbc4["DDRNet (full)"]["accuracy_mean"]
     rows.append(at_least(17, "ResNet-18, PBC 4 types (mean of seeds)", r18, 0.97, "results/ddrnet_pbc4.json"))
