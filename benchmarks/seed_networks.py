@@ -86,7 +86,7 @@ TABLES = {
                                              # its weakest class (seed 2: 0.477) with the Conv2D rows' longer budget
                                              ("ResNet-34, whole-cell mask, 6000 steps", "resnet34", {}, 6000,
                                               {"keep_cytoplasm": True}),
-                                             # DenseNet-169 at the budget that lifted ResNet-34 over the bar (its 2,000-step rows: weakest 0.469)
+                                             # the budget that lifted ResNet-34 over the bar (2,000 steps: 0.469)
                                              ("DenseNet-169, whole-cell mask, 6000 steps", "densenet169", {}, 6000,
                                               {"keep_cytoplasm": True})]),
     "classic_taleqani_all": ("taleqani_all", "seed", CLASSIC, [("Conv2D CNN", "classic_cnn", {}),
