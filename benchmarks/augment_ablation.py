@@ -88,6 +88,11 @@ VARIANTS.update({f"v3 + stain transfer to BCCD white cells p {p:g}" + tag: {**V3
 VARIANTS.update({"v3 + stain transfer p 0.3 with leukodx Macenko" + tag: {**V3, "stain_transfer": 0.3, **seed}
                  for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 
+# without tight_crop: red cells stay around every training cell, a ruler for the nucleus's size (a small lymphocyte's
+# nucleus is larger against a red cell than an erythroblast's), which tecom's lymphocytes (read as erythroblasts) show
+VARIANTS.update({"v3 without tight_crop" + tag: {**V3, "augment_drop": ["scale", "tight_crop"], **seed}
+                 for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+
 
 def slug(name: str) -> str:
     return name.replace(" ", "_").replace("(", "").replace(")", "")
@@ -184,6 +189,9 @@ def main():
               "references with torchstain's Macenko, which inverted some nuclei and tinted backgrounds "
               "(results/macenko_check.md); `with leukodx Macenko` rows repeat `v3 + stain transfer p 0.3` with "
               "leukodx.transforms.stain.Macenko, against the same baseline (seed 0 ran beside another job)."),
+             ("- `v3 without tight_crop` rows (2026-12-07) drop the ingredient that paints all but a centred square with the "
+              "background colour, so red cells stay around every training cell as a ruler for the nucleus's size; same "
+              "baseline as the low-pass rows (`v3 re-run on 2026-12-06`)."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",
