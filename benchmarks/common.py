@@ -58,8 +58,10 @@ def code_version(src: Path = SRC) -> str:
     return h.hexdigest()
 
 
-def run_key(cfg: dict) -> str:
-    blob = json.dumps({"config": TrainConfig(**cfg).to_dict(), "code": code_version()}, sort_keys=True, default=str)
+def run_key(cfg: dict, code: str | None = None) -> str:
+    """sha256 of the config (seed included) and the training code (`code`: code_version(), computed if not given).
+    Seeds of one row always differ in it; a run's `code_version` alone says which training code made it."""
+    blob = json.dumps({"config": TrainConfig(**cfg).to_dict(), "code": code or code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -93,7 +95,8 @@ def earlier_legs(out: Path) -> float:
 def run(group: str, name: str, **cfg) -> dict:
     out, done = ROOT / "runs" / group / name, metrics_path(group, name)
     if not is_done(group, name, cfg):
-        t, key = time.perf_counter(), run_key(cfg)  # the code as the run starts, not as it ends
+        t, code = time.perf_counter(), code_version()  # the code as the run starts, not as it ends
+        key = run_key(cfg, code)
         resume = interrupted(out, key)
         before = earlier_legs(out) if resume else 0.0
         if resume:
@@ -111,7 +114,7 @@ def run(group: str, name: str, **cfg) -> dict:
         m = json.loads(done.read_text())
         m["wall_minutes"] = round((time.perf_counter() - t) / 60 + before, 2)
         m["resumed"] = resume
-        m["run_key"] = key
+        m["run_key"], m["code_version"] = key, code
         done.write_text(json.dumps(m, indent=1))
         print(f"{group}/{name}: acc {m['accuracy']:.4f} in {m['wall_minutes']} min", flush=True)
     return json.loads(done.read_text())

@@ -20,7 +20,7 @@ Augmentation is each paper's own preset (corners filled with the image's border 
   python benchmarks/seed_networks.py --tables classic_pbc --sweep-only   # each row's rate, before its seeds
 
 Runs are cached under runs/seed_networks/ keyed by config and code (common.run); --table-only reads
-finished runs whatever code made them and lists each run's code key. runs/ is not committed: seeds whose
+finished runs whatever code made them and lists each run's key and code version. runs/ is not committed: seeds whose
 runs are not in this checkout are kept from the committed results file and merged with the new ones (same
 learning rate, steps and test size only). A row with no runs anywhere says "not run".
 The papers' own protocol (224 px, their epochs and optimisers) is `--size 224 --steps N` on a GPU (benchmarks/
@@ -227,6 +227,7 @@ def seed_record(name: str) -> dict:
             "min_class_recall": min(recall), "weakest_class": m["classes"][recall.index(min(recall))],
             "grayscale": grayscale_accuracy(name),
             "minutes": m["wall_minutes"], "run_key": m.get("run_key", "?")[:12],
+            "code_version": m.get("code_version", "?")[:12],  # runs before 2026-12-07 did not record it
             "environment": environment_of(name).get("key", "?"), "resumed": m.get("resumed", False)}
 
 
@@ -292,7 +293,7 @@ def committed_seeds(row: dict) -> list[dict]:
         return row["per_seed"]
     return [{"run": run, "accuracy": acc, "ci95": ci, "macro_f1": row["macro_f1_mean"],
              "min_class_recall": row["min_class_recall"], "grayscale": row["grayscale_accuracy_mean"],
-             "minutes": row["train_minutes_mean"], "run_key": "+".join(row.get("code_keys", ["?"])),
+             "minutes": row["train_minutes_mean"], "run_key": "+".join(row.get("run_keys", row.get("code_keys", ["?"]))),
              "from_row_mean": ["macro_f1", "min_class_recall", "grayscale", "minutes"]}
             for run, acc, ci in zip(row["runs"], row["accuracy_per_seed"], row["ci95_per_seed"])]
 
@@ -329,7 +330,10 @@ def summarise(row: dict) -> dict:
                   "weakest_class": min(s, key=lambda r: r["min_class_recall"]).get("weakest_class"),
                   "grayscale_accuracy_mean": statistics.mean(r["grayscale"] for r in s),
                   "train_minutes_mean": statistics.mean(r["minutes"] for r in s),
-                  "code_keys": sorted({r["run_key"] for r in s}), "runs": [r["run"] for r in s]}
+                  # run keys hash config and seed with the code, so they always differ by seed; the code
+                  # versions alone say whether the training code changed between seeds ("?": not recorded)
+                  "run_keys": sorted({r["run_key"] for r in s}),
+                  "code_versions": sorted({r.get("code_version", "?") for r in s}), "runs": [r["run"] for r in s]}
 
 
 def fmt(r: dict) -> str:

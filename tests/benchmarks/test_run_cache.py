@@ -97,6 +97,7 @@ def test_an_interrupted_run_resumes_with_its_own_key_only(tmp_path, monkeypatch)
     assert (out / "run_key.txt").read_text().strip() == common.run_key({"data": "pbc", "lr": 1e-3})  # written first
     m = common.run("g", "m_seed0", data="pbc", lr=1e-3)
     assert calls == [(1e-3, False), (1e-3, True)] and m["resumed"] and m["wall_minutes"] >= 10.0
+    assert m["code_version"] == common.code_version()  # which training code made it, apart from the config
     # another config never resumes a run that is not its own: it is set aside and trained anew
     (out / "test" / "metrics.json").unlink()
     common.run("g", "m_seed0", data="pbc", lr=3e-3)
@@ -121,7 +122,8 @@ def test_new_seed_merges_with_committed_seeds_exactly():
     assert kept == ["m_seed0", "m_seed1"] and s["seeds"] == 3 and s["runs"] == ["m_seed0", "m_seed1", "m_seed2"]
     assert s["accuracy_mean"] == pytest.approx(0.8) and s["accuracy_sd"] == pytest.approx(0.1)
     assert s["macro_f1_mean"] == pytest.approx((2 * 0.9 + 0.6) / 3)  # the committed mean counts for its two seeds
-    assert s["min_class_recall"] == 0.7 and s["code_keys"] == ["abc", "def"]
+    assert s["min_class_recall"] == 0.7 and s["run_keys"] == ["abc", "def"]  # an older file's `code_keys` read as run keys
+    assert s["code_versions"] == ["?"]  # neither record says which code made it
 
 
 def test_weakest_class_is_named_only_where_its_seed_recorded_it():
@@ -134,18 +136,20 @@ def test_weakest_class_is_named_only_where_its_seed_recorded_it():
     assert s["min_class_recall"] == 0.8 and s["weakest_class"] is None and "| 0.800 |" in seed_networks.fmt(s)
 
 
-def test_a_seed_record_says_whether_its_run_was_resumed(tmp_path, monkeypatch):
+def test_a_seed_record_says_whether_its_run_was_resumed_and_which_code_made_it(tmp_path, monkeypatch):
     import json
 
     monkeypatch.setattr(seed_networks, "RUNS", tmp_path)
-    for name, resumed in (("a_seed0", True), ("a_seed1", None)):  # runs made before the mark have none
+    for name, resumed in (("a_seed0", True), ("a_seed1", None)):  # runs made before the marks have neither
         (tmp_path / name / "test").mkdir(parents=True)
         m = {"accuracy": 0.8, "ci95": {"accuracy": [0.7, 0.9]}, "macro_f1": 0.7, "classes": ["x", "y"],
              "per_class": {"recall_sensitivity": [0.9, 0.6]}, "wall_minutes": 5.0}
-        (tmp_path / name / "test" / "metrics.json").write_text(json.dumps(m | ({"resumed": True} if resumed else {})))
+        marks = {"resumed": True, "run_key": "k" * 64, "code_version": "c" * 64} if resumed else {}
+        (tmp_path / name / "test" / "metrics.json").write_text(json.dumps(m | marks))
         (tmp_path / name / "test" / "grayscale.json").write_text(json.dumps({"accuracy": 0.5}))
-    assert seed_networks.seed_record("a_seed0")["resumed"] is True
-    assert seed_networks.seed_record("a_seed1")["resumed"] is False
+    new, old = seed_networks.seed_record("a_seed0"), seed_networks.seed_record("a_seed1")
+    assert new["resumed"] is True and old["resumed"] is False
+    assert new["code_version"] == "c" * 12 and new["run_key"] == "k" * 12 and old["code_version"] == "?"
 
 
 def test_committed_sweep_is_kept_when_its_file_is_not_in_this_checkout():
