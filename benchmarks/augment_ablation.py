@@ -92,6 +92,10 @@ VARIANTS.update({"v3 + stain transfer p 0.3 with leukodx Macenko" + tag: {**V3, 
 # nucleus is larger against a red cell than an erythroblast's), which tecom's lymphocytes (read as erythroblasts) show
 VARIANTS.update({"v3 without tight_crop" + tag: {**V3, "augment_drop": ["scale", "tight_crop"], **seed}
                  for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+# local contrast equalisation at input (CLAHE of lightness, `clahe`), training and prediction alike: a blurred,
+# low-contrast camera's nucleus and cytoplasm come out with the contrast a sharp one shows
+VARIANTS.update({"v3 + CLAHE input 0.01" + tag: {**V3, "clahe": 0.01, **seed}
+                 for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 
 
 def slug(name: str) -> str:
@@ -192,6 +196,8 @@ def main():
              ("- `v3 without tight_crop` rows (2026-12-07) drop the ingredient that paints all but a centred square with the "
               "background colour, so red cells stay around every training cell as a ruler for the nucleus's size; same "
               "baseline as the low-pass rows (`v3 re-run on 2026-12-06`)."),
+             ("- `v3 + CLAHE input 0.01` rows (2026-12-07) equalise each input's lightness locally (CIELAB L, scikit-image's "
+              "CLAHE, clip limit 0.01; `clahe`), at training and prediction alike; same baseline."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

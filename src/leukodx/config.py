@@ -80,6 +80,7 @@ class TrainConfig(YamlConfig):
     # ablation only (results/augment_ablation.md): the image checks then see the rendered input
     stain_free: bool = False             # nucleus mask + stretched darkness instead of colours
     nucleus_only: bool = False           # paint all but the nucleus with the background colour
+    clahe: float = 0.0                   # >0: local contrast equalisation of lightness, this clip limit (ablation)
     augment: str = "seed"
     augment_drop: list = field(default_factory=list)  # robust ingredients to leave out (ablation)
     mixstyle: float = 0.0                # >0: MixStyle probability in the first 3 stages (training only)

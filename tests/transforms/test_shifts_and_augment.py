@@ -405,6 +405,22 @@ def test_white_balance_makes_the_background_neutral_and_keeps_the_cell_darker():
     assert np.abs(same.astype(int) - grey).max() <= 1
 
 
+def test_clahe_raises_a_faint_cells_contrast_keeps_its_hue_and_refuses_bad_limits():
+    from leukodx.transforms.preprocess import Preprocess, PreprocessConfig
+
+    faint = cell(bg=(200, 190, 185), fg=(170, 150, 185))  # a washed-out, low-contrast camera
+    before = np.asarray(faint.resize((128, 128))).astype(int)
+    after = Preprocess(PreprocessConfig(image_size=128, clahe=0.01)).array(faint).astype(int)
+    assert after.shape == (128, 128, 3)
+    assert after.sum(2)[5, 5] - after.sum(2)[64, 64] > before.sum(2)[5, 5] - before.sum(2)[64, 64]  # more contrast
+    nucleus = after[64, 64]
+    assert nucleus[2] > nucleus[1] and nucleus[0] > nucleus[1]  # still purple: lightness changed, not hue
+    off = Preprocess(PreprocessConfig(image_size=128)).array(faint)
+    assert np.array_equal(off, before)  # off by default
+    for bad in (-0.1, 2, "x"):
+        with pytest.raises(ConfigError, match="clahe"):
+            PreprocessConfig(clahe=bad)
+
 def test_darkest_object_answers_as_find_nucleus_does():
     from leukodx.transforms.cell_finder import darkest_object, find_nucleus, shrink
 

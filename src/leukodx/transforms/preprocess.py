@@ -114,6 +114,22 @@ class WhiteBalance:
         return Image.fromarray(np.clip(a * gain + 0.5, 0, 255).astype(np.uint8))
 
 
+class Clahe:
+    """Contrast-limited adaptive histogram equalisation of the lightness (CIELAB L; scikit-image), hue
+    and saturation kept: a low-contrast, blurred camera's nucleus and cytoplasm come out with the
+    contrast a sharp one shows. `clip` is scikit-image's clip_limit (0.01 its default)."""
+
+    def __init__(self, clip: float = 0.01):
+        self.clip = float(clip)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        from skimage import color, exposure
+
+        lab = color.rgb2lab(np.asarray(img.convert("RGB")))
+        lab[..., 0] = 100 * exposure.equalize_adapthist(lab[..., 0] / 100, clip_limit=self.clip)
+        return Image.fromarray((np.clip(color.lab2rgb(lab), 0, 1) * 255 + 0.5).astype(np.uint8))
+
+
 class MaskBackground:
     """Threshold segmentation (Sudhakar et al.): pixels outside the Otsu cell mask become white. Otsu
     on gray levels keeps the darkest pixels, often the nucleus alone; `keep_cytoplasm` keeps the whole
@@ -220,6 +236,7 @@ class PreprocessConfig:
     stained_only: bool = False   # whiten everything but the stained cells (fields with many cells)
     stain_free: bool = False     # nucleus mask + stretched darkness instead of colours (StainFree)
     nucleus_only: bool = False   # paint all but the nucleus with the background colour (NucleusOnly)
+    clahe: float = 0.0           # >0: equalise lightness locally with this clip limit (Clahe)
 
     def __post_init__(self):
         if not isinstance(self.image_size, int) or not 16 <= self.image_size <= 1024:
@@ -228,6 +245,8 @@ class PreprocessConfig:
             raise ConfigError(f"gaussian_sigma must be >= 0, got {self.gaussian_sigma!r}")
         if not isinstance(self.cell_centre, (int, float)) or not (self.cell_centre == 0 or 1 <= self.cell_centre <= 10):
             raise ConfigError(f"cell_centre must be 0 (off) or 1-10 nucleus diameters, got {self.cell_centre!r}")
+        if not isinstance(self.clahe, (int, float)) or not 0 <= self.clahe <= 1:
+            raise ConfigError(f"clahe must be 0 (off) or a clip limit in (0, 1], got {self.clahe!r}")
         if self.cell_darkness not in DARKNESS:
             raise ConfigError(f"cell_darkness must be one of {', '.join(DARKNESS)}, got {self.cell_darkness!r}")
         self.mean, self.std = tuple(float(m) for m in self.mean), tuple(float(s) for s in self.std)
@@ -251,6 +270,8 @@ class Preprocess:
             steps.append(StainedOnly())
         if cfg.mask_background:
             steps.append(MaskBackground(cfg.keep_cytoplasm))
+        if cfg.clahe:
+            steps.append(Clahe(cfg.clahe))
         if cfg.gaussian_sigma > 0:
             steps.append(GaussianLowPass(cfg.gaussian_sigma))
         if cfg.grayscale:
