@@ -94,14 +94,20 @@ def write_md(res: dict) -> None:
               "with its own probe). "
               "`painted out: referred / not_a_cell`: the lab's other cells painted out of their files (shift "
               "`cells_out`, a field without its white cell), the share referred and the share referred as `not_a_cell`."),
+             ("- `unadapted classes`: the test cells of the lab's classes that had too few cells to draw k (tecom's one "
+              "basophil; cellavision_blog's three basophils, and at k = 20 its other small classes), right after adapting "
+              "and, in brackets, right by the shipped model on the same cells (rows made before 2026-12-07: -)."),
              f"- {res['hardware']}.", "",
              ("| lab | method | k per class | classes adapted | n test | draws | accuracy | referred | accuracy on kept | "
-              "error AUROC | painted out: referred | painted out: not_a_cell |"), "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "error AUROC | painted out: referred | painted out: not_a_cell | unadapted classes: accuracy (zero-shot) |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(f"| {r['lab']} | {r['method']} | {r['k']} | {r.get('classes_adapted', '-')} | {r['n_test']} | "
                      f"{r['draws']} | "
                      f"{cell(r, 'accuracy')} | {cell(r, 'referred')} | {cell(r, 'accuracy_on_kept')} | "
-                     f"{cell(r, 'auroc_errors')} | {cell(r, 'painted_referred')} | {cell(r, 'painted_not_a_cell')} |")
+                     f"{cell(r, 'auroc_errors')} | {cell(r, 'painted_referred')} | {cell(r, 'painted_not_a_cell')} | "
+                     + (f"{cell(r, 'unadapted_accuracy')} ({cell(r, 'unadapted_zero_shot')})" if 'unadapted_accuracy' in r else "-")
+                     + " |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
@@ -115,14 +121,19 @@ ext, cmap = map_classes(load_dataset("wbc_external"), bundle.classes)
 pre = Preprocess(PreprocessConfig(**bundle.preprocess))
 
 
-def score(b, images, y, limit=False):
+def score(b, images, y, limit=False, unadapted=None):
+    """`unadapted`: a mask of the cells whose class got no adaptation cells; their accuracy is reported too."""
     _, probs, dist = bundle_outputs(b, images)
     share = None
     if limit:  # the answer limited to a five-part differential, as `predict --classes` does
         probs, share = restrict(probs, expected_mask(FIVE_PART, b.classes))
     sel = selective_summary(probs, y, dist, b.referral, images.permute(0, 2, 3, 1).numpy(), expected_share=share)
-    return {"accuracy": float((probs.argmax(1) == y).mean()), "referred": sel["referred"],
-            "accuracy_on_kept": sel["accuracy_on_kept"], "auroc_errors": sel["auroc_errors"]}
+    right = probs.argmax(1) == y
+    out = {"accuracy": float(right.mean()), "referred": sel["referred"],
+           "accuracy_on_kept": sel["accuracy_on_kept"], "auroc_errors": sel["auroc_errors"]}
+    if unadapted is not None and unadapted.any():
+        out["unadapted_accuracy"] = float(right[unadapted].mean())
+    return out
 
 
 def painted(b, images):
@@ -137,6 +148,7 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
     ds = ImageDataset(ext.subset([i for i, r in enumerate(ext.records) if lab_of(ext, r) == lab]), pre)
     x, y = ds.images, ds.labels.numpy()
     x_out = next(shifted_copies(ds.records, pre, ["cells_out"]))[1] if a.cell_probe else None
+    zero_right = bundle_outputs(bundle, x)[1].argmax(1) == y  # the shipped model's answers, for the unadapted cells
     limits = [False, True] if a.five_part else [False]
     variants = [(probe, lim) for probe in ([False, True] if a.cell_probe else [False]) for lim in limits]
     for lim in limits:
@@ -151,6 +163,7 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
                 pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:k] for c in np.unique(y)
                                        if (y == c).sum() > k])
                 rest = np.setdiff1d(np.arange(len(y)), pick)
+                unadapted = ~np.isin(y[rest], y[pick])  # cells of classes with too few cells to draw k
                 unlabelled = x[rest] if name in (SELF, TAP_SELF) else None  # transductive: the cells it is then scored on
                 new, _ = adapt_bundle(bundle, x[pick], y[pick], method, seed=draw, views=views, unlabelled=unlabelled,
                                       tap_stage=tap)
@@ -159,10 +172,12 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
                     models[True] = copy.deepcopy(new)
                     refit_cell_probe(models[True], bundle, [ds.records[i] for i in pick], pre)
                 for probe, lim in variants:
-                    res[probe, lim].append({**score(models[probe], x[rest], y[rest], lim),
+                    before = {"unadapted_zero_shot": float(zero_right[rest][unadapted].mean())} if unadapted.any() else {}
+                    res[probe, lim].append({**score(models[probe], x[rest], y[rest], lim, unadapted), **before,
                                             **(painted(models[probe], x_out[rest]) if a.cell_probe else {})})
             for (probe, lim), got in res.items():
-                agg = {m: [float(np.nanmean([r[m] for r in got])), float(np.nanstd([r[m] for r in got]))] for m in got[0]}
+                agg = {m: [float(np.nanmean([r.get(m, np.nan) for r in got])), float(np.nanstd([r.get(m, np.nan) for r in got]))]
+                       for m in got[0]}
                 rows.append({"lab": lab, "method": name + (f" {PROBE}" if probe else "") + (f" {LIMITED}" if lim else ""),
                              "k": k,
                              "n_test": int(len(y) - len(pick)), **agg, "draws": a.draws,

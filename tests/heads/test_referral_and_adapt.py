@@ -164,6 +164,9 @@ def test_adapt_writes_a_new_file_and_refuses_unknown_classes(fitted, tmp_path):
     assert new.classes == list(b.classes) + ["lobed"]
     assert new.info["adapted"]["per_class"] == {"round": 6, "large": 6, "lobed": 6}
     assert "Adaptation data" in (tmp_path / "new.md").read_text()
+    missing = [c for c in new.classes if c not in ("round", "large", "lobed")]  # the source's classes this lab lacks
+    assert missing and new.info["adapted"]["classes_without_cells"] == missing
+    assert f"Classes without adaptation cells: {', '.join(missing)}" in (tmp_path / "new.md").read_text()
     preds, _ = Predictor(new).predict_paths([r.path for r in lab.records])
     assert np.mean([p.label == lab.classes[r.label] for p, r in zip(preds, lab.records)]) >= 0.8
     assert json.dumps(new.info["adapted"])  # plain data

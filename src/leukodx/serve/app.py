@@ -308,7 +308,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return {"model": body.name, "source": source, "n_images": r["n_images"], "per_class": r["per_class"],
                 "unreviewed": len(others), "unlabelled": r["unlabelled"], "pseudo_labelled": r["pseudo_labelled"],
                 "out_of_fold_accuracy": r["out_of_fold_accuracy"] if r["out_of_fold_folds"] >= 2 else None,
-                "card": f"/api/v1/models/{body.name}/card"}
+                "classes_without_cells": r["classes_without_cells"], "card": f"/api/v1/models/{body.name}/card"}
 
     @app.get("/api/v1/cases/{case_id}/report.pdf")
     def report_pdf(case_id: int, who: str = Depends(user)):

@@ -38,6 +38,9 @@ MODES = ("head", "bn+head", "head+finetune")
 TAP_STAGE = 5  # --tap-stage auto: block 5 of an EfficientNet; picked on wbc_external (results/adapt.md)
 FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: picked on 2 scratch draws per wbc_external lab; results/adapt.md
 
+# the refit lowers every class it is shown no cells of (results/adapt.md, "unadapted classes")
+WITHOUT_CELLS = ("Classes without adaptation cells: {}. The refit lowers them on every cell it is shown, so this lab's "
+                 "cells of those classes will seldom be answered as such; give adapt a few cells of every class the lab sees.")
 
 def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
@@ -119,6 +122,7 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned or tapped)
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
+              "classes_without_cells": [c for i, c in enumerate(new.classes) if i >= len(counts) or not counts[i]],
               "batchnorm_layers_updated": n_bn, "finetune": FINETUNE if finetuned else None, "tap_stage": tap_stage,
               "temperature": temperature,
               "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
@@ -303,6 +307,7 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
+        *([f"- {WITHOUT_CELLS.format(', '.join(missing))}"] if (missing := report.get("classes_without_cells")) else []),
         *([_probe_line(report)] if report.get("cell_probe_dropped") else []),
         "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"
 
