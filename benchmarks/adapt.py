@@ -37,6 +37,7 @@ ap.add_argument("--draws", type=int, default=10)
 ap.add_argument("--shots", default="5,10,20")
 LIMITED = "+ --classes five-part"
 PROBE = "+ lab's cell probe"
+NAMED = "+ lab's five classes named"
 SELF = "head, 8 views, self-training"
 TAP, TAP_SELF = "head + block-5 features, 8 views", "head + block-5 features, 8 views, self-training"
 METHODS = {"head": ("head", 1, None), "bn+head": ("bn+head", 1, None), "head, 8 views": ("head", 8, None),
@@ -48,6 +49,9 @@ ap.add_argument("--five-part", action="store_true",
 ap.add_argument("--cell-probe", action="store_true",
                 help=f"also score the lab's other cells painted out of their files, and add rows '... {PROBE}' where "
                      "the no-white-cell probe is refitted on the k-shot cells (as `leukodx adapt` does)")
+ap.add_argument("--lab-classes", action="store_true",
+                help=f"adapt with the lab's classes named ({FIVE_PART}; `leukodx adapt --classes`): those given no cells "
+                     f"keep the shipped head's rows (rows '... {NAMED}')")
 ap.add_argument("--out", default="results/adapt")
 ap.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
 a = ap.parse_args()
@@ -94,6 +98,9 @@ def write_md(res: dict) -> None:
               "with its own probe). "
               "`painted out: referred / not_a_cell`: the lab's other cells painted out of their files (shift "
               "`cells_out`, a field without its white cell), the share referred and the share referred as `not_a_cell`."),
+             (f"- `{NAMED}` (`--lab-classes`): adapted with the lab's classes named (`leukodx adapt --classes "
+              f"{FIVE_PART}`): a named class given no cells keeps the shipped head's row instead of being lowered; the "
+              "others given none (erythroblast, ig, platelet) are lowered as before."),
              ("- `unadapted classes`: the test cells of the lab's classes that had too few cells to draw k (tecom's one "
               "basophil; cellavision_blog's three basophils, and at k = 20 its other small classes), right after adapting "
               "and, in brackets, right by the shipped model on the same cells (rows made before 2026-12-07: -)."),
@@ -166,7 +173,7 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
                 unadapted = ~np.isin(y[rest], y[pick])  # cells of classes with too few cells to draw k
                 unlabelled = x[rest] if name in (SELF, TAP_SELF) else None  # transductive: the cells it is then scored on
                 new, _ = adapt_bundle(bundle, x[pick], y[pick], method, seed=draw, views=views, unlabelled=unlabelled,
-                                      tap_stage=tap)
+                                      tap_stage=tap, lab_classes=FIVE_PART if a.lab_classes else None)
                 models = {False: new}
                 if a.cell_probe:
                     models[True] = copy.deepcopy(new)
@@ -178,7 +185,8 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
             for (probe, lim), got in res.items():
                 agg = {m: [float(np.nanmean([r.get(m, np.nan) for r in got])), float(np.nanstd([r.get(m, np.nan) for r in got]))]
                        for m in got[0]}
-                rows.append({"lab": lab, "method": name + (f" {PROBE}" if probe else "") + (f" {LIMITED}" if lim else ""),
+                rows.append({"lab": lab, "method": name + (f" {NAMED}" if a.lab_classes else "")
+                             + (f" {PROBE}" if probe else "") + (f" {LIMITED}" if lim else ""),
                              "k": k,
                              "n_test": int(len(y) - len(pick)), **agg, "draws": a.draws,
                              "classes_adapted": int(len(pick) // k)})
@@ -196,8 +204,9 @@ if out.with_suffix(".json").is_file():  # rows not re-measured now are kept from
         rows += [r for r in old["rows"] if (r["lab"], r["method"], r["k"]) not in done]
         meta["draws"] = old["draws"] if len(a.methods) < len(METHODS) else a.draws
 order = {m: i for i, m in enumerate(["zero-shot", *METHODS])}
-rows.sort(key=lambda r: (r["lab"], r["k"], order.get(r["method"].removesuffix(f" {LIMITED}").removesuffix(f" {PROBE}"), 99),
-                         PROBE in r["method"], r["method"].endswith(LIMITED)))
+rows.sort(key=lambda r: (r["lab"], r["k"], order.get(r["method"].removesuffix(f" {LIMITED}").removesuffix(f" {PROBE}")
+                                                    .removesuffix(f" {NAMED}"), 99),
+                         NAMED in r["method"], PROBE in r["method"], r["method"].endswith(LIMITED)))
 res = {**meta, "rows": rows}
 out.with_suffix(".json").write_text(json.dumps(res, indent=1))
 write_md(res)

@@ -356,7 +356,7 @@ def cmd_adapt(a) -> int:
         from leukodx.predict.results import collect_images
         unlabelled = [f for f in collect_images(a.unlabelled)[0] if is_image_file(f)]
     r = adapt_model(resolve_model(a.model), load_dataset(a.data), a.out, a.mode, a.add_classes, a.seed, not a.quiet,
-                    unlabelled, a.tap_stage, not a.no_cell_probe)
+                    unlabelled, a.tap_stage, not a.no_cell_probe, a.classes)
     print(f"adapted on {r['n_images']} cells ({', '.join(f'{k} {v}' for k, v in r['per_class'].items())}); "
           f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}"
           + (f"; self-trained on {r['pseudo_labelled']} of {r['unlabelled']} unlabelled cells" if r["unlabelled"] else ""))
@@ -609,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--tap-stage", type=_tap_stage, help="EfficientNet models: the new head also sees this block's "
                                                          "pooled features (mid-level texture and outline); 'auto' = 5 "
                                                          "where the model has it (results/adapt.md)")
+    ad.add_argument("--classes", help="the classes this lab's cells can be (comma list, as in predict); those given no "
+                                      "cells keep the source model's head, the rest given none are lowered (results/adapt.md)")
     ad.add_argument("--no-cell-probe", action="store_true", help="do not refit the source model's no-white-cell probe "
                                                                    "on the lab's cells (the adapted model then has none)")
     ad.add_argument("--seed", type=int, default=0)

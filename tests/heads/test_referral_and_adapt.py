@@ -577,3 +577,31 @@ def gray_copy_input(ex, f):
 
     u8 = ex.prepare(f)[0]
     return ex.pre.normalize(torch.from_numpy(gray_copy(u8[None], channel_axis=3)[0]).permute(2, 0, 1))
+
+
+def test_adapt_keeps_the_classes_a_lab_names_but_gave_no_cells_and_lowers_the_rest(fitted, tmp_path):
+    from leukodx.heads.adapt import PriorLinearHead
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(c, 0.3, (6, 2)) for c in ([3.0, 0], [0, 3.0])])
+    y = np.repeat([0, 1], 6)
+    w0, b0 = rng.normal(0, 1, (3, 2)), np.array([0.0, 0.0, 1.0])
+    lowered = PriorLinearHead(w0, b0, prior=1e-2).fit(x, y)
+    kept = PriorLinearHead(w0, b0, prior=1e-2, keep=(2,)).fit(x, y)
+    assert np.allclose(kept.coef_[2], w0[2]) and np.isclose(kept.intercept_[2], b0[2])  # left as the source had it
+    assert lowered.intercept_[2] < b0[2] - 0.1                                          # pushed down on the cells shown
+    assert not np.allclose(kept.coef_[:2], w0[:2])                                      # the shown classes still learn
+    # through the CLI: the lab names its classes; the one it gave no cells for keeps its row, the card says so
+    b, _, _ = fitted
+    b.save(tmp_path / "src.pt")
+    shown = [c for c in b.classes][:2]
+    lab = generate(tmp_path / "lab", n_per_class=4, size=S, seed=8, classes=shown)
+    args = ["adapt", str(tmp_path / "src.pt"), lab.root, "--quiet", "--out"]
+    assert main(args + [str(tmp_path / "k.pt"), "--classes", ",".join(b.classes)]) == 0
+    report = ModelBundle.load(tmp_path / "k.pt").info["adapted"]
+    assert report["kept_classes"] == list(b.classes[2:]) and report["classes_without_cells"] == []
+    assert "left as the source model has them" in (tmp_path / "k.md").read_text()
+    src_head = ModelBundle.load(tmp_path / "src.pt").model.get_classifier()
+    new_head = ModelBundle.load(tmp_path / "k.pt").model.get_classifier()
+    assert torch.allclose(new_head.weight[2:], src_head.weight[2:]) and not torch.allclose(new_head.weight[:2], src_head.weight[:2])
+    assert main(args + [str(tmp_path / "bad.pt"), "--classes", "round,nonsense"]) == 2 and not (tmp_path / "bad.pt").exists()

@@ -243,6 +243,7 @@ def test_a_lab_adapts_the_model_from_a_reviewed_case_and_uses_it_for_new_cases(t
     assert r.json()["per_class"] == {"lymphocyte": 4, "monocyte": 4, "neutrophil": 4} and r.json()["source"] == "wbc"
     assert r.json()["unreviewed"] == r.json()["unlabelled"] == 1 and r.json()["pseudo_labelled"] in (0, 1)  # the unreviewed cell, self-training
     assert r.json()["classes_without_cells"] == ["basophil", "eosinophil", "erythroblast", "ig", "platelet"]  # said, not hidden
+    assert r.json()["kept_classes"] == []  # the case's answers were not limited: no classes named for the lab
     assert client.post(f"/api/v1/cases/{case['id']}/adapt", json={"name": "mylab"}).status_code == 409
     card = client.get(r.json()["card"])
     assert card.status_code == 200 and f"case {case['id']} (reviewed cells)" in card.text and "12 cells" in card.text

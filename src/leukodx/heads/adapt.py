@@ -1,6 +1,7 @@
 """Few-shot adaptation to a new lab: refit a linear classifier on frozen pooled features, pulled
 towards the model's own head (an L2 prior), so 5-50 cells per class move it without erasing what it
-knows; a class the lab gave no cells for keeps its original weights. Plus self-training on the lab's
+knows; a class the lab gave no cells for is lowered on every cell shown, or, where the lab names it (`keep`),
+keeps the source head's row. Plus self-training on the lab's
 unlabelled cells, re-estimating batch-norm statistics on the lab's images (AdaBN, Li et al. 2016), or
 fine-tuning every weight on them."""
 from __future__ import annotations
@@ -17,13 +18,17 @@ class PriorLinearHead(BaseEstimator, ClassifierMixin):
     """Multinomial logistic regression with weights shrunk towards (weight0, bias0).
 
     `prior` scales the penalty `prior * (||W - W0||^2 + ||b - b0||^2)` against the mean cross-entropy;
-    `n_classes` rows are fitted even for classes absent from y (their rows stay near the prior)."""
+    Every row is fitted, so a class absent from y is lowered on every cell shown (the source's classes a lab does
+    not have stay off its cells); `keep`: class indices left out of the loss while absent from y, their rows staying
+    at the prior (classes the lab sees but gave no cells for)."""
 
-    def __init__(self, weight0: np.ndarray, bias0: np.ndarray, prior: float = 1e-3, max_iter: int = 100):
+    def __init__(self, weight0: np.ndarray, bias0: np.ndarray, prior: float = 1e-3, max_iter: int = 100,
+                 keep: tuple = ()):
         self.weight0 = weight0
         self.bias0 = bias0
         self.prior = prior
         self.max_iter = max_iter
+        self.keep = keep
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> PriorLinearHead:
         x = torch.as_tensor(np.asarray(X), dtype=torch.float32)
@@ -32,10 +37,13 @@ class PriorLinearHead(BaseEstimator, ClassifierMixin):
         b0 = torch.as_tensor(np.asarray(self.bias0), dtype=torch.float32)
         w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
         opt = torch.optim.LBFGS([w, b], lr=1, max_iter=self.max_iter, line_search_fn="strong_wolfe")
+        kept = set(self.keep) - set(t.tolist())
+        fitted = torch.tensor([c for c in range(len(b0)) if c not in kept])
+        target = torch.searchsorted(fitted, t)  # class index -> its place among the fitted classes
 
         def closure():
             opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(x @ w.T + b, t) + \
+            loss = torch.nn.functional.cross_entropy((x @ w.T + b)[:, fitted], target) + \
                 self.prior * (((w - w0) ** 2).sum() + ((b - b0) ** 2).sum())
             loss.backward()
             return loss

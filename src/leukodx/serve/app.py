@@ -289,6 +289,10 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
             reviewed = [(str(store.root / i.stored), i.review().label) for i in case.images if i.review()]
             others = [store.root / i.stored for i in case.images if not i.review()]
             source = case.model
+            # the classes the case's answers were limited to (one limit for the whole case): the lab's classes,
+            # so those it reviewed no cells of keep the source head's rows (leukodx adapt --classes)
+            limits = {tuple(i.prediction.get("expected_classes") or ()) for i in case.images}
+            lab_classes = list(next(iter(limits))) if len(limits) == 1 and () not in limits else None
         classes = sorted({label for _, label in reviewed})
         if len(classes) < 2:
             raise HTTPException(422, f"adapting needs reviewed cells of at least two classes; this case has "
@@ -298,7 +302,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         out = registry.reserve(body.name)  # the name is taken now; uploads go on while it adapts
         try:
             r = adapt_model(registry.paths[source], index, out, mode="head", unlabelled=others,
-                            tap_stage="auto")
+                            tap_stage="auto", lab_classes=lab_classes)
         finally:
             registry.finish(body.name, made=out.exists())
         with store.session() as s:
@@ -308,7 +312,8 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
         return {"model": body.name, "source": source, "n_images": r["n_images"], "per_class": r["per_class"],
                 "unreviewed": len(others), "unlabelled": r["unlabelled"], "pseudo_labelled": r["pseudo_labelled"],
                 "out_of_fold_accuracy": r["out_of_fold_accuracy"] if r["out_of_fold_folds"] >= 2 else None,
-                "classes_without_cells": r["classes_without_cells"], "card": f"/api/v1/models/{body.name}/card"}
+                "classes_without_cells": r["classes_without_cells"], "kept_classes": r["kept_classes"],
+                "card": f"/api/v1/models/{body.name}/card"}
 
     @app.get("/api/v1/cases/{case_id}/report.pdf")
     def report_pdf(case_id: int, who: str = Depends(user)):

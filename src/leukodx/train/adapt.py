@@ -25,6 +25,7 @@ from leukodx.data.class_map import map_classes
 from leukodx.data.dataset import DatasetIndex
 from leukodx.errors import ConfigError, LeukodxError
 from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm, finetune_network, self_train
+from leukodx.heads.expected import expected_mask
 from leukodx.heads.familiarity import knn_distance
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
@@ -51,14 +52,17 @@ def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
 
 def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, mode: str = "head",
                  prior: float = 1e-3, seed: int = 0, views: int = 8,
-                 unlabelled: torch.Tensor | None = None, tap_stage: int | None = None) -> tuple[ModelBundle, dict]:
+                 unlabelled: torch.Tensor | None = None, tap_stage: int | None = None,
+                 lab_classes: str | list[str] | None = None) -> tuple[ModelBundle, dict]:
     """uint8 images (N, 3, S, S) with labels in the bundle's class order -> adapted copy + what was done.
     `views` (1-8): the head is fitted on this many quarter turns / mirror images of each cell.
     `unlabelled`: more of the lab's cells, without labels: the head is then self-trained on them
     (leukodx.heads.adapt.self_train; the temperature still comes from the labelled cells alone).
     `tap_stage`: the new head also sees that block's pooled output (leukodx.models.stage_tap),
     standardised on the lab's cells, its weights starting at zero; the lab's cells become the whole
-    unfamiliar-image reference (the features changed)."""
+    unfamiliar-image reference (the features changed).
+    `lab_classes` ('a,b' or a list): the classes this lab's cells can be; those among them given no cells keep the
+    source head's rows (others given no cells are lowered on every cell, so they stay off the lab's cells)."""
     if mode not in MODES:
         raise ConfigError(f"adapt mode must be one of {', '.join(MODES)}, got {mode!r}")
     if not 1 <= views <= 8:
@@ -70,6 +74,9 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         raise LeukodxError("adapt needs labelled cells of at least two classes")
     new = copy.deepcopy(bundle)
     pre = PreprocessConfig(**new.preprocess)
+    counts = np.bincount(labels, minlength=len(new.classes))
+    lab = expected_mask(lab_classes, new.classes)
+    keep = tuple(int(c) for c in np.flatnonzero(lab & (counts == 0))) if lab is not None else ()
     n_bn = 0
     if mode == "bn+head":
         n_bn = adapt_batchnorm(new.model, (normalize(images[i:i + 32], pre.mean, pre.std) for i in range(0, len(images), 32)))
@@ -87,21 +94,20 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
 
     lin = _classifier(new.model)
     w0, b0 = lin.weight.detach().numpy().copy(), lin.bias.detach().numpy().copy()
-    fit = PriorLinearHead(w0, b0, prior).fit
+    fit = PriorLinearHead(w0, b0, prior, keep=keep).fit
     if unlabelled is not None and len(unlabelled):
         u_views = [logits_for(new.model, v, pre.mean, pre.std, pre_logits=True) for v in dihedral_views(unlabelled, views)]
         head, n_pseudo = self_train(fit, per_view, labels, u_views)
     else:
         head, n_pseudo = fit(*stacked(np.arange(len(labels)))), 0
     # temperature from out-of-fold logits: each cell scored by a head that saw none of its views
-    counts = np.bincount(labels)
     folds = int(min(5, counts[counts > 0].min()))
     temperature, oof_acc = 1.0, float("nan")
     if folds >= 2:
         from sklearn.model_selection import StratifiedKFold
         oof = np.zeros((len(labels), len(w0)), np.float32)
         for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(feats, labels):
-            oof[te] = PriorLinearHead(w0, b0, prior).fit(*stacked(tr)).decision_function(feats[te])
+            oof[te] = PriorLinearHead(w0, b0, prior, keep=keep).fit(*stacked(tr)).decision_function(feats[te])
         temperature = TemperatureScaler().fit(oof, labels).temperature_
         oof_acc = float((oof.argmax(1) == labels).mean())
     with torch.no_grad():
@@ -122,7 +128,8 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned or tapped)
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
-              "classes_without_cells": [c for i, c in enumerate(new.classes) if i >= len(counts) or not counts[i]],
+              "classes_without_cells": [c for i, c in enumerate(new.classes) if not counts[i] and i not in keep],
+              "kept_classes": [new.classes[i] for i in keep],
               "batchnorm_layers_updated": n_bn, "finetune": FINETUNE if finetuned else None, "tap_stage": tap_stage,
               "temperature": temperature,
               "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
@@ -195,13 +202,13 @@ def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
                 add_classes: bool = False, seed: int = 0, progress: bool = False,
                 unlabelled: list[Path] | None = None, tap_stage: int | str | None = None,
-                cell_probe: bool = True) -> dict:
+                cell_probe: bool = True, lab_classes: str | None = None) -> dict:
     """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it.
     `tap_stage`: a block index, 'auto' (auto_tap_stage) or None (the head alone).
     `cell_probe`: where the source model has a no-white-cell probe, refit it on the lab's cells
     (refit_cell_probe); False leaves the adapted model without one.
     `unlabelled`: image files of more of the lab's cells, for self-training (files that do not decode or
-    fail the image checks are skipped)."""
+    fail the image checks are skipped). `lab_classes`: as in adapt_bundle."""
     from leukodx.data.torch_dataset import ImageDataset
     from leukodx.transforms.preprocess import Preprocess
 
@@ -229,7 +236,7 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
     if tap_stage == "auto":
         tap_stage = auto_tap_stage(bundle)
     new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images,
-                               tap_stage=tap_stage)
+                               tap_stage=tap_stage, lab_classes=lab_classes)
     if report["cell_probe_dropped"] and cell_probe:
         report["cell_probe"] = refit_cell_probe(new, bundle, ds.records, pre)
     files = sorted(mapped.key(r) for r in ds.records)
@@ -308,6 +315,8 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
         *([f"- {WITHOUT_CELLS.format(', '.join(missing))}"] if (missing := report.get("classes_without_cells")) else []),
+        *([f"- Classes the lab sees but gave no cells for, left as the source model has them: {', '.join(kept)}."]
+          if (kept := report.get("kept_classes")) else []),
         *([_probe_line(report)] if report.get("cell_probe_dropped") else []),
         "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"
 
