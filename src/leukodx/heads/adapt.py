@@ -17,7 +17,7 @@ from leukodx.heads.temperature import softmax
 class PriorLinearHead(BaseEstimator, ClassifierMixin):
     """Multinomial logistic regression with weights shrunk towards (weight0, bias0).
 
-    `prior` scales the penalty `prior * (||W - W0||^2 + ||b - b0||^2)` against the mean cross-entropy;
+    `prior` scales the penalty `prior * (||W - W0||^2 + ||b - b0||^2)` against the mean cross-entropy.
     Every row is fitted, so a class absent from y is lowered on every cell shown (the source's classes a lab does
     not have stay off its cells); `keep`: class indices left out of the loss while absent from y, their rows staying
     at the prior (classes the lab sees but gave no cells for)."""

@@ -43,6 +43,7 @@ FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: picked on 2 scratch draw
 WITHOUT_CELLS = ("Classes without adaptation cells: {}. The refit lowers them on every cell it is shown, so this lab's "
                  "cells of those classes will seldom be answered as such; give adapt a few cells of every class the lab sees.")
 
+
 def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(head, torch.nn.Linear):
