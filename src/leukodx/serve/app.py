@@ -289,9 +289,9 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
             reviewed = [(str(store.root / i.stored), i.review().label) for i in case.images if i.review()]
             others = [store.root / i.stored for i in case.images if not i.review()]
             source = case.model
-            # the classes the case's answers were limited to (one limit for the whole case): the lab's classes,
-            # so those it reviewed no cells of keep the source head's rows (leukodx adapt --classes)
-            limits = {tuple(i.prediction.get("expected_classes") or ()) for i in case.images}
+            # one class limit over the whole case: the lab's classes, so those it reviewed no cells of keep the
+            # source head's rows (leukodx adapt --classes)
+            limits = class_limits(case)
             lab_classes = list(next(iter(limits))) if len(limits) == 1 and () not in limits else None
         classes = sorted({label for _, label in reviewed})
         if len(classes) < 2:
@@ -400,6 +400,11 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
     return app
 
 
+def class_limits(case: Case) -> set[tuple]:
+    """The class limits the case's answers were given (leukodx.heads.expected); () for an unlimited answer."""
+    return {tuple(img.prediction.get("expected_classes") or ()) for img in case.images}
+
+
 def summary(case: Case) -> dict:
     """Counts per final label: the reviewer's if reviewed, else the model's; a referred image nobody
     reviewed is not counted (it must be checked first). The lab-shift flag warns when many of the
@@ -415,7 +420,6 @@ def summary(case: Case) -> dict:
         counts[label] = counts.get(label, 0) + 1
         reviewed += r is not None
     shift = lab_shift_flag([img.prediction.get("refer_reason") for img in case.images])
-    limits = sorted({", ".join(img.prediction["expected_classes"]) for img in case.images
-                     if img.prediction.get("expected_classes")})
+    limits = sorted(", ".join(t) for t in class_limits(case) if t)
     return {"n": len(case.images), "counted": sum(counts.values()), "counts": counts,
             "referred_unreviewed": referred, "reviewed": reviewed, "lab_shift_flag": shift, "limited_to": limits}
