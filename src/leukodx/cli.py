@@ -337,9 +337,9 @@ def cmd_export(a) -> int:
     return 0
 
 
-def _tap_stage(text: str) -> int | str:
-    if text == "auto":
-        return text
+def _tap_stage(text: str) -> int | str | None:
+    if text in ("auto", "none"):
+        return None if text == "none" else text
     try:
         return int(text)
     except ValueError:
@@ -606,9 +606,10 @@ def build_parser() -> argparse.ArgumentParser:
     ad.add_argument("--add-classes", action="store_true", help="add the folder's classes the model does not know")
     ad.add_argument("--unlabelled", help="a folder of more of the lab's cells without labels: the head is self-trained "
                                          "on those it is sure of (results/adapt.md)")
-    ad.add_argument("--tap-stage", type=_tap_stage, help="EfficientNet models: the new head also sees this block's "
-                                                         "pooled features (mid-level texture and outline); 'auto' = 5 "
-                                                         "where the model has it (results/adapt.md)")
+    ad.add_argument("--tap-stage", type=_tap_stage, default="auto",
+                    help="EfficientNet models: the new head also sees this block's pooled features (mid-level texture "
+                         "and outline); 'auto' (default, as the web app) = 5 where the model has it and is not tapped "
+                         "yet; 'none' = the head alone (results/adapt.md)")
     ad.add_argument("--classes", help="the classes this lab's cells can be (comma list, as in predict); those given no "
                                       "cells keep the source model's head, the rest given none are lowered (results/adapt.md)")
     ad.add_argument("--no-cell-probe", action="store_true", help="do not refit the source model's no-white-cell probe "

@@ -457,6 +457,11 @@ def test_adapt_with_a_tapped_stage_starts_from_the_source_answers_and_travels(fi
     new = ModelBundle.load(tmp_path / "tap.pt")
     assert isinstance(new.model, StageTap) and new.info["adapted"]["tap_stage"] == 5
     assert auto_tap_stage(b) == 5 and auto_tap_stage(new) is None  # 'auto' never taps twice
+    assert auto_tap_stage(b, "head+finetune") is None  # fine-tuning moves every block itself
+    assert main(["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "plain.pt"), "--tap-stage", "none",
+                 "--quiet"]) == 0
+    plain = ModelBundle.load(tmp_path / "plain.pt")
+    assert not isinstance(plain.model, StageTap) and plain.info["adapted"]["tap_stage"] is None
     assert float(new.model.classifier.weight[:, :new.model.tap_channels].abs().sum()) > 0  # the refit used them
     assert len(new.reference) == 8 * len(y)  # the lab's cells alone: the features changed
     assert "block 5" in (tmp_path / "tap.md").read_text()
@@ -603,5 +608,8 @@ def test_adapt_keeps_the_classes_a_lab_names_but_gave_no_cells_and_lowers_the_re
     assert "left as the source model has them" in (tmp_path / "k.md").read_text()
     src_head = ModelBundle.load(tmp_path / "src.pt").model.get_classifier()
     new_head = ModelBundle.load(tmp_path / "k.pt").model.get_classifier()
-    assert torch.allclose(new_head.weight[2:], src_head.weight[2:]) and not torch.allclose(new_head.weight[:2], src_head.weight[:2])
+    # adapt taps block 5 by default: the source's columns come last, the tapped block's first (zero where kept)
+    tapped, own = new_head.weight[:, :-src_head.in_features], new_head.weight[:, -src_head.in_features:]
+    assert report["tap_stage"] == 5 and tapped.shape[1] > 0 and not tapped[2:].any()
+    assert torch.allclose(own[2:], src_head.weight[2:]) and not torch.allclose(own[:2], src_head.weight[:2])
     assert main(args + [str(tmp_path / "bad.pt"), "--classes", "round,nonsense"]) == 2 and not (tmp_path / "bad.pt").exists()

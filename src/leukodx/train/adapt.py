@@ -140,10 +140,11 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
     return new, report
 
 
-def auto_tap_stage(bundle: ModelBundle) -> int | None:
-    """`--tap-stage auto`: TAP_STAGE for an EfficientNet not tapped yet, else None (the head alone)."""
+def auto_tap_stage(bundle: ModelBundle, mode: str = "head") -> int | None:
+    """`--tap-stage auto`: TAP_STAGE for an EfficientNet not tapped yet, else None (the head alone); None for
+    `head+finetune` too, which moves every block itself (the two together were not measured)."""
     blocks = getattr(bundle.model, "blocks", None)
-    return TAP_STAGE if blocks is not None and len(blocks) > TAP_STAGE + 1 else None
+    return TAP_STAGE if mode != "head+finetune" and blocks is not None and len(blocks) > TAP_STAGE + 1 else None
 
 
 def _tap(bundle: ModelBundle, stage: int, images: torch.Tensor, views: int) -> None:
@@ -202,10 +203,10 @@ def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> 
 
 def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mode: str = "head",
                 add_classes: bool = False, seed: int = 0, progress: bool = False,
-                unlabelled: list[Path] | None = None, tap_stage: int | str | None = None,
+                unlabelled: list[Path] | None = None, tap_stage: int | str | None = "auto",
                 cell_probe: bool = True, lab_classes: str | None = None) -> dict:
     """Load, map the folder's classes onto the model's, adapt, save to `out` with a card beside it.
-    `tap_stage`: a block index, 'auto' (auto_tap_stage) or None (the head alone).
+    `tap_stage`: a block index, 'auto' (auto_tap_stage; the default, as the CLI and the web app) or None (the head alone).
     `cell_probe`: where the source model has a no-white-cell probe, refit it on the lab's cells
     (refit_cell_probe); False leaves the adapted model without one.
     `unlabelled`: image files of more of the lab's cells, for self-training (files that do not decode or
@@ -235,7 +236,7 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
     t0 = time.perf_counter()
     u_images = _readable(unlabelled, pre) if unlabelled else None
     if tap_stage == "auto":
-        tap_stage = auto_tap_stage(bundle)
+        tap_stage = auto_tap_stage(bundle, mode)
     new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images,
                                tap_stage=tap_stage, lab_classes=lab_classes)
     if report["cell_probe_dropped"] and cell_probe:
