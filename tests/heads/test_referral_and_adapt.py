@@ -613,3 +613,9 @@ def test_adapt_keeps_the_classes_a_lab_names_but_gave_no_cells_and_lowers_the_re
     assert report["tap_stage"] == 5 and tapped.shape[1] > 0 and not tapped[2:].any()
     assert torch.allclose(own[2:], src_head.weight[2:]) and not torch.allclose(own[:2], src_head.weight[:2])
     assert main(args + [str(tmp_path / "bad.pt"), "--classes", "round,nonsense"]) == 2 and not (tmp_path / "bad.pt").exists()
+    # the lab names only the classes it gave cells for: the rest are lowered as outside its classes, without a warning
+    assert main(args + [str(tmp_path / "two.pt"), "--classes", ",".join(shown)]) == 0
+    report = ModelBundle.load(tmp_path / "two.pt").info["adapted"]
+    assert report["outside_lab_classes"] == list(b.classes[2:]) and report["classes_without_cells"] == []
+    card = (tmp_path / "two.md").read_text()
+    assert "Not among the lab's classes" in card and "give adapt a few cells" not in card

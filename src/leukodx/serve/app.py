@@ -313,6 +313,7 @@ def create_app(data_dir: str | Path, db_url: str | None = None, token: str | Non
                 "unreviewed": len(others), "unlabelled": r["unlabelled"], "pseudo_labelled": r["pseudo_labelled"],
                 "out_of_fold_accuracy": r["out_of_fold_accuracy"] if r["out_of_fold_folds"] >= 2 else None,
                 "classes_without_cells": r["classes_without_cells"], "kept_classes": r["kept_classes"],
+                "outside_lab_classes": r["outside_lab_classes"],
                 "card": f"/api/v1/models/{body.name}/card"}
 
     @app.get("/api/v1/cases/{case_id}/report.pdf")

@@ -42,6 +42,7 @@ FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: picked on 2 scratch draw
 # the refit lowers every class it is shown no cells of (results/adapt.md, "unadapted classes")
 WITHOUT_CELLS = ("Classes without adaptation cells: {}. The refit lowers them on every cell it is shown, so this lab's "
                  "cells of those classes will seldom be answered as such; give adapt a few cells of every class the lab sees.")
+OUTSIDE_LAB = "Not among the lab's classes (--classes), so lowered on every cell it is shown: {}."
 
 
 def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
@@ -129,8 +130,10 @@ def adapt_bundle(bundle: ModelBundle, images: torch.Tensor, labels: np.ndarray, 
         _add_to_reference(new, per_view if new.views == 1 else [feats], len(labels), replace=finetuned or tapped)
     report = {"mode": mode, "prior": prior, "views": views, "n_images": len(labels),
               "per_class": {new.classes[c]: int(n) for c, n in enumerate(counts) if n},
-              "classes_without_cells": [c for i, c in enumerate(new.classes) if not counts[i] and i not in keep],
+              # lowered: warned about where the lab named no classes; where it did, they are outside its classes
+              "classes_without_cells": [c for i, c in enumerate(new.classes) if not counts[i] and lab is None],
               "kept_classes": [new.classes[i] for i in keep],
+              "outside_lab_classes": [c for i, c in enumerate(new.classes) if lab is not None and not lab[i] and not counts[i]],
               "batchnorm_layers_updated": n_bn, "finetune": FINETUNE if finetuned else None, "tap_stage": tap_stage,
               "temperature": temperature,
               "unfamiliar_threshold": [float(threshold0), float(new.unfamiliar_threshold)],
@@ -319,6 +322,7 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         *([f"- {WITHOUT_CELLS.format(', '.join(missing))}"] if (missing := report.get("classes_without_cells")) else []),
         *([f"- Classes the lab sees but gave no cells for, left as the source model has them: {', '.join(kept)}."]
           if (kept := report.get("kept_classes")) else []),
+        *([f"- {OUTSIDE_LAB.format(', '.join(outside))}"] if (outside := report.get("outside_lab_classes")) else []),
         *([_probe_line(report)] if report.get("cell_probe_dropped") else []),
         "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"
 
