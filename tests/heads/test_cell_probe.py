@@ -4,6 +4,7 @@ ONNX graph, and is refitted by adapt on the lab's cells."""
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from leukodx.data.images import load_image
 from leukodx.data.synthetic import generate
@@ -147,6 +148,12 @@ def test_adapt_refits_the_probe_on_the_lab_s_cells_or_leaves_it_behind_and_says_
     predictor = Predictor(adapted)  # 18 cells, where the source had 24: a little less sure
     assert _flags(predictor, empty).mean() >= 0.75 and _flags(predictor, cells).mean() <= 0.25
     assert "refitted on the lab's 18 labelled cells" in (tmp_path / "refit.md").read_text()
+    more = generate(tmp_path / "more", n_per_class=4, size=S, seed=6, classes=CLASSES)  # unlabelled cells join the probe
+    Image.fromarray(np.full((S, S, 3), 255, np.uint8)).save(tmp_path / "blank.png")  # fails the image checks: left out
+    both = adapt_model(tmp_path / "src.pt", lab, tmp_path / "both.pt", unlabelled=[r.path for r in more.records]
+                       + [tmp_path / "blank.png"])
+    assert both["cell_probe"]["n_with_cell"] == both["cell_probe"]["n_without_cell"] == 4 * (18 + 12)
+    assert "refitted on the lab's 18 labelled cells and 12 unlabelled ones" in (tmp_path / "both.md").read_text()
     one_case = replace(lab, records=[replace(r, group="case1") for r in lab.records])  # a web app case: one slide
     assert adapt_model(tmp_path / "src.pt", one_case, tmp_path / "case.pt")["cell_probe"]["grouped_by"] == "image; the cells share one slide"
     assert ModelBundle.load(tmp_path / "case.pt").cell_probe is not None

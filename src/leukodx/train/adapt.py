@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from leukodx.data.class_map import map_classes
-from leukodx.data.dataset import DatasetIndex
+from leukodx.data.dataset import DatasetIndex, ImageRecord
 from leukodx.errors import ConfigError, LeukodxError
 from leukodx.heads.adapt import PriorLinearHead, adapt_batchnorm, finetune_network, self_train
 from leukodx.heads.expected import expected_mask
@@ -191,7 +191,7 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
 
 def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> dict:
     """An adapted model's own no-white-cell probe (leukodx.heads.cell_probe), where its source had one: fitted
-    on the lab's labelled cells (`records`, their files) against the same files with their cells painted out,
+    on the lab's cells (`records`, their files; label -1 for unlabelled ones) against the same files with their cells painted out,
     as training fits it on validation images (leukodx.train.referral), flagging the same share of cells.
     Its threshold comes out of fold by slide; cells all of one slide or case (the web app's reviewed cells)
     are grouped by image instead, so a lab's first case still gets a probe."""
@@ -200,7 +200,10 @@ def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> 
     grouped_by = "image" if named == {None} else "slide"
     if len(named) == 1 and grouped_by == "slide":
         records, grouped_by = [replace(r, group=None) for r in records], "image; the cells share one slide"
-    report = fit_cell_probe_on(bundle, records, pre, share, source=f"lab's {len(records)} labelled cells")
+    labelled = sum(r.label >= 0 for r in records)
+    source = f"lab's {labelled} labelled cells" + (f" and {len(records) - labelled} unlabelled ones"
+                                                   if len(records) > labelled else "")
+    report = fit_cell_probe_on(bundle, records, pre, share, source=source)
     return {**report, "grouped_by": grouped_by}
 
 
@@ -237,13 +240,13 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
     if len(ds) == 0:
         raise LeukodxError(f"{index.name}: no readable images to adapt on")
     t0 = time.perf_counter()
-    u_images = _readable(unlabelled, pre) if unlabelled else None
+    u_images, u_paths = _readable(unlabelled, pre) if unlabelled else (None, [])
     if tap_stage == "auto":
         tap_stage = auto_tap_stage(bundle, mode)
     new, report = adapt_bundle(bundle, ds.images, ds.labels.numpy(), mode, seed=seed, unlabelled=u_images,
                                tap_stage=tap_stage, lab_classes=lab_classes)
-    if report["cell_probe_dropped"] and cell_probe:
-        report["cell_probe"] = refit_cell_probe(new, bundle, ds.records, pre)
+    if report["cell_probe_dropped"] and cell_probe:  # the unlabelled cells too: 40 cells cannot place a 0.5% threshold
+        report["cell_probe"] = refit_cell_probe(new, bundle, ds.records + [ImageRecord(str(p), -1) for p in u_paths], pre)
     files = sorted(mapped.key(r) for r in ds.records)
     report.update({"source_model": str(src_file), "source_sha256": hashlib.sha256(src_file.read_bytes()).hexdigest(),
                    "data": str(index.root or index.name), "added_classes": unknown, "unreadable_files": ds.bad,
@@ -256,13 +259,14 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
     return {**report, "model": str(out), "card": str(card)}
 
 
-def _readable(paths: list[Path], pre) -> torch.Tensor:
-    """The files that decode and pass the image checks (a blank or a non-cell must not be pseudo-labelled)."""
+def _readable(paths: list[Path], pre) -> tuple[torch.Tensor, list[Path]]:
+    """The files that decode and pass the image checks (a blank or a non-cell must not be pseudo-labelled):
+    their images and their paths."""
     from leukodx.data.images import load_image
     from leukodx.errors import BadImageError
     from leukodx.heads.image_checks import image_problem
 
-    out = []
+    out, kept = [], []
     for p in paths:
         try:
             a = pre.array(load_image(p))
@@ -270,7 +274,9 @@ def _readable(paths: list[Path], pre) -> torch.Tensor:
             continue
         if image_problem(a) is None:
             out.append(torch.from_numpy(a).permute(2, 0, 1))
-    return torch.stack(out) if out else torch.zeros((0, 3, pre.cfg.image_size, pre.cfg.image_size), dtype=torch.uint8)
+            kept.append(Path(p))
+    size = pre.cfg.image_size
+    return (torch.stack(out) if out else torch.zeros((0, 3, size, size), dtype=torch.uint8)), kept
 
 
 def _with_classes(bundle: ModelBundle, names: list[str]) -> ModelBundle:
