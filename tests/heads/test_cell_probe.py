@@ -156,6 +156,8 @@ def test_adapt_refits_the_probe_on_the_lab_s_cells_or_leaves_it_behind_and_says_
     assert "refitted on the lab's 18 labelled cells and 12 unlabelled ones" in (tmp_path / "both.md").read_text()
     one_case = replace(lab, records=[replace(r, group="case1") for r in lab.records])  # a web app case: one slide
     assert adapt_model(tmp_path / "src.pt", one_case, tmp_path / "case.pt")["cell_probe"]["grouped_by"] == "image; the cells share one slide"
+    with_more = adapt_model(tmp_path / "src.pt", one_case, tmp_path / "case2.pt", unlabelled=[r.path for r in more.records])
+    assert with_more["cell_probe"]["grouped_by"] == "image; the cells share one slide"  # as the web app's adapt
     assert ModelBundle.load(tmp_path / "case.pt").cell_probe is not None
     without = adapt_model(tmp_path / "src.pt", lab, tmp_path / "none.pt", cell_probe=False)
     assert "cell_probe" not in without and ModelBundle.load(tmp_path / "none.pt").cell_probe is None

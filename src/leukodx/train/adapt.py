@@ -191,15 +191,15 @@ def _add_to_reference(bundle: ModelBundle, per_view: list[np.ndarray], n: int, r
 
 def refit_cell_probe(bundle: ModelBundle, source: ModelBundle, records, pre) -> dict:
     """An adapted model's own no-white-cell probe (leukodx.heads.cell_probe), where its source had one: fitted
-    on the lab's cells (`records`, their files; label -1 for unlabelled ones) against the same files with their cells painted out,
-    as training fits it on validation images (leukodx.train.referral), flagging the same share of cells.
+    on the lab's cells (`records`, their files; label -1 for unlabelled ones) against the same files with their
+    cells painted out, as training fits it on validation images (leukodx.train.referral), flagging the same share of cells.
     Its threshold comes out of fold by slide; cells all of one slide or case (the web app's reviewed cells)
-    are grouped by image instead, so a lab's first case still gets a probe."""
+    are grouped by image instead, so a lab's first case still gets a probe (unlabelled cells name no slide)."""
     share = source.info.get("referral", {}).get("cell_probe", {}).get("max_flagged", 0.005)
-    named = {r.group for r in records}
-    grouped_by = "image" if named == {None} else "slide"
-    if len(named) == 1 and grouped_by == "slide":
-        records, grouped_by = [replace(r, group=None) for r in records], "image; the cells share one slide"
+    named = {r.group for r in records} - {None}
+    grouped_by = "slide" if len(named) > 1 else "image; the cells share one slide" if named else "image"
+    if len(named) == 1:
+        records = [replace(r, group=None) for r in records]
     labelled = sum(r.label >= 0 for r in records)
     source = f"lab's {labelled} labelled cells" + (f" and {len(records) - labelled} unlabelled ones"
                                                    if len(records) > labelled else "")
