@@ -93,7 +93,8 @@ def write_md(res: dict) -> None:
              ("- classes adapted: classes with more than k cells. Where it is fewer than the lab's classes (k = 20 on "
              "cellavision_blog), the other classes get no cells and the test side is mostly those classes: "
              "the drop there is the protocol, not the method."),
-             (f"- `{PROBE}` (`--cell-probe`): the adapted model's no-white-cell probe refitted on the k-shot cells against "
+             (f"- `{PROBE}` (`--cell-probe`): the adapted model's no-white-cell probe refitted on the k-shot cells (with "
+              "self-training, and in rows made since 2026-12-07, the lab's other cells too) against "
               "their files with the cells painted out, as `leukodx adapt` does (adapted rows without it: the model has none; zero-shot rows: the shipped model "
               "with its own probe). "
               "`painted out: referred / not_a_cell`: the lab's other cells painted out of their files (shift "
@@ -177,7 +178,8 @@ for lab in sorted({lab_of(ext, r) for r in ext.records}):
                 models = {False: new}
                 if a.cell_probe:
                     models[True] = copy.deepcopy(new)
-                    refit_cell_probe(models[True], bundle, [ds.records[i] for i in pick], pre)
+                    probe_cells = np.concatenate([pick, rest]) if unlabelled is not None else pick  # as adapt_model
+                    refit_cell_probe(models[True], bundle, [ds.records[i] for i in probe_cells], pre)
                 for probe, lim in variants:
                     before = {"unadapted_zero_shot": float(zero_right[rest][unadapted].mean())} if unadapted.any() else {}
                     res[probe, lim].append({**score(models[probe], x[rest], y[rest], lim, unadapted), **before,
