@@ -253,9 +253,10 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
                    "data_files_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest(),
                    "seconds": round(time.perf_counter() - t0, 1)})
     new.info = {**new.info, "adapted": report}
-    new.save(out)
-    card = out.with_suffix(".md")
-    card.write_text(adapt_card(new, report))
+    card, tmp = out.with_suffix(".md"), out.with_suffix(".md.tmp")
+    tmp.write_text(adapt_card(new, report))  # the card first: an interrupt leaves no model without its card
+    tmp.replace(card)
+    new.save(out)  # atomic (ModelBundle.save)
     return {**report, "model": str(out), "card": str(card)}
 
 
