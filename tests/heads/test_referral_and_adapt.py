@@ -178,7 +178,8 @@ def test_an_interrupted_adapt_leaves_no_model_file_and_can_be_run_again(fitted, 
     b, _, _ = fitted
     b.save(tmp_path / "src.pt")
     lab = generate(tmp_path / "lab", n_per_class=4, size=S, seed=5, classes=list(b.classes)[:2])
-    args = ["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(tmp_path / "a.pt"), "--quiet", "--no-cell-probe"]
+    out = tmp_path / "models" / "a.pt"  # a folder that does not exist yet
+    args = ["adapt", str(tmp_path / "src.pt"), lab.root, "--out", str(out), "--quiet", "--no-cell-probe"]
 
     def interrupted(*_):
         raise KeyboardInterrupt
@@ -186,8 +187,8 @@ def test_an_interrupted_adapt_leaves_no_model_file_and_can_be_run_again(fitted, 
     with monkeypatch.context() as m:
         m.setattr(adapt_module, "adapt_card", interrupted)
         assert main(args) == 130  # Ctrl-C while the card is being written
-    assert not (tmp_path / "a.pt").exists() and not list(tmp_path.glob("*.tmp"))  # no model file without its card
-    assert main(args) == 0 and (tmp_path / "a.md").is_file() and ModelBundle.load(tmp_path / "a.pt").info["adapted"]
+    assert not out.exists() and not list(out.parent.glob("*.tmp"))  # no model file without its card
+    assert main(args) == 0 and out.with_suffix(".md").is_file() and ModelBundle.load(out).info["adapted"]
 
 
 def test_conformal_sets_reach_their_coverage_and_travel_with_the_model(fitted, tmp_path):

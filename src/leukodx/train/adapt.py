@@ -254,6 +254,7 @@ def adapt_model(model_path: str | Path, index: DatasetIndex, out: str | Path, mo
                    "seconds": round(time.perf_counter() - t0, 1)})
     new.info = {**new.info, "adapted": report}
     card, tmp = out.with_suffix(".md"), out.with_suffix(".md.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
     tmp.write_text(adapt_card(new, report))  # the card first: an interrupt leaves no model without its card
     tmp.replace(card)
     new.save(out)  # atomic (ModelBundle.save)
