@@ -360,13 +360,11 @@ def cmd_adapt(a) -> int:
     print(f"adapted on {r['n_images']} cells ({', '.join(f'{k} {v}' for k, v in r['per_class'].items())}); "
           f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}"
           + (f"; self-trained on {r['pseudo_labelled']} of {r['unlabelled']} unlabelled cells" if r["unlabelled"] else ""))
-    from leukodx.train.adapt import OUTSIDE_LAB, WITHOUT_CELLS
-    if r["classes_without_cells"]:
-        print(WITHOUT_CELLS.format(", ".join(r["classes_without_cells"])))
-    if r["kept_classes"]:
-        print(f"Classes named but given no cells, left as the source model has them: {', '.join(r['kept_classes'])}.")
-    if r["outside_lab_classes"]:
-        print(OUTSIDE_LAB.format(", ".join(r["outside_lab_classes"])))
+    from leukodx.train.adapt import KEPT, OUTSIDE_LAB, WITHOUT_CELLS
+    for key, message in (("classes_without_cells", WITHOUT_CELLS), ("kept_classes", KEPT),
+                         ("outside_lab_classes", OUTSIDE_LAB)):  # the card's lines, in the same words
+        if r[key]:
+            print(message.format(", ".join(r[key])))
     if "cell_probe" in r:
         probe = r["cell_probe"]
         print(f"no-white-cell probe: skipped ({probe['skipped']})" if "skipped" in probe else

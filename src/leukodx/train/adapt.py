@@ -42,6 +42,7 @@ FINETUNE = {"steps": 120, "lr": 3e-4}  # head+finetune: picked on 2 scratch draw
 # the refit lowers every class it is shown no cells of (results/adapt.md, "unadapted classes")
 WITHOUT_CELLS = ("Classes without adaptation cells: {}. The refit lowers them on every cell it is shown, so this lab's "
                  "cells of those classes will seldom be answered as such; give adapt a few cells of every class the lab sees.")
+KEPT = "Classes the lab sees but gave no cells for, left as the source model has them: {}."
 OUTSIDE_LAB = "Not among the lab's classes (--classes), so lowered on every cell it is shown: {}."
 
 
@@ -328,8 +329,7 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
         *([f"- {WITHOUT_CELLS.format(', '.join(missing))}"] if (missing := report.get("classes_without_cells")) else []),
-        *([f"- Classes the lab sees but gave no cells for, left as the source model has them: {', '.join(kept)}."]
-          if (kept := report.get("kept_classes")) else []),
+        *([f"- {KEPT.format(', '.join(kept))}"] if (kept := report.get("kept_classes")) else []),
         *([f"- {OUTSIDE_LAB.format(', '.join(outside))}"] if (outside := report.get("outside_lab_classes")) else []),
         *([_probe_line(report)] if report.get("cell_probe_dropped") else []),
         "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"
