@@ -96,6 +96,12 @@ VARIANTS.update({"v3 without tight_crop" + tag: {**V3, "augment_drop": ["scale",
 # low-contrast camera's nucleus and cytoplasm come out with the contrast a sharp one shows
 VARIANTS.update({"v3 + CLAHE input 0.01" + tag: {**V3, "clahe": 0.01, **seed}
                  for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+# domain-adversarial training (DANN, `domain_cells` / `domain_weight`, leukodx.train.domain): the 372 unlabelled BCCD white
+# cells ride along (a quarter of the samples) and a gradient-reversed lab classifier on the pooled features pushes the
+# backbone towards features in which PBC and BCCD cells look alike
+VARIANTS.update({f"v3 + domain-adversarial BCCD white cells w {w:g}" + tag: {**V3, "domain_cells": "bccd_smears",
+                                                                           "domain_weight": w, **seed}
+                 for w in (1.0, 0.3) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 
 
 def slug(name: str) -> str:
@@ -198,6 +204,10 @@ def main():
               "baseline as the low-pass rows (`v3 re-run on 2026-12-06`)."),
              ("- `v3 + CLAHE input 0.01` rows (2026-12-07) equalise each input's lightness locally (CIELAB L, scikit-image's "
               "CLAHE, clip limit 0.01; `clahe`), at training and prediction alike; same baseline."),
+             ("- `domain-adversarial BCCD white cells w W` rows (2026-12-07; `domain_cells: bccd_smears`, `domain_weight: W`, "
+              "DANN, Ganin et al. 2016): the 372 unlabelled BCCD white cells replace a quarter of the training samples "
+              "(no class loss) and a lab classifier on the pooled features, behind a gradient-reversal layer ramped 0 -> 1, "
+              "pushes the backbone towards features in which PBC and BCCD cells look alike; same baseline as the low-pass rows."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

@@ -94,6 +94,9 @@ class TrainConfig(YamlConfig):
                                          # target: no class (uniform); as many again with the paint beside the cells
     consistency: float = 0.0             # >0: weight of a Jensen-Shannon consistency loss between two augmented
                                          # views of each training image (AugMix's term; twice the compute per step)
+    domain_cells: str = ""               # a smear-field set (e.g. bccd_smears) whose white cells, unlabelled, are
+                                         # another lab for domain-adversarial training (leukodx.train.domain)
+    domain_weight: float = 0.0           # >0 (with domain_cells): weight of that domain loss
     ema_decay: float = 0.0               # >0: validate, checkpoint and ship an exponential moving average of the weights
     epochs: int = 10
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
@@ -167,7 +170,8 @@ class TrainConfig(YamlConfig):
                   ("stain_refs", not self.stain_refs or self.stain_transfer > 0),
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
-                  ("consistency", 0 <= self.consistency <= 100),
+                  ("consistency", 0 <= self.consistency <= 100), ("domain_weight", 0 <= self.domain_weight <= 10),
+                  ("domain_cells", bool(self.domain_cells) == (self.domain_weight > 0)),
                   ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),
                   ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),

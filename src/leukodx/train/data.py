@@ -103,7 +103,7 @@ class CellDataModule(pl.LightningDataModule):
         self.cfg, self.index, self.split, self.pre, self.progress = cfg, index, split, pre, progress
         self.train_idx = limit_per_class(index, split.indices(index, "train"), cfg.max_images_per_class, cfg.seed)
         self.val_idx, self.test_idx = split.indices(index, "val"), split.indices(index, "test")
-        self.train_ds = self.val_ds = self._test_ds = self._painted = None
+        self.train_ds = self.val_ds = self._test_ds = self._painted = self._domain = None
         self.load_seconds = 0.0
 
     def setup(self, stage: str | None = None) -> None:
@@ -141,6 +141,11 @@ class CellDataModule(pl.LightningDataModule):
                 self._painted = CellsPaintedOut(ds, cfg.paint_out_cells, cfg.seed, cfg.cell_centre,
                                                 cfg.cell_darkness)
             ds = self._painted
+        if cfg.domain_cells:
+            if self._domain is None:
+                from leukodx.train.domain import WithDomainCells, domain_cell_images
+                self._domain = domain_cell_images(cfg.domain_cells, self.pre, cfg.seed)
+            ds = WithDomainCells(ds, self._domain, self.train_ds.augment, cfg.seed)
         return DataLoader(ds, cfg.batch_size, shuffle=sampler is None, sampler=sampler,
                           drop_last=len(ds) > cfg.batch_size, generator=torch.Generator().manual_seed(cfg.seed),
                           num_workers=cfg.workers, persistent_workers=cfg.workers > 0)
