@@ -171,11 +171,13 @@ class TrainConfig(YamlConfig):
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
                   ("consistency", 0 <= self.consistency <= 100), ("domain_weight", 0 <= self.domain_weight <= 10),
-                  ("domain_cells", bool(self.domain_cells) == (self.domain_weight > 0)),
                   ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),
                   ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),
                   ("warmup_steps", 0 <= self.warmup_steps and (self.max_steps == 0 or self.warmup_steps < self.max_steps))]
+        if bool(self.domain_cells) != (self.domain_weight > 0):
+            raise ConfigError("config 'domain_cells' (a smear-field set) and 'domain_weight' (> 0) go together; "
+                              f"got {self.domain_cells!r} and {self.domain_weight!r}")
         if self.max_steps and self.scheduler == "plateau":
             raise ConfigError("config 'scheduler: plateau' steps once per epoch; with 'max_steps' use cosine or constant")
         problem = model_kwargs_problem(self.model_kwargs)
