@@ -607,7 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "results/adapt.md compares them")
     ad.add_argument("--add-classes", action="store_true", help="add the folder's classes the model does not know")
     ad.add_argument("--unlabelled", help="a folder of more of the lab's cells without labels: the head is self-trained "
-                                         "on those it is sure of (results/adapt.md)")
+                                         "on those it is sure of and whose look-alikes in the lab agree "
+                                         "(results/adapt.md)")
     ad.add_argument("--tap-stage", type=_tap_stage, default="auto",
                     help="EfficientNet models: the new head also sees this block's pooled features (mid-level texture "
                          "and outline); 'auto' (default, as the web app) = 5 where the model has it and is not tapped "

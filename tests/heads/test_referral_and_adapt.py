@@ -416,6 +416,17 @@ def test_predict_classes_option_in_torch_onnx_and_cli(fitted, tmp_path):
     assert main(["predict", files[0], "--model", str(tmp_path / "m.pt"), "--classes", "round,lobed"]) == 2
 
 
+def test_label_spreading_follows_the_labs_own_clusters():
+    from leukodx.heads.adapt import spread_labels
+
+    rng = np.random.default_rng(1)
+    a, b = np.eye(6)[0] * 5, np.eye(6)[1] * 5
+    labelled = np.stack([a, b]) + rng.normal(0, 0.2, (2, 6))
+    unlabelled = np.concatenate([a + rng.normal(0, 0.4, (10, 6)), b + rng.normal(0, 0.4, (10, 6))])
+    assert spread_labels(labelled, np.array([3, 5]), unlabelled).tolist() == [3] * 10 + [5] * 10
+    assert spread_labels(labelled, np.array([3, 5]), unlabelled[:1], neighbours=50).tolist() == [3]  # k capped
+
+
 def test_self_training_takes_only_confident_cells_of_classes_the_lab_showed(fitted, tmp_path):
     from leukodx.heads.adapt import PriorLinearHead, self_train
 
@@ -431,6 +442,17 @@ def test_self_training_takes_only_confident_cells_of_classes_the_lab_showed(fitt
     # the cells near class 0 and 1 join; class 2 (no labelled cell) and the ambiguous cell do not
     assert n == 10
     assert head.predict(clear[:10]).tolist() == [0] * 5 + [1] * 5
+    # a confident answer that label spreading over the lab's cells contradicts is not learnt from
+    import leukodx.heads.adapt as heads_adapt
+
+    real = heads_adapt.spread_labels
+    heads_adapt.spread_labels = lambda *a, **k: np.r_[[1], real(*a, **k)[1:]]  # cell 0 (near class 0) spread to 1
+    try:
+        _, n_agree = self_train(fit, labelled, labels, unlabelled, threshold=0.95)
+        _, n_off = self_train(fit, labelled, labels, unlabelled, threshold=0.95, neighbours=0)
+    finally:
+        heads_adapt.spread_labels = real
+    assert (n_agree, n_off) == (9, 10)
     # through the CLI: the lab's unlabelled folder, the card and the report say what happened
     b, _, _ = fitted
     b.save(tmp_path / "src.pt")

@@ -64,18 +64,37 @@ class PriorLinearHead(BaseEstimator, ClassifierMixin):
         return self.decision_function(X).argmax(1)
 
 
+def spread_labels(labelled: np.ndarray, labels: np.ndarray, unlabelled: np.ndarray, neighbours: int = 7) -> np.ndarray:
+    """The label each unlabelled cell gets from its lab's own neighbourhoods: sklearn's LabelSpreading (k-NN graph
+    over the labelled and unlabelled cells' features, standardised and unit length; alpha 0.2)."""
+    from sklearn.semi_supervised import LabelSpreading
+
+    x = np.concatenate([labelled, unlabelled]).astype(np.float64)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-6)
+    x /= np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
+    k = int(min(neighbours, len(x) - 1))
+    spread = LabelSpreading(kernel="knn", n_neighbors=k, alpha=0.2).fit(x, np.r_[labels, -np.ones(len(unlabelled), int)])
+    return spread.transduction_[len(labelled):]
+
+
 def self_train(fit, labelled: list[np.ndarray], labels: np.ndarray, unlabelled: list[np.ndarray],
-               threshold: float = 0.95, rounds: int = 3):
+               threshold: float = 0.95, rounds: int = 3, neighbours: int = 7):
     """Self-training on a lab's unlabelled cells: `fit(X, y)` -> head; `labelled` / `unlabelled` hold one
     feature array per view of the same cells. Each round, an unlabelled cell whose view-averaged
     probability is at least `threshold` for a class the labelled cells show joins the fit with that
-    label (all its views). A cell's confidence is judged over its views together, which sklearn's
-    SelfTrainingClassifier (one row at a time) cannot do. Returns (head, cells pseudo-labelled)."""
+    label (all its views), if label spreading over the lab's cells (`spread_labels`, `neighbours` > 0) gives it
+    the same label: a confident answer its look-alikes in the lab disagree with is not learnt from.
+    A cell's confidence is judged over its views together, which sklearn's SelfTrainingClassifier
+    (one row at a time) cannot do. Returns (head, cells pseudo-labelled)."""
     shown = np.unique(labels)
+    agree = (spread_labels(np.mean(labelled, 0), labels, np.mean(unlabelled, 0), neighbours) if neighbours
+             else None)
     head, n = fit(np.concatenate(labelled), np.tile(labels, len(labelled))), 0
     for _ in range(rounds):
         p = np.mean([head.predict_proba(u) for u in unlabelled], 0)
         keep = (p.max(1) >= threshold) & np.isin(p.argmax(1), shown)
+        if agree is not None:
+            keep &= p.argmax(1) == agree
         n = int(keep.sum())
         y = np.concatenate([labels, p.argmax(1)[keep]])
         head = fit(np.concatenate([np.concatenate([f, u[keep]]) for f, u in zip(labelled, unlabelled)]),

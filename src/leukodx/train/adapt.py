@@ -324,7 +324,7 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
             "each scored without its own views)." if math.isfinite(report["unfamiliar_threshold"][1]) else ".")),
         *([(f"- Self-training: {report['pseudo_labelled']} of {report['unlabelled']} unlabelled cells of the lab joined "
             "the head's fit with the label it gave them (view-averaged probability >= 0.95, a class the labelled cells "
-            "show; 3 rounds).")] if report.get("unlabelled") else []),
+            "show, and the label that spreading over the lab's own cells gives it; 3 rounds).")] if report.get("unlabelled") else []),
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
