@@ -99,6 +99,14 @@ def test_a_run_with_domain_cells_logs_the_domain_loss_and_ships_the_plain_model(
     assert f"domain-adversarial (weight 0.5) against unlabelled white cells of {tmp_path / 'smears'}" in card
 
 
+def test_domain_loss_needs_a_linear_classifier():
+    from leukodx.train.domain import pooled_width
+
+    assert pooled_width(create_model("classic_cnn", num_classes=2, pretrained=False, img_size=32)) > 0
+    with pytest.raises(ConfigError, match="linear layer"):
+        ClassifierModule(torch.nn.Sequential(torch.nn.Flatten()), 2, (0.5,) * 3, (0.25,) * 3, domain_weight=1.0)
+
+
 def test_domain_config_needs_both_values():
     with pytest.raises(ConfigError, match="domain_cells"):
         TrainConfig(domain_weight=1.0)

@@ -89,7 +89,7 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
               + (f", cells painted out of training images p {cfg['paint_out_cells']} (target: no class)"
                  if cfg.get("paint_out_cells") else "")
               + (f", domain-adversarial (weight {cfg['domain_weight']:g}) against unlabelled white cells of "
-                 f"{cfg['domain_cells']}, which the card's external rows must not include" if cfg.get("domain_cells") else "")
+                 f"{cfg['domain_cells']} (so those cells are no fair test of this model)" if cfg.get("domain_cells") else "")
               + f", {m.get('epochs_run')} epochs "
              f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
              *([f"- A weight soup: the uniform average of {', '.join(f'`{x}`' for x in soup['models'])}"

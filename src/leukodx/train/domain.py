@@ -16,6 +16,8 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import Dataset
 
+from leukodx.errors import ConfigError
+
 UNLABELLED = -2   # the label of another lab's cell: no class loss, only the domain loss
 SHARE = 0.25      # share of training samples that are the other lab's cells
 CROP_FACTOR = 4.0  # each cell cut at this many times its box, so cell-centred input finds it with context
@@ -40,6 +42,15 @@ def grad_reverse(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
 def reversal_scale(progress: float) -> float:
     """DANN's ramp: 0 at the start of training, towards 1 at its end (progress in [0, 1])."""
     return 2.0 / (1.0 + math.exp(-10.0 * min(max(progress, 0.0), 1.0))) - 1.0
+
+
+def pooled_width(model: nn.Module) -> int:
+    """The width of the pooled features the model's linear classifier reads."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, nn.Linear):
+        raise ConfigError(f"domain_weight needs a model whose classifier is one linear layer on pooled features; "
+                          f"{type(model).__name__} has {type(head).__name__}")
+    return head.in_features
 
 
 class DomainClassifier(nn.Sequential):

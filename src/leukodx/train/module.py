@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
-from leukodx.train.domain import UNLABELLED, DomainClassifier, grad_reverse, reversal_scale
+from leukodx.train.domain import UNLABELLED, DomainClassifier, grad_reverse, pooled_width, reversal_scale
 from leukodx.train.schedule import warmup_cosine
 from leukodx.transforms.preprocess import normalize
 
@@ -39,7 +39,7 @@ class ClassifierModule(pl.LightningModule):
         self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler,
                    "warmup_steps": warmup_steps, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
                    "monitor": monitor, "consistency": consistency, "domain_weight": domain_weight}
-        self.domain_head = DomainClassifier(model.get_classifier().in_features) if domain_weight > 0 else None
+        self.domain_head = DomainClassifier(pooled_width(model)) if domain_weight > 0 else None
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_auc = MulticlassAUROC(num_classes)
 
@@ -50,7 +50,7 @@ class ClassifierModule(pl.LightningModule):
         return normalize(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)
 
     def _domain_step(self, x: torch.Tensor, y: torch.Tensor):
-        """Logits of the labelled rows, their labels, and the domain loss over all rows."""
+        """Logits of every row, which rows are the other lab's cells, and the domain loss over all rows."""
         pooled = self.model.forward_head(self.model.forward_features(self._input(x)), pre_logits=True)
         logits = self.model.get_classifier()(pooled)
         scale = reversal_scale(self.global_step / max(1, self.trainer.estimated_stepping_batches))
