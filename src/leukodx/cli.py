@@ -338,8 +338,10 @@ def cmd_export(a) -> int:
 
 
 def _tap_stage(text: str) -> int | str | None:
-    if text in ("auto", "none"):
-        return None if text == "none" else text
+    if text == "none":
+        return None
+    if text == "auto":
+        return text
     try:
         return int(text)
     except ValueError:
@@ -360,11 +362,9 @@ def cmd_adapt(a) -> int:
     print(f"adapted on {r['n_images']} cells ({', '.join(f'{k} {v}' for k, v in r['per_class'].items())}); "
           f"out-of-fold accuracy {r['out_of_fold_accuracy']:.3f}; temperature {r['temperature']:.3f}"
           + (f"; self-trained on {r['pseudo_labelled']} of {r['unlabelled']} unlabelled cells" if r["unlabelled"] else ""))
-    from leukodx.train.adapt import KEPT, OUTSIDE_LAB, WITHOUT_CELLS
-    for key, message in (("classes_without_cells", WITHOUT_CELLS), ("kept_classes", KEPT),
-                         ("outside_lab_classes", OUTSIDE_LAB)):  # the card's lines, in the same words
-        if r[key]:
-            print(message.format(", ".join(r[key])))
+    from leukodx.train.adapt import class_lines
+    for line in class_lines(r):  # the card's lines, in the same words
+        print(line)
     if "cell_probe" in r:
         probe = r["cell_probe"]
         print(f"no-white-cell probe: skipped ({probe['skipped']})" if "skipped" in probe else

@@ -46,6 +46,13 @@ KEPT = "Classes the lab sees but gave no cells for, left as the source model has
 OUTSIDE_LAB = "Not among the lab's classes (--classes), so lowered on every cell it is shown: {}."
 
 
+def class_lines(report: dict) -> list[str]:
+    """What adapt did with the classes given no cells, in the words the card and the CLI both use."""
+    return [message.format(", ".join(report[key])) for key, message in
+            (("classes_without_cells", WITHOUT_CELLS), ("kept_classes", KEPT), ("outside_lab_classes", OUTSIDE_LAB))
+            if report.get(key)]
+
+
 def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
     head = model.get_classifier() if hasattr(model, "get_classifier") else None
     if not isinstance(head, torch.nn.Linear):
@@ -328,9 +335,7 @@ def adapt_card(bundle: ModelBundle, report: dict) -> str:
         (f"- Out-of-fold accuracy on the adaptation cells: {report['out_of_fold_accuracy']:.3f} "
         f"(a small-sample estimate; score the model on more of this lab's cells with `leukodx evaluate`)."),
         *([f"- Classes added: {', '.join(report['added_classes'])}"] if report["added_classes"] else []),
-        *([f"- {WITHOUT_CELLS.format(', '.join(missing))}"] if (missing := report.get("classes_without_cells")) else []),
-        *([f"- {KEPT.format(', '.join(kept))}"] if (kept := report.get("kept_classes")) else []),
-        *([f"- {OUTSIDE_LAB.format(', '.join(outside))}"] if (outside := report.get("outside_lab_classes")) else []),
+        *[f"- {line}" for line in class_lines(report)],
         *([_probe_line(report)] if report.get("cell_probe_dropped") else []),
         "- Source model info (training data, split, metrics) is kept under `info` in the model file.", ""]) + "\n"
 
