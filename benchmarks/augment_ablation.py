@@ -103,6 +103,13 @@ VARIANTS.update({f"v3 + domain-adversarial BCCD white cells w {w:g}" + tag: {**V
                                                                            "domain_weight": w, **seed}
                  for w in (1.0, 0.3) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 
+# early layers kept at their ImageNet weights and BatchNorm statistics for the whole run (`frozen_layers`): the
+# low-level filters stay the general ones rather than PBC's camera and stain
+FROZEN = {"stem and blocks 0-2": ["conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2"],
+          "stem and blocks 0-4": ["conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4"]}
+VARIANTS.update({f"v3 + {name} frozen" + tag: {**V3, "frozen_layers": layers, **seed}
+                 for name, layers in FROZEN.items() for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+
 
 def slug(name: str) -> str:
     return name.replace(" ", "_").replace("(", "").replace(")", "")
@@ -208,6 +215,8 @@ def main():
               "DANN, Ganin et al. 2016): the 372 unlabelled BCCD white cells replace a quarter of the training samples "
               "(no class loss) and a lab classifier on the pooled features, behind a gradient-reversal layer ramped 0 -> 1, "
               "pushes the backbone towards features in which PBC and BCCD cells look alike; same baseline as the low-pass rows."),
+             ("- `stem and blocks 0-N frozen` rows (2026-12-07; `frozen_layers`): those layers keep their ImageNet weights and "
+              "batch-norm statistics for the whole run, the rest fine-tunes as in v3; same baseline as the low-pass rows."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

@@ -102,6 +102,8 @@ class TrainConfig(YamlConfig):
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
     warmup_steps: int = 0                # linear warm-up before the cosine decay
     freeze_epochs: int = 1               # first epochs train the classifier only
+    frozen_layers: list = field(default_factory=list)  # module names (e.g. conv_stem, blocks.0) kept pretrained for the
+                                         # whole run, weights and BatchNorm statistics (leukodx.train.finetune)
     batch_size: int = 32
     optimizer: str = "adamw"             # adam | adamw | sgd
     lr: float = 1e-3
@@ -183,6 +185,10 @@ class TrainConfig(YamlConfig):
         problem = model_kwargs_problem(self.model_kwargs)
         if problem:
             raise ConfigError(f"config 'model_kwargs': {problem}")
+        if not isinstance(self.frozen_layers, list) or not all(isinstance(n, str) for n in self.frozen_layers):
+            raise ConfigError(f"config 'frozen_layers' must be a list of module names, got {self.frozen_layers!r}")
+        if self.frozen_layers and not self.pretrained:
+            raise ConfigError("config 'frozen_layers' keeps pretrained layers as they are; it needs 'pretrained: true'")
         if not isinstance(self.augment_drop, list):
             raise ConfigError(f"config 'augment_drop' must be a list of names, got {self.augment_drop!r}")
         if not isinstance(self.refer_shifts, list) or "none" in self.refer_shifts:

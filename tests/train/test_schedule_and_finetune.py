@@ -50,6 +50,36 @@ def test_head_first_freezes_body_and_its_batchnorm_then_unfreezes():
     assert all(x.training for x in m.model.modules() if isinstance(x, nn.BatchNorm2d))
 
 
+def test_frozen_layers_stay_pretrained_after_the_body_unfreezes():
+    class Module(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = create_model("resnet18", num_classes=3, pretrained=False)
+
+    m = Module()
+    cb = TrainHeadFirst(epochs=1, keep_frozen=("conv1", "bn1", "layer1"))
+    cb.freeze_before_training(m)
+    for epoch in (0, 1, 2):
+        cb.finetune_function(m, epoch, None)
+    kept = [m.model.conv1, m.model.bn1, m.model.layer1]
+    assert not any(p.requires_grad for part in kept for p in part.parameters())
+    assert not any(x.training for part in kept for x in part.modules() if isinstance(x, nn.BatchNorm2d))
+    assert all(p.requires_grad for p in m.model.layer2.parameters())  # the rest of the body learns again
+    assert m.model.layer2[0].bn1.training
+    before = m.model.bn1.running_mean.clone()
+    m.model(torch.randn(4, 3, 32, 32) * 5 + 3)  # a training-mode forward moves only the learning layers' statistics
+    assert torch.equal(m.model.bn1.running_mean, before)
+    with pytest.raises(ConfigError, match="'layer9' not in this model"):
+        TrainHeadFirst(epochs=0, keep_frozen=("layer9",)).freeze_before_training(m)
+
+
+def test_frozen_layers_config_checks():
+    with pytest.raises(ConfigError, match="frozen_layers"):
+        TrainConfig(frozen_layers="blocks.0")
+    with pytest.raises(ConfigError, match="pretrained"):
+        TrainConfig(frozen_layers=["blocks.0"], pretrained=False)
+
+
 def test_step_budget_run(tmp_path):
     generate(tmp_path / "data", n_per_class=12, size=32, seed=0, per_slide=4)
     cfg = TrainConfig(data=str(tmp_path / "data" / "manifest.csv"), model="classic_cnn", pretrained=False,

@@ -91,7 +91,9 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
               + (f", domain-adversarial (weight {cfg['domain_weight']:g}) against unlabelled white cells of "
                  f"{cfg['domain_cells']} (so those cells are no fair test of this model)" if cfg.get("domain_cells") else "")
               + f", {m.get('epochs_run')} epochs "
-             f"(freeze {cfg['freeze_epochs']}), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
+             f"(freeze {cfg['freeze_epochs']}"
+             + (f"; {', '.join(cfg['frozen_layers'])} kept pretrained throughout" if cfg.get("frozen_layers") else "")
+             + f"), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
              *([f"- A weight soup: the uniform average of {', '.join(f'`{x}`' for x in soup['models'])}"
                 + (", batch-norm statistics re-estimated on the training side" if soup.get("bn_refit") else "")
                 + " (benchmarks/weight_soup.py); the lines above and below describe the run whose folder it copied"]

@@ -1,8 +1,10 @@
-"""Train the new layers first, then the whole network (Lightning's BaseFinetuning)."""
+"""Train the new layers first, then the whole network but the layers kept frozen (Lightning's BaseFinetuning)."""
 from __future__ import annotations
 
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
+
+from leukodx.errors import ConfigError
 
 
 def pretrained_body(model: nn.Module) -> list[nn.Module]:
@@ -16,6 +18,18 @@ def pretrained_body(model: nn.Module) -> list[nn.Module]:
     return []
 
 
+def named_layers(model: nn.Module, names: list[str]) -> list[nn.Module]:
+    """The modules `names` (as model.named_modules() spells them, e.g. conv_stem, blocks.0); a clear error for
+    a name the model does not have."""
+    modules = dict(model.named_modules())
+    missing = [n for n in names if n not in modules or not n]
+    if missing:
+        top = ", ".join(n for n, _ in model.named_children())
+        raise ConfigError(f"config 'frozen_layers': {', '.join(map(repr, missing))} not in this model "
+                          f"(its top-level layers: {top})")
+    return [modules[n] for n in names]
+
+
 def _batchnorm_eval(modules: list[nn.Module], frozen: bool) -> None:
     # a frozen body keeps its pretrained BatchNorm statistics (Lightning restores per-module modes
     # after validation, so this holds through the frozen epochs)
@@ -27,19 +41,22 @@ def _batchnorm_eval(modules: list[nn.Module], frozen: bool) -> None:
 
 class TrainHeadFirst(BaseFinetuning):
     """For the first `epochs` epochs only new layers learn; the body's weights and BatchNorm
-    statistics stay as pretrained. From epoch `epochs` on everything learns.
+    statistics stay as pretrained. From epoch `epochs` on everything learns but the layers named in
+    `keep_frozen`, which stay as pretrained for the whole run.
 
     The optimiser holds every parameter from the start (frozen ones get no gradient, so Adam / SGD
     leave them alone) so that one learning-rate schedule covers all of them; hence `make_trainable`
     rather than a new parameter group."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, keep_frozen: tuple[str, ...] = ()):
         super().__init__()
         self.epochs = epochs
+        self.keep_frozen = tuple(keep_frozen)
 
     def freeze_before_training(self, pl_module) -> None:
         if self.epochs > 0:
             self.freeze(pretrained_body(pl_module.model), train_bn=False)
+        self.freeze(named_layers(pl_module.model, list(self.keep_frozen)), train_bn=False)
 
     def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
         body = pretrained_body(pl_module.model)
@@ -48,3 +65,6 @@ class TrainHeadFirst(BaseFinetuning):
         elif self.epochs > 0:  # every later epoch, so a resumed run unfreezes too
             self.make_trainable(body)
             _batchnorm_eval(body, frozen=False)
+        kept = named_layers(pl_module.model, list(self.keep_frozen))
+        self.freeze(kept, train_bn=False)
+        _batchnorm_eval(kept, frozen=True)

@@ -79,8 +79,8 @@ def _trainer(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool):
     # last.ckpt after every validation (Lightning's save_last only follows improvements): a resume never repeats one
     last = ModelCheckpoint(run_dir / "checkpoints", "last", save_top_k=1, enable_version_counter=False)
     callbacks = [best, last] + ([TQDMProgressBar(refresh_rate=5)] if progress else [])
-    if cfg.freeze_epochs and cfg.pretrained:
-        callbacks.append(TrainHeadFirst(cfg.freeze_epochs))
+    if (cfg.freeze_epochs or cfg.frozen_layers) and cfg.pretrained:
+        callbacks.append(TrainHeadFirst(cfg.freeze_epochs, cfg.frozen_layers))
     if cfg.ema_decay:  # Lightning swaps the average in for validation, checkpoints and the end of training
         from lightning.pytorch.callbacks import WeightAveraging
         from torch.optim.swa_utils import get_ema_multi_avg_fn
