@@ -102,6 +102,8 @@ class TrainConfig(YamlConfig):
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
     warmup_steps: int = 0                # linear warm-up before the cosine decay
     freeze_epochs: int = 1               # first epochs train the classifier only
+    probe_init: bool = False             # start the classifier from a logistic regression on the pretrained features
+                                         # (LP-FT, Kumar et al. 2022; leukodx.train.finetune.probe_init)
     frozen_layers: list = field(default_factory=list)  # module names (e.g. conv_stem, blocks.0) kept pretrained for the
                                          # whole run, weights and BatchNorm statistics (leukodx.train.finetune)
     batch_size: int = 32
@@ -187,6 +189,8 @@ class TrainConfig(YamlConfig):
             raise ConfigError(f"config 'model_kwargs': {problem}")
         if not isinstance(self.frozen_layers, list) or not all(isinstance(n, str) for n in self.frozen_layers):
             raise ConfigError(f"config 'frozen_layers' must be a list of module names, got {self.frozen_layers!r}")
+        if self.probe_init and not self.pretrained:
+            raise ConfigError("config 'probe_init' fits a probe on pretrained features; it needs 'pretrained: true'")
         if self.frozen_layers and not self.pretrained:
             raise ConfigError("config 'frozen_layers' keeps pretrained layers as they are; it needs 'pretrained: true'")
         if not isinstance(self.augment_drop, list):

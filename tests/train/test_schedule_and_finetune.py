@@ -119,3 +119,26 @@ def test_weight_average_is_what_gets_validated_and_shipped_and_views_reach_the_m
     assert bundle.views == 2
     with pytest.raises(ConfigError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_probe_init_sets_the_classifier_to_a_fitted_probe():
+    from leukodx.train.finetune import probe_init
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=3, pretrained=False).eval()
+    images = torch.zeros((60, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(60) % 3
+    for c in range(3):  # each class a different flat colour: separable by any pooled features
+        images[labels == c, c] = 200
+    labels = labels.numpy()
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    from leukodx.models.inference import logits_for
+    before = (logits_for(model, images, mean, std).argmax(1) == labels).mean()
+    acc = probe_init(model, images, labels, mean, std)
+    after = (logits_for(model, images, mean, std).argmax(1) == labels).mean()
+    assert acc == 1.0 and after == 1.0 and before < 1.0
+    two = create_model("resnet18", num_classes=2, pretrained=False)  # sklearn's one-row binary probe
+    assert probe_init(two, images[labels < 2], labels[labels < 2], mean, std) == 1.0
+    assert (logits_for(two, images[labels < 2], mean, std).argmax(1) == labels[labels < 2]).all()
+    with pytest.raises(ConfigError, match="pretrained"):
+        TrainConfig(probe_init=True, pretrained=False)

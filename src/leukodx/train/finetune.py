@@ -1,6 +1,8 @@
 """Train the new layers first, then the whole network but the layers kept frozen (Lightning's BaseFinetuning)."""
 from __future__ import annotations
 
+import numpy as np
+import torch
 from lightning.pytorch.callbacks import BaseFinetuning
 from torch import nn
 
@@ -28,6 +30,30 @@ def named_layers(model: nn.Module, names: list[str]) -> list[nn.Module]:
         raise ConfigError(f"config 'frozen_layers': {', '.join(map(repr, missing))} not in this model "
                           f"(its top-level layers: {top})")
     return [modules[n] for n in names]
+
+
+def probe_init(model: nn.Module, images: torch.Tensor, labels: np.ndarray, mean, std) -> float:
+    """LP-FT's first step (Kumar et al. 2022): the classifier becomes a logistic regression (sklearn, class-balanced)
+    fitted on the pretrained network's pooled features of `images` (uint8, as preprocessed, not augmented), so
+    fine-tuning starts from a converged head rather than a random one. Returns the probe's training accuracy."""
+    from sklearn.linear_model import LogisticRegression
+
+    from leukodx.models.inference import logits_for
+
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if not isinstance(head, nn.Linear):
+        raise ConfigError("config 'probe_init' needs a model whose classifier is one linear layer")
+    x = logits_for(model, images, mean, std, pre_logits=True)
+    probe = LogisticRegression(max_iter=1000, class_weight="balanced").fit(x, labels)
+    w, b = probe.coef_, probe.intercept_
+    if len(probe.classes_) == 2:  # sklearn keeps one row for two classes: the same softmax from two halves
+        w, b = np.concatenate([-w, w]) / 2, np.concatenate([-b, b]) / 2
+    rows = torch.as_tensor(probe.classes_)  # a class without training images keeps its row
+    with torch.no_grad():
+        head.weight[rows] = torch.as_tensor(w, dtype=head.weight.dtype, device=head.weight.device)
+        head.bias[rows] = torch.as_tensor(b, dtype=head.bias.dtype, device=head.bias.device)
+    model.train()
+    return float(probe.score(x, labels))
 
 
 def _batchnorm_eval(modules: list[nn.Module], frozen: bool) -> None:

@@ -153,7 +153,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     data = CellDataModule(cfg, index, split, preprocess_for(cfg, model), progress)
     data.setup()
 
-    # 2. fit
+    # 2. fit (optionally from a linear probe on the pretrained features)
+    probe_accuracy = None
+    if cfg.probe_init and not resume:
+        from leukodx.train.finetune import probe_init
+        probe_accuracy = probe_init(model, data.train_ds.images, data.train_ds.labels.numpy(), data.pre.cfg.mean,
+                                    data.pre.cfg.std)
     module = ClassifierModule(model.to(memory_format=torch.channels_last), len(index.classes), data.pre.cfg.mean,
                               data.pre.cfg.std, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler,
                               cfg.warmup_steps, data.loss_weights(), cfg.label_smoothing, cfg.plateau_factor,
@@ -175,7 +180,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     info = {"data": index.name, "split_protocol": split.protocol, "split_sizes": split_summary(index, split),
             "train_seconds": train_s, "load_seconds": data.load_seconds, "hardware": hardware,
             "pretrained": f"{cfg.model}: " + ("ImageNet weights" if cfg.pretrained else "trained from scratch"),
-            "epochs_run": trainer.current_epoch, "steps_run": trainer.global_step, "best_checkpoint": Path(best).name}
+            "epochs_run": trainer.current_epoch, "steps_run": trainer.global_step, "best_checkpoint": Path(best).name,
+            **({"probe_train_accuracy": probe_accuracy} if probe_accuracy is not None else {})}
     bundle = calibrate(model, cfg, data, model_kwargs, info)
     bundle.save(run_dir / "model.pt")
 
