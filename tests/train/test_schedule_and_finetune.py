@@ -142,3 +142,12 @@ def test_probe_init_sets_the_classifier_to_a_fitted_probe():
     assert (logits_for(two, images[labels < 2], mean, std).argmax(1) == labels[labels < 2]).all()
     with pytest.raises(ConfigError, match="pretrained"):
         TrainConfig(probe_init=True, pretrained=False)
+
+
+def test_a_misspelt_frozen_layer_fails_before_training(tmp_path):
+    generate(tmp_path / "data", n_per_class=12, size=32, seed=0, per_slide=4)
+    cfg = TrainConfig(data=str(tmp_path / "data" / "manifest.csv"), model="efficientnet_lite0", pretrained=True,
+                      image_size=32, frozen_layers=["blocks.9"], use_hashes=False, bootstrap=0)
+    with pytest.raises(ConfigError, match="'blocks.9' not in this model"):
+        train(cfg, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -136,6 +136,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     """Train and evaluate; returns the test metrics. `index` overrides cfg.data (e.g. generated data)."""
     import lightning.pytorch as pl
 
+    from leukodx.train.finetune import named_layers
     from leukodx.train.module import ClassifierModule
 
     run_dir = Path(run_dir)
@@ -150,6 +151,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     split = run_split(cfg, index, run_dir, progress)
     model_kwargs = sized_kwargs(cfg.model, cfg.image_size, cfg.model_kwargs)
     model = create_model(cfg.model, num_classes=len(index.classes), pretrained=cfg.pretrained, **model_kwargs)
+    named_layers(model, cfg.frozen_layers)  # a misspelt layer fails here, before the images load
     data = CellDataModule(cfg, index, split, preprocess_for(cfg, model), progress)
     data.setup()
 
