@@ -110,8 +110,8 @@ FROZEN = {"stem and blocks 0-2": ["conv_stem", "bn1", "blocks.0", "blocks.1", "b
 VARIANTS.update({f"v3 + {name} frozen" + tag: {**V3, "frozen_layers": layers, **seed}
                  for name, layers in FROZEN.items() for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 # LP-FT (Kumar et al. 2022): the classifier starts as a logistic regression on the pretrained features (`probe_init`)
-VARIANTS.update({"v3 + linear-probe start (LP-FT)" + tag: {**V3, "probe_init": True, **seed}
-                 for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+VARIANTS.update({f"v3 + linear-probe start (LP-FT C {c:g})" + tag: {**V3, "probe_init": c, **seed}
+                 for c in (1.0, 0.01) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
 
 
 def slug(name: str) -> str:
@@ -220,8 +220,8 @@ def main():
               "pushes the backbone towards features in which PBC and BCCD cells look alike; same baseline as the low-pass rows."),
              ("- `stem and blocks 0-N frozen` rows (2026-12-07; `frozen_layers`): those layers keep their ImageNet weights and "
               "batch-norm statistics for the whole run, the rest fine-tunes as in v3; same baseline as the low-pass rows."),
-             ("- `linear-probe start (LP-FT)` rows (2026-12-07; `probe_init`, Kumar et al. 2022): before fine-tuning, the "
-              "classifier is set to a class-balanced logistic regression on the pretrained network's pooled features of the "
+             ("- `linear-probe start (LP-FT C c)` rows (2026-12-07; `probe_init: c`, Kumar et al. 2022): before fine-tuning, the "
+              "classifier is set to a class-balanced logistic regression (inverse L2 strength C) on the pretrained network's pooled features of the "
               "training images (not augmented); everything else as in v3; same baseline as the low-pass rows."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "

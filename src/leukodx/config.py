@@ -102,8 +102,8 @@ class TrainConfig(YamlConfig):
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
     warmup_steps: int = 0                # linear warm-up before the cosine decay
     freeze_epochs: int = 1               # first epochs train the classifier only
-    probe_init: bool = False             # start the classifier from a logistic regression on the pretrained features
-                                         # (LP-FT, Kumar et al. 2022; leukodx.train.finetune.probe_init)
+    probe_init: float = 0.0              # > 0: start the classifier from a logistic regression on the pretrained
+                                         # features, this its C (LP-FT, Kumar et al. 2022; train.finetune.probe_init)
     frozen_layers: list = field(default_factory=list)  # module names (e.g. conv_stem, blocks.0) kept pretrained for the
                                          # whole run, weights and BatchNorm statistics (leukodx.train.finetune)
     batch_size: int = 32
@@ -174,7 +174,7 @@ class TrainConfig(YamlConfig):
                   ("stain_refs", not self.stain_refs or self.stain_transfer > 0),
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
-                  ("consistency", 0 <= self.consistency <= 100), ("domain_weight", 0 <= self.domain_weight <= 10),
+                  ("consistency", 0 <= self.consistency <= 100), ("probe_init", 0 <= self.probe_init <= 1e4), ("domain_weight", 0 <= self.domain_weight <= 10),
                   ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),
                   ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),

@@ -141,7 +141,7 @@ def test_probe_init_sets_the_classifier_to_a_fitted_probe():
     assert probe_init(two, images[labels < 2], labels[labels < 2], mean, std) == 1.0
     assert (logits_for(two, images[labels < 2], mean, std).argmax(1) == labels[labels < 2]).all()
     with pytest.raises(ConfigError, match="pretrained"):
-        TrainConfig(probe_init=True, pretrained=False)
+        TrainConfig(probe_init=1.0, pretrained=False)
 
 
 def test_a_misspelt_frozen_layer_fails_before_training(tmp_path):

@@ -93,7 +93,8 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
               + f", {m.get('epochs_run')} epochs "
              f"(freeze {cfg['freeze_epochs']}"
              + (f"; {', '.join(cfg['frozen_layers'])} kept pretrained throughout" if cfg.get("frozen_layers") else "")
-             + ("; classifier started from a linear probe on the pretrained features" if cfg.get("probe_init") else "")
+             + (f"; classifier started from a linear probe (C {cfg['probe_init']:g}) on the pretrained features"
+                if cfg.get("probe_init") else "")
              + f"), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
              *([f"- A weight soup: the uniform average of {', '.join(f'`{x}`' for x in soup['models'])}"
                 + (", batch-norm statistics re-estimated on the training side" if soup.get("bn_refit") else "")

@@ -32,9 +32,9 @@ def named_layers(model: nn.Module, names: list[str]) -> list[nn.Module]:
     return [modules[n] for n in names]
 
 
-def probe_init(model: nn.Module, images: torch.Tensor, labels: np.ndarray, mean, std) -> float:
-    """LP-FT's first step (Kumar et al. 2022): the classifier becomes a logistic regression (sklearn, class-balanced)
-    fitted on the pretrained network's pooled features of `images` (uint8, as preprocessed, not augmented), so
+def probe_init(model: nn.Module, images: torch.Tensor, labels: np.ndarray, mean, std, c: float = 1.0) -> float:
+    """LP-FT's first step (Kumar et al. 2022): the classifier becomes a logistic regression (sklearn, class-balanced,
+    inverse L2 strength `c`) fitted on the pretrained network's pooled features of `images` (uint8, as preprocessed, not augmented), so
     fine-tuning starts from a converged head rather than a random one. Returns the probe's training accuracy."""
     from sklearn.linear_model import LogisticRegression
 
@@ -44,7 +44,7 @@ def probe_init(model: nn.Module, images: torch.Tensor, labels: np.ndarray, mean,
     if not isinstance(head, nn.Linear):
         raise ConfigError("config 'probe_init' needs a model whose classifier is one linear layer")
     x = logits_for(model, images, mean, std, pre_logits=True)
-    probe = LogisticRegression(max_iter=1000, class_weight="balanced").fit(x, labels)
+    probe = LogisticRegression(C=c, max_iter=1000, class_weight="balanced").fit(x, labels)
     w, b = probe.coef_, probe.intercept_
     if len(probe.classes_) == 2:  # sklearn keeps one row for two classes: the same softmax from two halves
         w, b = np.concatenate([-w, w]) / 2, np.concatenate([-b, b]) / 2

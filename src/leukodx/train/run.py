@@ -160,7 +160,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     if cfg.probe_init and not resume:
         from leukodx.train.finetune import probe_init
         probe_accuracy = probe_init(model, data.train_ds.images, data.train_ds.labels.numpy(), data.pre.cfg.mean,
-                                    data.pre.cfg.std)
+                                    data.pre.cfg.std, cfg.probe_init)
     module = ClassifierModule(model.to(memory_format=torch.channels_last), len(index.classes), data.pre.cfg.mean,
                               data.pre.cfg.std, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler,
                               cfg.warmup_steps, data.loss_weights(), cfg.label_smoothing, cfg.plateau_factor,
