@@ -41,6 +41,7 @@ VARIANTS.update({"v2 robust": {"augment": "robust"},
                  "v2 robust + cell-centred input 2 diameters (narrow zoom)": {**NARROW, "cell_centre": 2.0}})
 # v3: the shipped recipe (centring at 2.5 diameters) with one change each
 V3 = {**NARROW, "cell_centre": 2.5}
+SEEDS = (("", {}), (" (seed 1)", {"seed": 1}))  # (name tag, config) of the two seeds a row pair runs
 VARIANTS.update({"v3 + MixStyle": {**V3, "mixstyle": 0.5},
                  "v3 with EfficientNet-Lite2": {**V3, "model": "efficientnet_lite2"},
                  "v3 at 128 px": {**V3, "image_size": 128},
@@ -75,43 +76,43 @@ VARIANTS.update({"v3 + red-green cell finder": {**V3, "cell_darkness": "red_gree
 # a fixed Gaussian low-pass at input, at training and prediction alike (`gaussian_sigma`, the classic pipeline's filter):
 # every lab's image loses the fine detail a sharp camera shows and a blurred one does not
 VARIANTS.update({f"v3 + Gaussian low-pass input {s:g} px" + tag: {**V3, "gaussian_sigma": s, **seed}
-                 for s in (1.0, 2.0) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for s in (1.0, 2.0) for tag, seed in SEEDS})
 VARIANTS.update({"v3 re-run on 2026-12-06": V3, "v3 re-run on 2026-12-06 (seed 1)": {**V3, "seed": 1}})  # their baseline
 # stain transfer to unlabelled white cells of a third lab (BCCD smear fields, never labelled by type) instead of to
 # other PBC images: real other-lab stains and backgrounds, no labels and no wbc_external image
 VARIANTS.update({f"v3 + stain transfer to BCCD white cells p {p:g}" + tag: {**V3, "stain_transfer": p,
                                                                             "stain_refs": "bccd_smears", **seed}
-                 for p in (0.3, 0.6) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for p in (0.3, 0.6) for tag, seed in SEEDS})
 
 # stain transfer to other PBC images again, after Macenko was rewritten (2026-12-06: torchstain's inverted some nuclei
 # and tinted backgrounds, results/macenko_check.md); the row above it used torchstain's for half its references
 VARIANTS.update({"v3 + stain transfer p 0.3 with leukodx Macenko" + tag: {**V3, "stain_transfer": 0.3, **seed}
-                 for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for tag, seed in SEEDS})
 
 # without tight_crop: red cells stay around every training cell, a ruler for the nucleus's size (a small lymphocyte's
 # nucleus is larger against a red cell than an erythroblast's), which tecom's lymphocytes (read as erythroblasts) show
 VARIANTS.update({"v3 without tight_crop" + tag: {**V3, "augment_drop": ["scale", "tight_crop"], **seed}
-                 for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for tag, seed in SEEDS})
 # local contrast equalisation at input (CLAHE of lightness, `clahe`), training and prediction alike: a blurred,
 # low-contrast camera's nucleus and cytoplasm come out with the contrast a sharp one shows
 VARIANTS.update({"v3 + CLAHE input 0.01" + tag: {**V3, "clahe": 0.01, **seed}
-                 for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for tag, seed in SEEDS})
 # domain-adversarial training (DANN, `domain_cells` / `domain_weight`, leukodx.train.domain): the 372 unlabelled BCCD white
 # cells ride along (a quarter of the samples) and a gradient-reversed lab classifier on the pooled features pushes the
 # backbone towards features in which PBC and BCCD cells look alike
 VARIANTS.update({f"v3 + domain-adversarial BCCD white cells w {w:g}" + tag: {**V3, "domain_cells": "bccd_smears",
                                                                            "domain_weight": w, **seed}
-                 for w in (1.0, 0.3) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for w in (1.0, 0.3) for tag, seed in SEEDS})
 
 # early layers kept at their ImageNet weights and BatchNorm statistics for the whole run (`frozen_layers`): the
 # low-level filters stay the general ones rather than PBC's camera and stain
 FROZEN = {"stem and blocks 0-2": ["conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2"],
           "stem and blocks 0-4": ["conv_stem", "bn1", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "blocks.4"]}
 VARIANTS.update({f"v3 + {name} frozen" + tag: {**V3, "frozen_layers": layers, **seed}
-                 for name, layers in FROZEN.items() for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for name, layers in FROZEN.items() for tag, seed in SEEDS})
 # LP-FT (Kumar et al. 2022): the classifier starts as a logistic regression on the pretrained features (`probe_init`)
 VARIANTS.update({f"v3 + linear-probe start (LP-FT C {c:g})" + tag: {**V3, "probe_init": c, **seed}
-                 for c in (1.0, 0.01) for tag, seed in (("", {}), (" (seed 1)", {"seed": 1}))})
+                 for c in (1.0, 0.01) for tag, seed in SEEDS})
 
 
 def slug(name: str) -> str:

@@ -1,4 +1,5 @@
-"""Train the new layers first, then the whole network but the layers kept frozen (Lightning's BaseFinetuning)."""
+"""How fine-tuning starts and what it may change: the new layers learn first, then the whole network but the layers
+kept frozen (Lightning's BaseFinetuning); optionally the classifier starts from a linear probe (LP-FT)."""
 from __future__ import annotations
 
 import numpy as np
