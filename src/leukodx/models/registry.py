@@ -80,12 +80,19 @@ def create_model(name: str, num_classes: int, pretrained: bool = False, **kwargs
         raise
 
 
+def linear_classifier(model: nn.Module) -> nn.Linear | None:
+    """The model's classifier where it is one linear layer on the pooled features (what adapt, the linear-probe
+    start and the domain head build on), else None."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    return head if isinstance(head, nn.Linear) else None
+
+
 def _init_head(model: nn.Module) -> nn.Module:
     """Pretrained backbones only: small-normal init of the fresh linear classifier (timm's fan-out
     init for EfficientNet gives logits of +-10 on few classes, which wrecks the first fine-tuning
     steps). From-scratch models keep their family's own (timm-style) initialisation."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(head, nn.Linear):
+    head = linear_classifier(model)
+    if head is not None:
         nn.init.normal_(head.weight, std=0.01)
         nn.init.zeros_(head.bias)
     return model

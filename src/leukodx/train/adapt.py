@@ -30,6 +30,7 @@ from leukodx.heads.familiarity import knn_distance
 from leukodx.heads.temperature import TemperatureScaler
 from leukodx.models.artifact import ModelBundle
 from leukodx.models.inference import logits_for
+from leukodx.models.registry import linear_classifier
 from leukodx.models.stage_tap import StageTap
 from leukodx.train.referral import fit_cell_probe_on
 from leukodx.transforms.preprocess import PreprocessConfig, normalize
@@ -54,8 +55,8 @@ def class_lines(report: dict) -> list[str]:
 
 
 def _classifier(model: torch.nn.Module) -> torch.nn.Linear:
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if not isinstance(head, torch.nn.Linear):
+    head = linear_classifier(model)
+    if head is None:
         raise LeukodxError("adapt needs a model whose classifier is one linear layer")
     return head
 

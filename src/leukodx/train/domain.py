@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from leukodx.errors import ConfigError
+from leukodx.models.registry import linear_classifier
 
 UNLABELLED = -2   # the label of another lab's cell: no class loss, only the domain loss
 SHARE = 0.25      # share of training samples that are the other lab's cells
@@ -46,10 +47,10 @@ def reversal_scale(progress: float) -> float:
 
 def pooled_width(model: nn.Module) -> int:
     """The width of the pooled features the model's linear classifier reads."""
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if not isinstance(head, nn.Linear):
+    head = linear_classifier(model)
+    if head is None:
         raise ConfigError(f"domain_weight needs a model whose classifier is one linear layer on pooled features; "
-                          f"{type(model).__name__} has {type(head).__name__}")
+                          f"{type(model).__name__} has none")
     return head.in_features
 
 

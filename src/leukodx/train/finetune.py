@@ -40,9 +40,10 @@ def probe_init(model: nn.Module, images: torch.Tensor, labels: np.ndarray, mean,
     from sklearn.linear_model import LogisticRegression
 
     from leukodx.models.inference import logits_for
+    from leukodx.models.registry import linear_classifier
 
-    head = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if not isinstance(head, nn.Linear):
+    head = linear_classifier(model)
+    if head is None:
         raise ConfigError("config 'probe_init' needs a model whose classifier is one linear layer")
     x = logits_for(model, images, mean, std, pre_logits=True)
     probe = LogisticRegression(C=c, max_iter=1000, class_weight="balanced").fit(x, labels)
