@@ -113,6 +113,10 @@ VARIANTS.update({f"v3 + {name} frozen" + tag: {**V3, "frozen_layers": layers, **
 # LP-FT (Kumar et al. 2022): the classifier starts as a logistic regression on the pretrained features (`probe_init`)
 VARIANTS.update({f"v3 + linear-probe start (LP-FT C {c:g})" + tag: {**V3, "probe_init": c, **seed}
                  for c in (1.0, 0.01) for tag, seed in SEEDS})
+# Fourier amplitude mix (FACT, Xu et al. 2021; `amplitude_mix`): a training image keeps its phase (shapes) and label,
+# its amplitude spectrum (colour, contrast, texture energy, sharpness) is mixed with another image's
+VARIANTS.update({f"v3 + Fourier amplitude mix p {p:g}" + tag: {**V3, "amplitude_mix": p, **seed}
+                 for p in (0.5,) for tag, seed in SEEDS})
 
 
 def slug(name: str) -> str:
@@ -224,6 +228,9 @@ def main():
              ("- `linear-probe start (LP-FT C c)` rows (2026-12-07; `probe_init: c`, Kumar et al. 2022): before fine-tuning, the "
               "classifier is set to a class-balanced logistic regression (inverse L2 strength C) on the pretrained network's pooled features of the "
               "training images (not augmented); everything else as in v3; same baseline as the low-pass rows."),
+             ("- `Fourier amplitude mix p P` rows (2026-12-07; `amplitude_mix: P`, FACT, Xu et al. 2021): with probability P "
+              "a training image keeps its Fourier phase and label while its amplitude spectrum becomes (1 - l) times its own "
+              "plus l times another batch image's, l ~ U(0, 1), per colour channel; same baseline as the low-pass rows."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

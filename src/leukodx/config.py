@@ -90,6 +90,8 @@ class TrainConfig(YamlConfig):
     blur_sigma: float = 1.5              # augment: robust: strongest training blur, pixels at input size
     random_conv: float = 0.0             # >0 (augment: robust): probability of a random convolution (RandConv)
     tone_curves: float = 0.0             # >0 (augment: robust): probability of random per-channel gamma curves
+    amplitude_mix: float = 0.0           # >0: probability per training image of a Fourier amplitude mix with another
+                                         # image of the batch, phase and label kept (FACT; train.amplitude_mix)
     paint_out_cells: float = 0.0         # >0: share of training images shown with their stained cells painted out,
                                          # target: no class (uniform); as many again with the paint beside the cells
     consistency: float = 0.0             # >0: weight of a Jensen-Shannon consistency loss between two augmented
@@ -173,6 +175,7 @@ class TrainConfig(YamlConfig):
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
                   ("stain_refs", not self.stain_refs or self.stain_transfer > 0),
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
+                  ("amplitude_mix", 0 <= self.amplitude_mix <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
                   ("consistency", 0 <= self.consistency <= 100), ("probe_init", 0 <= self.probe_init <= 1e4), ("domain_weight", 0 <= self.domain_weight <= 10),
                   ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),

@@ -88,6 +88,9 @@ def _trainer(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool):
     if cfg.mixstyle:
         from leukodx.train.mixstyle import MixStyle
         callbacks.append(MixStyle(cfg.mixstyle))
+    if cfg.amplitude_mix:
+        from leukodx.train.amplitude_mix import AmplitudeMix
+        callbacks.append(AmplitudeMix(cfg.amplitude_mix))
     if cfg.early_stopping_patience > 0:
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=mode))
     budget = ({"max_steps": cfg.max_steps, "max_epochs": -1, "val_check_interval": max(1, cfg.max_steps // 10),
