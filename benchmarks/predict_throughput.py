@@ -9,6 +9,7 @@ Usage: python benchmarks/predict_throughput.py [--model all] [--data taleqani_al
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -85,8 +86,15 @@ def main() -> None:
         out = subprocess.run([sys.executable, __file__, "--model", a.model, "--data", a.data, "--n", str(a.n),
                               "--threads", str(a.threads), "--repeats", str(a.repeats), "--child", backend], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    from leukodx.predict.shipped import resolve_model
+    from leukodx.train.environment import environment, environment_key
+
+    env = environment()  # the same code gives 60-160 img/s on different machines: the file says which one
+    onnx = resolve_model(a.model, ".onnx")
     res = {"command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]), "model": a.model,
-           "data": a.data, "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU", "results": rows,
+           "data": a.data, "machine": f"{platform.machine()}, {os.cpu_count()} cores, {env['cpu_capability']}, no GPU",
+           "environment": {**env, "key": environment_key(env)}, "onnx_file": onnx.name,
+           "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(), "results": rows,
            "note": "end to end: file read + JPEG decode + resize + normalise + forward + softmax + image checks and referral per image, batch 32; files prepared on one thread beside the network where the model finds cells, else between batches (network_threads); median of the timed passes"}
     stem = ROOT / "results" / ("predict_throughput" + ("" if a.model == "all" else f"_{a.model}"))
     stem.parent.mkdir(exist_ok=True)
@@ -98,6 +106,8 @@ def main() -> None:
            f"{r['peak_rss_mb']:.0f} | {r['image_size']} | {r['network_threads']} |" for r in rows]
     stem.with_suffix(".md").write_text(
         f"# predict throughput ({res['model']} model on {res['data']}, {res['machine']})\n\n`{res['command']}`\n\n"
+        f"- {env['cpu']} ({env['cpu_capability']}), environment {res['environment']['key']}; "
+        f"{onnx.name} sha256 {res['onnx_sha256'][:16]}...\n\n"
         + "\n".join(md) + "\n")
     print("\n".join(md))
 
