@@ -117,6 +117,10 @@ VARIANTS.update({f"v3 + linear-probe start (LP-FT C {c:g})" + tag: {**V3, "probe
 # its amplitude spectrum (colour, contrast, texture energy, sharpness) is mixed with another image's
 VARIANTS.update({f"v3 + Fourier amplitude mix p {p:g}" + tag: {**V3, "amplitude_mix": p, **seed}
                  for p in (0.5,) for tag, seed in SEEDS})
+# softer targets: label smoothing (`label_smoothing`), reported to help calibration; does it change what transfers?
+VARIANTS.update({"v3 + label smoothing 0.1" + tag: {**V3, "label_smoothing": 0.1, **seed} for tag, seed in SEEDS})
+# MixUp / CutMix (torchvision) on half the batches (`mixup_cutmix`): images and labels mixed between cells
+VARIANTS.update({"v3 + MixUp or CutMix p 0.5" + tag: {**V3, "mixup_cutmix": 0.5, **seed} for tag, seed in SEEDS})
 
 
 def slug(name: str) -> str:
@@ -231,6 +235,9 @@ def main():
              ("- `Fourier amplitude mix p P` rows (2026-12-07; `amplitude_mix: P`, FACT, Xu et al. 2021): with probability P "
               "a training image keeps its Fourier phase and label while its amplitude spectrum becomes (1 - l) times its own "
               "plus l times another batch image's, l ~ U(0, 1), per colour channel; same baseline as the low-pass rows."),
+             ("- `label smoothing 0.1` rows (2026-12-07; `label_smoothing: 0.1`) and `MixUp or CutMix p 0.5` rows "
+              "(`mixup_cutmix: 0.5`: half the training batches mixed by torchvision's MixUp or CutMix, one of the two at "
+              "random, the labels mixed alike); same baseline as the low-pass rows."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",

@@ -94,6 +94,7 @@ class TrainConfig(YamlConfig):
                                          # image of the batch, phase and label kept (FACT; train.amplitude_mix)
     paint_out_cells: float = 0.0         # >0: share of training images shown with their stained cells painted out,
                                          # target: no class (uniform); as many again with the paint beside the cells
+    mixup_cutmix: float = 0.0            # >0: share of training batches mixed by MixUp or CutMix (torchvision), labels alike
     consistency: float = 0.0             # >0: weight of a Jensen-Shannon consistency loss between two augmented
                                          # views of each training image (AugMix's term; twice the compute per step)
     domain_cells: str = ""               # a smear-field set (e.g. bccd_smears) whose white cells, unlabelled, are
@@ -175,7 +176,7 @@ class TrainConfig(YamlConfig):
                   ("label_smoothing", 0 <= self.label_smoothing < 1), ("mixstyle", 0 <= self.mixstyle <= 1), ("stain_transfer", 0 <= self.stain_transfer <= 1),
                   ("stain_refs", not self.stain_refs or self.stain_transfer > 0),
                   ("random_conv", 0 <= self.random_conv <= 1), ("tone_curves", 0 <= self.tone_curves <= 1),
-                  ("amplitude_mix", 0 <= self.amplitude_mix <= 1),
+                  ("amplitude_mix", 0 <= self.amplitude_mix <= 1), ("mixup_cutmix", 0 <= self.mixup_cutmix <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
                   ("consistency", 0 <= self.consistency <= 100), ("probe_init", 0 <= self.probe_init <= 1e4), ("domain_weight", 0 <= self.domain_weight <= 10),
                   ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),
@@ -185,6 +186,9 @@ class TrainConfig(YamlConfig):
         if bool(self.domain_cells) != (self.domain_weight > 0):
             raise ConfigError("config 'domain_cells' (a smear-field set) and 'domain_weight' (> 0) go together; "
                               f"got {self.domain_cells!r} and {self.domain_weight!r}")
+        if self.mixup_cutmix and (self.consistency or self.paint_out_cells or self.domain_cells):
+            raise ConfigError("config 'mixup_cutmix' mixes the labels of whole batches; it does not combine with "
+                              "'consistency', 'paint_out_cells' or 'domain_cells'")
         if self.max_steps and self.scheduler == "plateau":
             raise ConfigError("config 'scheduler: plateau' steps once per epoch; with 'max_steps' use cosine or constant")
         problem = model_kwargs_problem(self.model_kwargs)

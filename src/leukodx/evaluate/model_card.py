@@ -87,6 +87,7 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
               + (f" to unlabelled white cells of {cfg['stain_refs']}" if cfg.get("stain_refs") else "")
               + (f", training blur up to {cfg['blur_sigma']:g} px" if cfg.get("blur_sigma", 1.5) != 1.5 else "")
               + (f", Fourier amplitude mix p {cfg['amplitude_mix']:g}" if cfg.get("amplitude_mix") else "")
+              + (f", MixUp / CutMix on {cfg['mixup_cutmix']:.0%} of batches" if cfg.get("mixup_cutmix") else "")
               + (f", cells painted out of training images p {cfg['paint_out_cells']} (target: no class)"
                  if cfg.get("paint_out_cells") else "")
               + (f", domain-adversarial (weight {cfg['domain_weight']:g}) against unlabelled white cells of "

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
+from torchvision.transforms import v2
 
 from leukodx.train.domain import UNLABELLED, DomainClassifier, grad_reverse, pooled_width, reversal_scale
 from leukodx.train.schedule import warmup_cosine
@@ -25,20 +26,24 @@ class ClassifierModule(pl.LightningModule):
     Schedules: "cosine" = linear warm-up over `warmup_steps`, then cosine to 0 over the run's optimiser
     steps; "plateau" = x`plateau_factor` when the monitored metric stalls; "constant".
     `domain_weight` > 0: rows labelled UNLABELLED are another lab's cells for the domain-adversarial loss
-    (leukodx.train.domain) and get no class loss."""
+    (leukodx.train.domain) and get no class loss. `mixup_cutmix` > 0: that share of training batches is
+    mixed by torchvision's MixUp or CutMix (one of the two, at random), with the labels mixed alike."""
 
     def __init__(self, model: nn.Module, num_classes: int, mean, std, lr: float = 1e-3, weight_decay: float = 1e-4,
                  optimizer: str = "adamw", scheduler: str = "cosine", warmup_steps: int = 0,
                  class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
                  plateau_factor: float = 0.2, monitor: str = "val_loss", consistency: float = 0.0,
-                 domain_weight: float = 0.0):
+                 domain_weight: float = 0.0, mixup_cutmix: float = 0.0):
         super().__init__()
         self.model = model
         self.mean, self.std = tuple(mean), tuple(std)
         self.register_buffer("class_weights", class_weights if class_weights is not None else torch.ones(num_classes))
         self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler,
                    "warmup_steps": warmup_steps, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
-                   "monitor": monitor, "consistency": consistency, "domain_weight": domain_weight}
+                   "monitor": monitor, "consistency": consistency, "domain_weight": domain_weight,
+                   "mixup_cutmix": mixup_cutmix}
+        self.mix = (v2.RandomChoice([v2.MixUp(num_classes=num_classes), v2.CutMix(num_classes=num_classes)])
+                    if mixup_cutmix > 0 else None)
         self.domain_head = DomainClassifier(pooled_width(model)) if domain_weight > 0 else None
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_auc = MulticlassAUROC(num_classes)
@@ -67,12 +72,15 @@ class ClassifierModule(pl.LightningModule):
             x, y = x.flatten(0, 1), y.repeat_interleave(views)
         if self.domain_head is not None:
             logits, other, domain_loss = self._domain_step(x, y)
+        elif self.mix is not None and torch.rand(()) < self.hp["mixup_cutmix"]:
+            xm, y = self.mix(self._input(x), y)  # y becomes each row's mixed class probabilities
+            logits, other, domain_loss = self.model(xm), None, None
         else:
             logits, other, domain_loss = self(x), None, None
         js = js_divergence(logits.view(-1, views, logits.shape[1])) if views > 1 else None
         if other is not None:
             logits, y = logits[~other], y[~other]
-        if (y < 0).any():  # a label < 0 (train.data.NO_CLASS) asks for no class: a uniform answer
+        if y.ndim == 1 and (y < 0).any():  # a label < 0 (train.data.NO_CLASS) asks for no class: a uniform answer
             k = logits.shape[1]
             y = torch.where((y < 0)[:, None], torch.full_like(logits, 1 / k), F.one_hot(y.clamp(min=0), k).to(logits))
         loss = (F.cross_entropy(logits, y, weight=self.class_weights, label_smoothing=self.hp["label_smoothing"])

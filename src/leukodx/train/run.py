@@ -167,7 +167,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     module = ClassifierModule(model.to(memory_format=torch.channels_last), len(index.classes), data.pre.cfg.mean,
                               data.pre.cfg.std, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler,
                               cfg.warmup_steps, data.loss_weights(), cfg.label_smoothing, cfg.plateau_factor,
-                              cfg.monitor, cfg.consistency, cfg.domain_weight)
+                              cfg.monitor, cfg.consistency, cfg.domain_weight, cfg.mixup_cutmix)
     trainer, best_cb = _trainer(cfg, run_dir, resume, progress)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(run_dir / "checkpoints" / "last.ckpt") if resume else None)
