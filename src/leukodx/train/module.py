@@ -74,7 +74,7 @@ class ClassifierModule(pl.LightningModule):
             logits, other, domain_loss = self._domain_step(x, y)
         elif self.mix is not None and torch.rand(()) < self.hp["mixup_cutmix"]:
             xm, y = self.mix(self._input(x), y)  # y becomes each row's mixed class probabilities
-            logits, other, domain_loss = self.model(xm), None, None
+            logits, other, domain_loss = self.model(xm.contiguous(memory_format=torch.channels_last)), None, None
         else:
             logits, other, domain_loss = self(x), None, None
         js = js_divergence(logits.view(-1, views, logits.shape[1])) if views > 1 else None
