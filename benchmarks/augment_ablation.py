@@ -121,6 +121,10 @@ VARIANTS.update({f"v3 + Fourier amplitude mix p {p:g}" + tag: {**V3, "amplitude_
 VARIANTS.update({"v3 + label smoothing 0.1" + tag: {**V3, "label_smoothing": 0.1, **seed} for tag, seed in SEEDS})
 # MixUp / CutMix (torchvision) on half the batches (`mixup_cutmix`): images and labels mixed between cells
 VARIANTS.update({"v3 + MixUp or CutMix p 0.5" + tag: {**V3, "mixup_cutmix": 0.5, **seed} for tag, seed in SEEDS})
+# sharpness-aware minimisation (SAM, Foret et al. 2021; `sam_rho`): flat minima, reported to transfer better to unseen
+# domains (Cha et al. 2021); twice the compute per step
+VARIANTS.update({f"v3 + sharpness-aware minimisation rho {r:g}" + tag: {**V3, "sam_rho": r, **seed}
+                 for r in (0.05, 0.2) for tag, seed in SEEDS})
 
 
 def slug(name: str) -> str:

@@ -100,6 +100,8 @@ class TrainConfig(YamlConfig):
     domain_cells: str = ""               # a smear-field set (e.g. bccd_smears) whose white cells, unlabelled, are
                                          # another lab for domain-adversarial training (leukodx.train.domain)
     domain_weight: float = 0.0           # >0 (with domain_cells): weight of that domain loss
+    sam_rho: float = 0.0                 # >0: sharpness-aware minimisation with this radius (train.sam; twice the
+                                         # compute per step; not with 16-mixed precision)
     ema_decay: float = 0.0               # >0: validate, checkpoint and ship an exponential moving average of the weights
     epochs: int = 10
     max_steps: int = 0                   # >0: a budget in optimiser steps instead of epochs (validated 10x per run)
@@ -179,7 +181,7 @@ class TrainConfig(YamlConfig):
                   ("amplitude_mix", 0 <= self.amplitude_mix <= 1), ("mixup_cutmix", 0 <= self.mixup_cutmix <= 1),
                   ("paint_out_cells", 0 <= self.paint_out_cells <= 0.5), ("tta_views", self.tta_views in (1, 2, 4, 8)),
                   ("consistency", 0 <= self.consistency <= 100), ("probe_init", 0 <= self.probe_init <= 1e4), ("domain_weight", 0 <= self.domain_weight <= 10),
-                  ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1),
+                  ("ema_decay", self.ema_decay == 0 or 0.5 <= self.ema_decay < 1), ("sam_rho", 0 <= self.sam_rho <= 2),
                   ("blur_sigma", 0.3 <= self.blur_sigma <= 8), ("synthetic_ratio", 0 <= self.synthetic_ratio <= 10), ("bootstrap", self.bootstrap >= 0),
                   ("early_stopping_patience", self.early_stopping_patience >= 0), ("max_steps", self.max_steps >= 0),
                   ("warmup_steps", 0 <= self.warmup_steps and (self.max_steps == 0 or self.warmup_steps < self.max_steps))]
@@ -189,6 +191,9 @@ class TrainConfig(YamlConfig):
         if self.mixup_cutmix and (self.consistency or self.paint_out_cells or self.domain_cells):
             raise ConfigError("config 'mixup_cutmix' mixes the labels of whole batches; it does not combine with "
                               "'consistency', 'paint_out_cells' or 'domain_cells'")
+        if self.sam_rho and self.precision == "16-mixed":
+            raise ConfigError("config 'sam_rho' needs the loss closure, which 16-mixed precision's gradient scaler "
+                              "does not give the optimiser: use precision 32 or bf16-mixed")
         if self.max_steps and self.scheduler == "plateau":
             raise ConfigError("config 'scheduler: plateau' steps once per epoch; with 'max_steps' use cosine or constant")
         problem = model_kwargs_problem(self.model_kwargs)

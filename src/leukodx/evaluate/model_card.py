@@ -97,7 +97,9 @@ def write_model_card(run_dir: str | Path, out: str | Path, title: str, influence
              + (f"; {', '.join(cfg['frozen_layers'])} kept pretrained throughout" if cfg.get("frozen_layers") else "")
              + (f"; classifier started from a linear probe (C {cfg['probe_init']:g}) on the pretrained features"
                 if cfg.get("probe_init") else "")
-             + f"), {cfg['optimizer']} lr {cfg['lr']}, seed {cfg['seed']}"),
+             + f"), {cfg['optimizer']} lr {cfg['lr']}"
+             + (f" with sharpness-aware minimisation (rho {cfg['sam_rho']:g})" if cfg.get("sam_rho") else "")
+             + f", seed {cfg['seed']}"),
              *([f"- A weight soup: the uniform average of {', '.join(f'`{x}`' for x in soup['models'])}"
                 + (", batch-norm statistics re-estimated on the training side" if soup.get("bn_refit") else "")
                 + " (benchmarks/weight_soup.py); the lines above and below describe the run whose folder it copied"]

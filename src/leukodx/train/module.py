@@ -9,6 +9,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 from torchvision.transforms import v2
 
 from leukodx.train.domain import UNLABELLED, DomainClassifier, grad_reverse, pooled_width, reversal_scale
+from leukodx.train.sam import SAM
 from leukodx.train.schedule import warmup_cosine
 from leukodx.transforms.preprocess import normalize
 
@@ -27,13 +28,14 @@ class ClassifierModule(pl.LightningModule):
     steps; "plateau" = x`plateau_factor` when the monitored metric stalls; "constant".
     `domain_weight` > 0: rows labelled UNLABELLED are another lab's cells for the domain-adversarial loss
     (leukodx.train.domain) and get no class loss. `mixup_cutmix` > 0: that share of training batches is
-    mixed by torchvision's MixUp or CutMix (one of the two, at random), with the labels mixed alike."""
+    mixed by torchvision's MixUp or CutMix (one of the two, at random), with the labels mixed alike.
+    `sam_rho` > 0: the optimiser is wrapped in sharpness-aware minimisation (leukodx.train.sam)."""
 
     def __init__(self, model: nn.Module, num_classes: int, mean, std, lr: float = 1e-3, weight_decay: float = 1e-4,
                  optimizer: str = "adamw", scheduler: str = "cosine", warmup_steps: int = 0,
                  class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0,
                  plateau_factor: float = 0.2, monitor: str = "val_loss", consistency: float = 0.0,
-                 domain_weight: float = 0.0, mixup_cutmix: float = 0.0):
+                 domain_weight: float = 0.0, mixup_cutmix: float = 0.0, sam_rho: float = 0.0):
         super().__init__()
         self.model = model
         self.mean, self.std = tuple(mean), tuple(std)
@@ -41,7 +43,7 @@ class ClassifierModule(pl.LightningModule):
         self.hp = {"lr": lr, "weight_decay": weight_decay, "optimizer": optimizer, "scheduler": scheduler,
                    "warmup_steps": warmup_steps, "label_smoothing": label_smoothing, "plateau_factor": plateau_factor,
                    "monitor": monitor, "consistency": consistency, "domain_weight": domain_weight,
-                   "mixup_cutmix": mixup_cutmix}
+                   "mixup_cutmix": mixup_cutmix, "sam_rho": sam_rho}
         self.mix = (v2.RandomChoice([v2.MixUp(num_classes=num_classes), v2.CutMix(num_classes=num_classes)])
                     if mixup_cutmix > 0 else None)
         self.domain_head = DomainClassifier(pooled_width(model)) if domain_weight > 0 else None
@@ -113,6 +115,8 @@ class ClassifierModule(pl.LightningModule):
             opt = torch.optim.Adam(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
         else:
             opt = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        if hp["sam_rho"]:
+            opt = SAM(opt, hp["sam_rho"])
         if hp["scheduler"] == "cosine":
             sched = warmup_cosine(opt, hp["warmup_steps"], self.trainer.estimated_stepping_batches)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -95,7 +95,8 @@ def _trainer(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool):
         callbacks.append(EarlyStopping(cfg.monitor, patience=cfg.early_stopping_patience, mode=mode))
     budget = ({"max_steps": cfg.max_steps, "max_epochs": -1, "val_check_interval": max(1, cfg.max_steps // 10),
                "check_val_every_n_epoch": None} if cfg.max_steps else {"max_epochs": cfg.epochs})
-    precision = cfg.precision if cfg.precision != "auto" else ("16-mixed" if torch.cuda.is_available() else "32")
+    gpu_precision = "bf16-mixed" if cfg.sam_rho else "16-mixed"  # SAM needs the closure the 16-bit scaler withholds
+    precision = cfg.precision if cfg.precision != "auto" else (gpu_precision if torch.cuda.is_available() else "32")
     trainer = pl.Trainer(accelerator=cfg.accelerator, devices=cfg.devices, precision=precision, callbacks=callbacks,
                          logger=csv_logger(run_dir, resume, _ckpt_epoch(run_dir) if resume else None),
                          enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=10,
@@ -167,7 +168,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, resume: bool = False, progress:
     module = ClassifierModule(model.to(memory_format=torch.channels_last), len(index.classes), data.pre.cfg.mean,
                               data.pre.cfg.std, cfg.lr, cfg.weight_decay, cfg.optimizer, cfg.scheduler,
                               cfg.warmup_steps, data.loss_weights(), cfg.label_smoothing, cfg.plateau_factor,
-                              cfg.monitor, cfg.consistency, cfg.domain_weight, cfg.mixup_cutmix)
+                              cfg.monitor, cfg.consistency, cfg.domain_weight, cfg.mixup_cutmix, cfg.sam_rho)
     trainer, best_cb = _trainer(cfg, run_dir, resume, progress)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(run_dir / "checkpoints" / "last.ckpt") if resume else None)
