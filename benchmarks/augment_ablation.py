@@ -242,6 +242,9 @@ def main():
              ("- `label smoothing 0.1` rows (2026-12-07; `label_smoothing: 0.1`) and `MixUp or CutMix p 0.5` rows "
               "(`mixup_cutmix: 0.5`: half the training batches mixed by torchvision's MixUp or CutMix, one of the two at "
               "random, the labels mixed alike); same baseline as the low-pass rows."),
+             ("- `sharpness-aware minimisation rho R` rows (2026-12-07; `sam_rho: R`, Foret et al. 2021): each step applies the "
+              "gradient taken at the weights moved R along their own normalised gradient; twice the compute per step (their "
+              "minutes also ran beside other jobs); same baseline as the low-pass rows."),
              "- These numbers chose the shipped model's augmentation: wbc_external influenced that choice.",
              (f"- Command: `python benchmarks/augment_ablation.py --size {args.size} --epochs {args.epochs} "
              f"--per-class {args.per_class}`"), "",
